@@ -1,0 +1,264 @@
+//! Least outstanding requests, per worker (spec §4.2–4.4).
+//!
+//! HTTP requests go to the in-scope instance with the fewest requests this worker has in
+//! flight to it; ties rotate, so a lightly loaded balancer spreads requests evenly.
+//! Scope is every instance in an enabled zone when cross-zone balancing is on, and only
+//! the instances of the client connection's zone when it is off: each accepted connection
+//! is assigned a zone round-robin, which reproduces ELB's even split per zone (§4.3).
+//! A back end whose connect was refused within `REFUSED_HOLD` is tried only when nothing
+//! else in scope is left, so steady traffic does not pay a failed connect per request.
+
+use crate::config::Topology;
+use std::time::{Duration, Instant};
+
+/// How long a refused connect keeps a back end at the end of the line.
+pub const REFUSED_HOLD: Duration = Duration::from_secs(1);
+
+/// The set of listener positions already tried for one request (position modulo 64).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tried(u64);
+
+impl Tried {
+    fn has(self, position: usize) -> bool {
+        self.0 & (1 << (position % 64)) != 0
+    }
+
+    fn add(&mut self, position: usize) {
+        self.0 |= 1 << (position % 64);
+    }
+}
+
+/// One pick: the listener position, the back end (address) and its instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pick {
+    pub backend: usize,
+    pub instance: usize,
+}
+
+#[derive(Default)]
+pub struct Balancer {
+    outstanding: Vec<u32>,
+    refused_at: Vec<Option<Instant>>,
+    rotation: usize,
+    zone_rotation: Vec<usize>,
+}
+
+impl Balancer {
+    pub fn new(topo: &Topology) -> Balancer {
+        let mut balancer = Balancer::default();
+        balancer.resize(topo);
+        balancer
+    }
+
+    /// Follows a new topology; counts for surviving indices are kept.
+    pub fn resize(&mut self, topo: &Topology) {
+        self.outstanding.resize(topo.instances.len(), 0);
+        self.refused_at.resize(topo.backends.len(), None);
+        self.zone_rotation.resize(topo.lbs.len(), 0);
+    }
+
+    /// The zone a new client connection is served from, when cross-zone is off.
+    pub fn assign_zone(&mut self, topo: &Topology, lb: usize) -> Option<usize> {
+        let view = topo.lbs.get(lb)?;
+        if view.cross_zone || view.zones.is_empty() {
+            return None;
+        }
+        let rotation = self.zone_rotation.get_mut(lb)?;
+        let zone = *rotation % view.zones.len();
+        *rotation = rotation.wrapping_add(1);
+        Some(zone)
+    }
+
+    /// Picks a back end for a request on `listener`, skipping positions in `tried`.
+    pub fn pick(
+        &mut self,
+        topo: &Topology,
+        listener: usize,
+        zone: Option<usize>,
+        tried: &mut Tried,
+        now: Instant,
+    ) -> Option<Pick> {
+        let view = topo.listeners.get(listener)?;
+        let lb = topo.lbs.get(view.lb)?;
+        let n = view.backends.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.rotation % n;
+        self.rotation = self.rotation.wrapping_add(1);
+        let mut best: Option<(bool, u32, usize, Pick)> = None;
+        for step in 0..n {
+            let position = (start + step) % n;
+            if tried.has(position) {
+                continue;
+            }
+            let backend = view.backends[position];
+            let Some(target) = topo.backends.get(backend) else {
+                continue;
+            };
+            let Some(instance) = topo.instances.get(target.instance) else {
+                continue;
+            };
+            let in_scope = match (instance.zone, lb.cross_zone) {
+                (None, _) => false,
+                (Some(_), true) => true,
+                (Some(z), false) => zone == Some(z),
+            };
+            if !in_scope {
+                continue;
+            }
+            let refused = self
+                .refused_at
+                .get(backend)
+                .copied()
+                .flatten()
+                .is_some_and(|at| now.saturating_duration_since(at) < REFUSED_HOLD);
+            let load = self.outstanding.get(target.instance).copied().unwrap_or(0);
+            let better = match best {
+                None => true,
+                Some((b_refused, b_load, _, _)) => (refused, load) < (b_refused, b_load),
+            };
+            if better {
+                best = Some((
+                    refused,
+                    load,
+                    position,
+                    Pick {
+                        backend,
+                        instance: target.instance,
+                    },
+                ));
+            }
+        }
+        let (_, _, position, pick) = best?;
+        tried.add(position);
+        Some(pick)
+    }
+
+    pub fn begin(&mut self, instance: usize) {
+        if let Some(n) = self.outstanding.get_mut(instance) {
+            *n += 1;
+        }
+    }
+
+    pub fn end(&mut self, instance: usize) {
+        if let Some(n) = self.outstanding.get_mut(instance) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    pub fn refused(&mut self, backend: usize, now: Instant) {
+        if let Some(at) = self.refused_at.get_mut(backend) {
+            *at = Some(now);
+        }
+    }
+
+    pub fn outstanding(&self, instance: usize) -> u32 {
+        self.outstanding.get(instance).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Host, Instance, Listener, LoadBalancer, Protocol};
+
+    fn topo(cross_zone: bool, zones: &[(&str, &str)]) -> Topology {
+        let lb = LoadBalancer {
+            name: "t".into(),
+            listeners: vec![Listener {
+                protocol: Protocol::Http,
+                port: 80,
+                instance_protocol: Protocol::Http,
+                instance_port: 80,
+            }],
+            instances: zones
+                .iter()
+                .enumerate()
+                .map(|(i, (id, zone))| Instance {
+                    id: id.to_string(),
+                    host: Host::Ip(format!("127.0.0.{}", i + 2).parse().unwrap()),
+                    port: None,
+                    zone: zone.to_string(),
+                })
+                .collect(),
+            zones: vec!["a".into(), "b".into()],
+            cross_zone,
+            idle_timeout: Duration::from_secs(60),
+        };
+        Topology::build(&[lb]).unwrap()
+    }
+
+    fn pick(b: &mut Balancer, t: &Topology, zone: Option<usize>) -> Option<usize> {
+        b.pick(t, 0, zone, &mut Tried::default(), Instant::now())
+            .map(|p| p.instance)
+    }
+
+    #[test]
+    fn ties_rotate_evenly() {
+        let t = topo(true, &[("i-1", "a"), ("i-2", "a"), ("i-3", "b")]);
+        let mut b = Balancer::new(&t);
+        let mut counts = [0; 3];
+        for _ in 0..300 {
+            counts[pick(&mut b, &t, None).unwrap()] += 1;
+        }
+        assert_eq!(counts, [100, 100, 100]);
+    }
+
+    #[test]
+    fn least_outstanding_wins() {
+        let t = topo(true, &[("i-1", "a"), ("i-2", "a"), ("i-3", "b")]);
+        let mut b = Balancer::new(&t);
+        b.begin(0);
+        b.begin(1);
+        for _ in 0..10 {
+            assert_eq!(pick(&mut b, &t, None), Some(2));
+        }
+    }
+
+    #[test]
+    fn without_cross_zone_only_the_connection_zone_is_in_scope() {
+        let t = topo(false, &[("i-1", "a"), ("i-2", "a"), ("i-3", "b")]);
+        let mut b = Balancer::new(&t);
+        assert_eq!(b.assign_zone(&t, 0), Some(0));
+        assert_eq!(b.assign_zone(&t, 0), Some(1));
+        for _ in 0..10 {
+            assert_eq!(pick(&mut b, &t, Some(1)), Some(2));
+            assert!(pick(&mut b, &t, Some(0)).is_some_and(|i| i < 2));
+        }
+    }
+
+    #[test]
+    fn disabled_zones_and_tried_positions_are_skipped() {
+        let t = topo(true, &[("i-1", "a"), ("i-2", "c")]);
+        let mut b = Balancer::new(&t);
+        let mut tried = Tried::default();
+        assert_eq!(
+            b.pick(&t, 0, None, &mut tried, Instant::now())
+                .map(|p| p.instance),
+            Some(0)
+        );
+        assert_eq!(b.pick(&t, 0, None, &mut tried, Instant::now()), None);
+    }
+
+    #[test]
+    fn refused_backends_go_last() {
+        let t = topo(true, &[("i-1", "a"), ("i-2", "a")]);
+        let mut b = Balancer::new(&t);
+        let now = Instant::now();
+        b.refused(0, now);
+        for _ in 0..5 {
+            assert_eq!(
+                b.pick(&t, 0, None, &mut Tried::default(), now)
+                    .map(|p| p.instance),
+                Some(1)
+            );
+        }
+        let mut tried = Tried::default();
+        tried.add(1);
+        assert_eq!(
+            b.pick(&t, 0, None, &mut tried, now).map(|p| p.instance),
+            Some(0)
+        );
+    }
+}

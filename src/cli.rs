@@ -1,0 +1,665 @@
+//! The command line (DESIGN §4): getopts flags turned into a checked `Config`, or one
+//! error line naming the flag, the value and what is allowed.
+//!
+//! Every range is checked here, once, so nothing downstream parses a string. Flags of
+//! DESIGN §4 whose feature is not built yet are still declared: giving one is refused as
+//! "not supported yet" rather than "unknown", so a user learns the flag is right and the
+//! feature is missing, and scripts written against the design fail loudly, not silently.
+
+use crate::config::{
+    parse_instance, parse_listener, parse_zones, valid_load_balancer_name, Config, Instance,
+    Listener, LoadBalancer, Protocol, Runtime, DEFAULT_IDLE_TIMEOUT, DEFAULT_ZONE,
+    IDLE_TIMEOUT_RANGE,
+};
+use getopts::{Fail, Matches, Options};
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+/// What the process should do, as the command line asks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    Run(Config),
+    /// Print this text (the `--help` page) and exit 0.
+    Help(String),
+    /// Print this line and exit 0.
+    Version(String),
+}
+
+/// One line, without the `clb: ` prefix, saying which flag and value were refused and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CliError(pub String);
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+const DEFAULT_NAME: &str = "default";
+const WORKERS_RANGE: (u64, u64) = (1, 256);
+const MAX_CONNECTIONS_RANGE: (u64, u64) = (1, 1_000_000);
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Flags of DESIGN §4 that are recognised but refused, with the feature each belongs to.
+/// The repeatable ones are declared repeatable so that repeating them still gets this
+/// answer, not "given more than once".
+const NOT_BUILT: &[(&str, &str, Occurs)] = &[
+    ("health-check", "health checks are", Occurs::Once),
+    ("health-interval", "health checks are", Occurs::Once),
+    ("health-timeout", "health checks are", Occurs::Once),
+    ("healthy-threshold", "health checks are", Occurs::Once),
+    ("unhealthy-threshold", "health checks are", Occurs::Once),
+    ("draining", "connection draining is", Occurs::Once),
+    ("sticky", "sticky sessions are", Occurs::Once),
+    ("desync-mode", "desync mitigation modes are", Occurs::Once),
+    ("proxy-protocol", "proxy protocol is", Occurs::Many),
+    ("cert", "TLS certificates are", Occurs::Many),
+    ("key", "TLS certificates are", Occurs::Many),
+    ("state", "the state file is", Occurs::Once),
+    ("access-log", "access logs are", Occurs::Once),
+    ("api-credentials", "API credentials are", Occurs::Once),
+];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Occurs {
+    Once,
+    Many,
+}
+
+fn options() -> Options {
+    let mut opts = Options::new();
+    opts.optopt("n", "name", "", "NAME")
+        .optmulti("l", "listener", "", "SPEC")
+        .optmulti("i", "instance", "", "SPEC")
+        .optopt("", "zones", "", "LIST")
+        .optopt("", "cross-zone", "", "on|off")
+        .optopt("", "idle-timeout", "", "S")
+        .optopt("", "bind", "", "ADDR")
+        .optopt("", "workers", "", "N")
+        .optopt("", "max-connections", "", "N")
+        .optopt("", "api", "", "ADDR|off")
+        .optflag("h", "help", "")
+        .optflag("V", "version", "");
+    for &(long, _, occurs) in NOT_BUILT {
+        match occurs {
+            Occurs::Once => opts.optopt("", long, "", "VALUE"),
+            Occurs::Many => opts.optmulti("", long, "", "VALUE"),
+        };
+    }
+    opts
+}
+
+/// Parses the arguments after argv[0]. `--help` and `--version` win over every other
+/// flag, so that they work even on a command line that would be refused.
+pub fn parse(args: &[String]) -> Result<Command, CliError> {
+    let m = options().parse(args).map_err(getopts_error)?;
+    if m.opt_present("help") {
+        return Ok(Command::Help(usage()));
+    }
+    if m.opt_present("version") {
+        return Ok(Command::Version(version()));
+    }
+    if let Some(arg) = m.free.first() {
+        return Err(CliError(format!(
+            "unexpected argument {}: every setting is a flag (see --help)",
+            Quoted(arg)
+        )));
+    }
+    refuse_unbuilt(&m)?;
+
+    let name = m.opt_str("name").unwrap_or_else(|| DEFAULT_NAME.to_owned());
+    if !valid_load_balancer_name(&name) {
+        return Err(flag_error(
+            "name",
+            &name,
+            "must be 1 to 32 of A-Z, a-z, 0-9 and '-', not starting or ending with '-'",
+        ));
+    }
+    let listeners = listeners(&m.opt_strs("listener"))?;
+    let instances = instances(&m.opt_strs("instance"))?;
+    let zones = match m.opt_str("zones") {
+        Some(list) => parse_zones(&list).map_err(|why| flag_error("zones", &list, &why))?,
+        None => zones_named_by(&instances),
+    };
+    let cross_zone = match m.opt_str("cross-zone").as_deref() {
+        None | Some("on") => true,
+        Some("off") => false,
+        Some(other) => return Err(flag_error("cross-zone", other, "must be on or off")),
+    };
+    let idle_timeout = number(
+        &m,
+        "idle-timeout",
+        IDLE_TIMEOUT_RANGE,
+        "a whole number of seconds",
+    )?
+    .map_or(DEFAULT_IDLE_TIMEOUT, Duration::from_secs);
+    let bind = match m.opt_str("bind") {
+        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        Some(addr) => addr.parse().map_err(|_| {
+            flag_error(
+                "bind",
+                &addr,
+                "must be an IP address, e.g. 0.0.0.0, 127.0.0.1 or ::",
+            )
+        })?,
+    };
+    let workers = number(&m, "workers", WORKERS_RANGE, "a whole number")?
+        .map_or_else(default_workers, to_usize);
+    let max_connections = number(
+        &m,
+        "max-connections",
+        MAX_CONNECTIONS_RANGE,
+        "a whole number",
+    )?
+    .map_or(DEFAULT_MAX_CONNECTIONS, to_usize);
+    if let Some(api) = m.opt_str("api") {
+        if api != "off" {
+            return Err(flag_error(
+                "api",
+                &api,
+                "the control API is not supported yet; use --api off or leave the flag out",
+            ));
+        }
+    }
+
+    Ok(Command::Run(Config {
+        load_balancer: LoadBalancer {
+            name,
+            listeners,
+            instances,
+            zones,
+            cross_zone,
+            idle_timeout,
+        },
+        runtime: Runtime {
+            bind,
+            workers,
+            max_connections,
+        },
+    }))
+}
+
+fn version() -> String {
+    format!("clb {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Rewords getopts' failures to name the flag as the user typed it.
+fn getopts_error(fail: Fail) -> CliError {
+    let line = match fail {
+        Fail::ArgumentMissing(name) => format!("{} needs a value", dashed(&name)),
+        Fail::UnrecognizedOption(name) => format!("unknown option {}", dashed(&name)),
+        Fail::OptionDuplicated(name) => format!("{} may be given only once", dashed(&name)),
+        Fail::UnexpectedArgument(name) => format!("{} takes no value", dashed(&name)),
+        Fail::OptionMissing(name) => format!("{} is required", dashed(&name)),
+    };
+    CliError(format!("{line} (see --help)"))
+}
+
+/// getopts reports a name without its dashes; one character means the short form.
+fn dashed(name: &str) -> String {
+    let dashes = if name.chars().count() == 1 { "-" } else { "--" };
+    format!("{dashes}{}", name.escape_debug())
+}
+
+fn refuse_unbuilt(m: &Matches) -> Result<(), CliError> {
+    for &(long, feature, _) in NOT_BUILT {
+        if let Some(value) = m.opt_strs(long).first() {
+            return Err(flag_error(
+                long,
+                value,
+                &format!("{feature} not supported yet"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn listeners(specs: &[String]) -> Result<Vec<Listener>, CliError> {
+    if specs.is_empty() {
+        return Err(CliError(
+            "at least one --listener is required, e.g. --listener http:8080:http:80".to_owned(),
+        ));
+    }
+    let mut listeners: Vec<Listener> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let listener =
+            parse_listener(spec).map_err(|e| flag_error("listener", spec, &e.to_string()))?;
+        if let Some(why) = unbuilt_listener(&listener) {
+            return Err(flag_error("listener", spec, &why));
+        }
+        // Spec §1.6: one listener per load balancer port.
+        if listeners.iter().any(|l| l.port == listener.port) {
+            return Err(flag_error(
+                "listener",
+                spec,
+                &format!(
+                    "port {} already has a listener (one listener per port)",
+                    listener.port
+                ),
+            ));
+        }
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Only plain HTTP on both sides is built; the parser accepts all four protocols so
+/// this is the one place to widen when TLS or layer 4 lands.
+fn unbuilt_listener(listener: &Listener) -> Option<String> {
+    if listener.protocol != Protocol::Http {
+        return Some(format!(
+            "{} listeners are not supported yet",
+            listener.protocol.as_str()
+        ));
+    }
+    if listener.instance_protocol != Protocol::Http {
+        return Some(format!(
+            "{} instance protocol is not supported yet",
+            listener.instance_protocol.as_str()
+        ));
+    }
+    None
+}
+
+fn instances(specs: &[String]) -> Result<Vec<Instance>, CliError> {
+    let mut instances = Vec::with_capacity(specs.len());
+    let mut ids = HashSet::new();
+    for spec in specs {
+        let instance =
+            parse_instance(spec).map_err(|e| flag_error("instance", spec, &e.to_string()))?;
+        if !ids.insert(instance.id.clone()) {
+            return Err(flag_error(
+                "instance",
+                spec,
+                &format!("instance id {} is already registered", Quoted(&instance.id)),
+            ));
+        }
+        instances.push(instance);
+    }
+    Ok(instances)
+}
+
+/// Without `--zones` every zone an instance names is enabled, in first-seen order, so
+/// that the simplest command line routes to every instance.
+fn zones_named_by(instances: &[Instance]) -> Vec<String> {
+    let mut zones: Vec<String> = Vec::new();
+    for instance in instances {
+        if !zones.contains(&instance.zone) {
+            zones.push(instance.zone.clone());
+        }
+    }
+    if zones.is_empty() {
+        zones.push(DEFAULT_ZONE.to_owned());
+    }
+    zones
+}
+
+/// A flag holding a whole number in `range`; `None` when the flag is absent.
+/// Plain ASCII digits only: `str::parse` would also take a leading `+`.
+fn number(m: &Matches, flag: &str, range: (u64, u64), kind: &str) -> Result<Option<u64>, CliError> {
+    let Some(text) = m.opt_str(flag) else {
+        return Ok(None);
+    };
+    let (min, max) = range;
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    match text.parse::<u64>() {
+        Ok(n) if digits && (min..=max).contains(&n) => Ok(Some(n)),
+        _ => Err(flag_error(
+            flag,
+            &text,
+            &format!("must be {kind} from {min} to {max}"),
+        )),
+    }
+}
+
+/// Ranges above stay far below `usize::MAX` on every target we build for.
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// One event loop per core, within the allowed range.
+fn default_workers() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.clamp(to_usize(WORKERS_RANGE.0), to_usize(WORKERS_RANGE.1))
+}
+
+fn flag_error(flag: &str, value: &str, why: &str) -> CliError {
+    CliError(format!("--{flag} {}: {why}", Quoted(value)))
+}
+
+/// User text in single quotes with control characters escaped, so an error line stays
+/// one line whatever the value holds.
+struct Quoted<'a>(&'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "'{}'", self.0.escape_debug())
+    }
+}
+
+/// The `--help` page, laid out as DESIGN §4 lays out the flags.
+pub fn usage() -> String {
+    format!(
+        "\
+clb {version}: a self-hosted Classic Load Balancer, ELB Classic behaviour on your own machines.
+
+Usage: clb [OPTIONS]
+
+  -n, --name NAME              load balancer name: 1 to 32 of A-Z a-z 0-9 '-' (default \"{DEFAULT_NAME}\")
+  -l, --listener SPEC          PROTO:PORT[:INSTANCE_PROTO:INSTANCE_PORT]; PROTO is http, https,
+                               tcp or ssl; repeatable, at least one; e.g. http:8080:http:80,
+                               https:8443:http:80, tcp:5432 (only http to http is supported yet)
+  -i, --instance SPEC          ID=HOST[:PORT][@ZONE], repeatable (none: every request gets 503);
+                               HOST is an IPv4 address, [IPv6] or a DNS name; a PORT overrides the
+                               listeners' instance port; ZONE defaults to {DEFAULT_ZONE}
+      --zones LIST             enabled zones, comma-separated (default: every zone named by an
+                               instance, or {DEFAULT_ZONE} when there is none)
+      --cross-zone on|off      spread requests over all enabled zones (default on)
+      --idle-timeout S         seconds without data before a connection closes, {idle_min}-{idle_max}
+                               (default {idle_default})
+      --bind ADDR              address the listeners bind (default 0.0.0.0)
+      --workers N              event loops, {workers_min}-{workers_max} (default: number of cores)
+      --max-connections N      client connections per worker, {conn_min}-{conn_max} (default {DEFAULT_MAX_CONNECTIONS})
+      --api ADDR|off           control API, /metrics and status page (default off; only off is
+                               supported yet)
+  -h, --help                   print this help and exit
+  -V, --version                print the version and exit
+
+Recognised but not supported yet (giving one is refused):
+      --health-check TARGET    HTTP:PORT/PATH, HTTPS:PORT/PATH, TCP:PORT or SSL:PORT
+      --health-interval S      5-300 (default 30)
+      --health-timeout S       2-60, less than the interval (default 5)
+      --healthy-threshold N    2-10 (default 10)
+      --unhealthy-threshold N  2-10 (default 2)
+      --draining S|off         connection draining timeout, 1-3600 (default 300)
+      --sticky lb[:S]|app:COOKIE
+                               sticky sessions: an AWSELB cookie for S seconds, or for the life
+                               of the application's COOKIE
+      --desync-mode MODE       monitor, defensive (default) or strictest
+      --proxy-protocol PORT    send proxy protocol v1 to this instance port; repeatable
+      --cert FILE --key FILE   PEM chain and key for https/ssl listeners; repeatable pairs (SNI)
+      --state FILE             where API changes are persisted and reloaded from
+      --access-log FILE|-      ELB access-log lines
+      --api-credentials FILE   SigV4 credentials the control API requires
+
+RUST_LOG sets the log level. A refused flag prints one line and exits 2.
+",
+        version = env!("CARGO_PKG_VERSION"),
+        idle_min = IDLE_TIMEOUT_RANGE.0,
+        idle_max = IDLE_TIMEOUT_RANGE.1,
+        idle_default = DEFAULT_IDLE_TIMEOUT.as_secs(),
+        workers_min = WORKERS_RANGE.0,
+        workers_max = WORKERS_RANGE.1,
+        conn_min = MAX_CONNECTIONS_RANGE.0,
+        conn_max = MAX_CONNECTIONS_RANGE.1,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    fn run(line: &str) -> Config {
+        match parse(&args(line)) {
+            Ok(Command::Run(config)) => config,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    fn refused(line: &str) -> String {
+        match parse(&args(line)) {
+            Err(CliError(e)) => e,
+            other => panic!("{line}: accepted as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = run("--listener http:8080:http:80");
+        let lb = &c.load_balancer;
+        assert_eq!(lb.name, "default");
+        assert_eq!(
+            lb.listeners,
+            vec![parse_listener("http:8080:http:80").unwrap()]
+        );
+        assert!(lb.instances.is_empty());
+        assert_eq!(lb.zones, vec![DEFAULT_ZONE.to_owned()]);
+        assert!(lb.cross_zone);
+        assert_eq!(lb.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.runtime.bind, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(c.runtime.workers, default_workers());
+        assert!((1..=256).contains(&c.runtime.workers));
+        assert_eq!(c.runtime.max_connections, 10_000);
+    }
+
+    #[test]
+    fn every_flag_set() {
+        let c = run(
+            "-n web -l http:80:http:8080 --listener http:81 -i a=10.0.0.1@z1 \
+             --instance b=[::1]:9000@z2 --zones z2,z1 --cross-zone off --idle-timeout=4000 \
+             --bind ::1 --workers 256 --max-connections 1000000 --api off",
+        );
+        let lb = &c.load_balancer;
+        assert_eq!(lb.name, "web");
+        assert_eq!(lb.listeners.len(), 2);
+        assert_eq!(lb.listeners[1].instance_port, 81);
+        assert_eq!(lb.instances.len(), 2);
+        assert_eq!(lb.instances[1].port, Some(9000));
+        assert_eq!(lb.zones, ["z2", "z1"]);
+        assert!(!lb.cross_zone);
+        assert_eq!(lb.idle_timeout, Duration::from_secs(4000));
+        assert_eq!(c.runtime.bind, "::1".parse::<IpAddr>().unwrap());
+        assert_eq!(c.runtime.workers, 256);
+        assert_eq!(c.runtime.max_connections, 1_000_000);
+        assert!(
+            run("-l http:80 --idle-timeout 1 --workers 1 --max-connections 1 --cross-zone on")
+                .load_balancer
+                .cross_zone
+        );
+    }
+
+    #[test]
+    fn zones_default_to_those_instances_name() {
+        let c = run("-l http:80 -i a=h@z2 -i b=h -i c=h@z2 -i d=h@z3");
+        assert_eq!(c.load_balancer.zones, ["z2", DEFAULT_ZONE, "z3"]);
+    }
+
+    #[test]
+    fn help_and_version_win() {
+        assert_eq!(parse(&args("--help")), Ok(Command::Help(usage())));
+        assert_eq!(parse(&args("-h --workers 0")), Ok(Command::Help(usage())));
+        let version = Ok(Command::Version(format!(
+            "clb {}",
+            env!("CARGO_PKG_VERSION")
+        )));
+        assert_eq!(parse(&args("-V")), version);
+        assert_eq!(parse(&args("--version -l ftp:1")), version);
+    }
+
+    #[test]
+    fn help_names_every_flag() {
+        let help = usage();
+        let opts = options();
+        let mut longs: Vec<&str> = [
+            "name",
+            "listener",
+            "instance",
+            "zones",
+            "cross-zone",
+            "idle-timeout",
+            "bind",
+            "workers",
+            "max-connections",
+            "api",
+            "help",
+            "version",
+        ]
+        .to_vec();
+        longs.extend(NOT_BUILT.iter().map(|&(long, _, _)| long));
+        for long in longs {
+            assert!(help.contains(&format!("--{long} ")), "help lacks --{long}");
+            // Every flag in the help is one getopts knows.
+            assert!(opts
+                .parse([format!("--{long}=x")])
+                .map_or_else(|e| !matches!(e, Fail::UnrecognizedOption(_)), |_| true));
+        }
+        assert!(help.lines().next().unwrap().starts_with("clb "));
+        assert!(help.contains("Usage: clb [OPTIONS]"));
+        for short in ["-n,", "-l,", "-i,", "-h,", "-V,"] {
+            assert!(help.contains(short), "help lacks {short}");
+        }
+    }
+
+    #[test]
+    fn listener_errors() {
+        assert_eq!(
+            refused(""),
+            "at least one --listener is required, e.g. --listener http:8080:http:80"
+        );
+        assert_eq!(refused("--name web"), refused(""));
+        assert_eq!(
+            refused("-l xyz"),
+            "--listener 'xyz': must be PROTO:PORT or PROTO:PORT:INSTANCE_PROTO:INSTANCE_PORT, \
+             e.g. http:8080:http:80"
+        );
+        assert!(refused("-l http:0").starts_with("--listener 'http:0': port '0' must be"));
+        assert!(
+            refused("-l http:80:tcp:80").starts_with("--listener 'http:80:tcp:80': HTTP cannot")
+        );
+        assert_eq!(
+            refused("-l tcp:5432"),
+            "--listener 'tcp:5432': TCP listeners are not supported yet"
+        );
+        assert_eq!(
+            refused("-l https:8443:http:80"),
+            "--listener 'https:8443:http:80': HTTPS listeners are not supported yet"
+        );
+        assert_eq!(
+            refused("-l ssl:443"),
+            "--listener 'ssl:443': SSL listeners are not supported yet"
+        );
+        assert_eq!(
+            refused("-l http:80:https:443"),
+            "--listener 'http:80:https:443': HTTPS instance protocol is not supported yet"
+        );
+        assert_eq!(
+            refused("-l http:80 -l HTTP:80:http:81"),
+            "--listener 'HTTP:80:http:81': port 80 already has a listener (one listener per port)"
+        );
+    }
+
+    #[test]
+    fn instance_errors() {
+        assert_eq!(
+            refused("-l http:80 -i nope"),
+            "--instance 'nope': must be ID=HOST[:PORT][@ZONE], e.g. i-1=10.0.0.1:8080@zone-a"
+        );
+        assert!(refused("-l http:80 -i i=h:0").starts_with("--instance 'i=h:0': port '0' must"));
+        assert_eq!(
+            refused("-l http:80 -i a=10.0.0.1 -i a=10.0.0.2"),
+            "--instance 'a=10.0.0.2': instance id 'a' is already registered"
+        );
+    }
+
+    #[test]
+    fn value_errors() {
+        let cases = [
+            ("--name -bad", "--name '-bad': must be 1 to 32 of A-Z, a-z, 0-9 and '-', not starting or ending with '-'"),
+            ("--zones a,,b", "--zones 'a,,b': empty zone name: give zone names separated by commas, e.g. zone-a,zone-b"),
+            ("--zones a_b", "--zones 'a_b': zone 'a_b' must be 1 to 64 of A-Z, a-z, 0-9 and '-'"),
+            ("--cross-zone maybe", "--cross-zone 'maybe': must be on or off"),
+            ("--cross-zone ON", "--cross-zone 'ON': must be on or off"),
+            ("--idle-timeout 0", "--idle-timeout '0': must be a whole number of seconds from 1 to 4000"),
+            ("--idle-timeout 4001", "--idle-timeout '4001': must be a whole number of seconds from 1 to 4000"),
+            ("--idle-timeout +5", "--idle-timeout '+5': must be a whole number of seconds from 1 to 4000"),
+            ("--idle-timeout 1.5", "--idle-timeout '1.5': must be a whole number of seconds from 1 to 4000"),
+            ("--workers x", "--workers 'x': must be a whole number from 1 to 256"),
+            ("--workers 257", "--workers '257': must be a whole number from 1 to 256"),
+            ("--workers 99999999999999999999999", "--workers '99999999999999999999999': must be a whole number from 1 to 256"),
+            ("--max-connections 0", "--max-connections '0': must be a whole number from 1 to 1000000"),
+            ("--max-connections 1000001", "--max-connections '1000001': must be a whole number from 1 to 1000000"),
+            ("--bind localhost", "--bind 'localhost': must be an IP address, e.g. 0.0.0.0, 127.0.0.1 or ::"),
+            ("--api 127.0.0.1:9900", "--api '127.0.0.1:9900': the control API is not supported yet; use --api off or leave the flag out"),
+        ];
+        for (flags, want) in cases {
+            assert_eq!(refused(&format!("-l http:80 {flags}")), want);
+        }
+        assert_eq!(
+            parse(&["-l".into(), "http:80".into(), "--workers=".into()]),
+            Err(CliError(
+                "--workers '': must be a whole number from 1 to 256".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn unbuilt_flags_are_refused_by_name() {
+        for &(long, feature, _) in NOT_BUILT {
+            assert_eq!(
+                refused(&format!("-l http:80 --{long} v")),
+                format!("--{long} 'v': {feature} not supported yet")
+            );
+        }
+        assert_eq!(
+            refused("-l http:80 --proxy-protocol 80 --proxy-protocol 81"),
+            "--proxy-protocol '80': proxy protocol is not supported yet"
+        );
+    }
+
+    #[test]
+    fn getopts_errors_point_to_help() {
+        let cases = [
+            ("--frobnicate", "unknown option --frobnicate (see --help)"),
+            ("-x", "unknown option -x (see --help)"),
+            ("-l", "-l needs a value (see --help)"),
+            (
+                "-l http:80 --workers",
+                "--workers needs a value (see --help)",
+            ),
+            (
+                "-l http:80 --help=yes",
+                "--help takes no value (see --help)",
+            ),
+            (
+                "-l http:80 -n a -n b",
+                "--name may be given only once (see --help)",
+            ),
+            (
+                "-l http:80 --workers 2 --workers 3",
+                "--workers may be given only once (see --help)",
+            ),
+            (
+                "-l http:80 stray",
+                "unexpected argument 'stray': every setting is a flag (see --help)",
+            ),
+            (
+                "-l http:80 -- -n",
+                "unexpected argument '-n': every setting is a flag (see --help)",
+            ),
+        ];
+        for (line, want) in cases {
+            assert_eq!(refused(line), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn error_lines_stay_one_line() {
+        let hostile = vec!["-l".to_owned(), "http:80\n\u{1b}[2Jclb: fine".to_owned()];
+        let Err(CliError(e)) = parse(&hostile) else {
+            panic!("accepted");
+        };
+        assert!(!e.contains('\n') && !e.contains('\u{1b}'), "{e}");
+        let Err(CliError(e)) = parse(&["--\u{1b}x\ny".to_owned()]) else {
+            panic!("accepted");
+        };
+        assert!(!e.contains('\n') && !e.contains('\u{1b}'), "{e}");
+    }
+}

@@ -1,0 +1,130 @@
+//! Typed configuration: what a load balancer is made of, checked once at the edge.
+//!
+//! Flags (and later the API and the state file) are parsed into these types with every
+//! range from the spec checked; nothing downstream parses strings. A `Topology` is the
+//! immutable picture the workers run from: it is shared as an `Arc` and replaced whole.
+
+mod spec;
+mod topology;
+
+pub use spec::{parse_instance, parse_listener, parse_zones, InstanceSpecError, ListenerSpecError};
+pub use topology::{Backend, Topology, TopologyError};
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// The four listener protocols of ELB Classic (spec §1.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Http,
+    Https,
+    Tcp,
+    Ssl,
+}
+
+impl Protocol {
+    /// ELB's own spelling, as the API and DescribeLoadBalancers print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "HTTP",
+            Protocol::Https => "HTTPS",
+            Protocol::Tcp => "TCP",
+            Protocol::Ssl => "SSL",
+        }
+    }
+
+    /// Layer 7 (HTTP/HTTPS) or layer 4 (TCP/SSL); the two never mix (spec §1.2).
+    pub fn is_http(self) -> bool {
+        matches!(self, Protocol::Http | Protocol::Https)
+    }
+
+    pub fn is_tls(self) -> bool {
+        matches!(self, Protocol::Https | Protocol::Ssl)
+    }
+}
+
+/// One listener: a front-end port mapped to an instance protocol and port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    pub protocol: Protocol,
+    pub port: u16,
+    pub instance_protocol: Protocol,
+    pub instance_port: u16,
+}
+
+/// Where an instance's host part points: an address now, or a name resolved at start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Host {
+    Ip(IpAddr),
+    Name(String),
+}
+
+/// One registered instance from the `--instance` inventory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    pub id: String,
+    pub host: Host,
+    /// Overrides every listener's instance port (and the health check port) when set.
+    pub port: Option<u16>,
+    pub zone: String,
+}
+
+/// The zone an instance is in when `@ZONE` is not given.
+pub const DEFAULT_ZONE: &str = "zone-a";
+
+/// Idle timeout range (spec §6.3: the user guide's 1–4000 s; README records the choice).
+pub const IDLE_TIMEOUT_RANGE: (u64, u64) = (1, 4000);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Everything one load balancer is, as the flags (or later the API) define it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadBalancer {
+    pub name: String,
+    pub listeners: Vec<Listener>,
+    pub instances: Vec<Instance>,
+    /// Enabled zones; an instance in another zone is registered but gets no traffic.
+    pub zones: Vec<String>,
+    pub cross_zone: bool,
+    pub idle_timeout: Duration,
+}
+
+/// Process-wide settings that are not part of any load balancer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Runtime {
+    pub bind: IpAddr,
+    pub workers: usize,
+    /// Client connections per worker; beyond it the worker stops accepting until one closes.
+    pub max_connections: usize,
+}
+
+/// The whole configuration the process starts from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub load_balancer: LoadBalancer,
+    pub runtime: Runtime,
+}
+
+/// ELB's load balancer name rule (spec §1.21): ≤ 32 of `[A-Za-z0-9-]`, no leading or trailing `-`.
+pub fn valid_load_balancer_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_balancer_names_follow_elb_rules() {
+        assert!(valid_load_balancer_name("default"));
+        assert!(valid_load_balancer_name("my-lb-01"));
+        assert!(!valid_load_balancer_name(""));
+        assert!(!valid_load_balancer_name("-lead"));
+        assert!(!valid_load_balancer_name("trail-"));
+        assert!(!valid_load_balancer_name("under_score"));
+        assert!(!valid_load_balancer_name(&"a".repeat(33)));
+    }
+}

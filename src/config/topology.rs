@@ -1,0 +1,220 @@
+//! The immutable runtime picture the workers route from.
+//!
+//! A `Topology` flattens load balancers, listeners, instances and their back-end
+//! addresses into index-addressed tables so the data path never hashes a string: a
+//! listener knows its back-end indices, a back end knows its instance and address, and
+//! an instance knows its zone index (or `None` when its zone is not enabled).
+//! Host names are resolved here, once, never on the data path.
+
+use super::{Host, Instance, Listener, LoadBalancer};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// One routable target: an instance at the port a listener forwards to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backend {
+    pub instance: usize,
+    pub addr: SocketAddr,
+}
+
+#[derive(Clone, Debug)]
+pub struct ListenerView {
+    pub lb: usize,
+    pub listener: Listener,
+    /// Indices into `Topology::backends`, one per registered instance.
+    pub backends: Vec<usize>,
+}
+
+#[derive(Clone, Debug)]
+pub struct LbView {
+    pub name: String,
+    pub zones: Vec<String>,
+    pub cross_zone: bool,
+    pub idle_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct InstanceView {
+    pub lb: usize,
+    pub id: String,
+    pub ip: IpAddr,
+    pub port: Option<u16>,
+    pub zone_name: String,
+    /// Index into the load balancer's enabled zones; `None`: registered but never routed to.
+    pub zone: Option<usize>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Topology {
+    pub lbs: Vec<LbView>,
+    pub listeners: Vec<ListenerView>,
+    pub instances: Vec<InstanceView>,
+    pub backends: Vec<Backend>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopologyError {
+    /// A host name that did not resolve to any address.
+    Unresolvable {
+        instance: String,
+        host: String,
+        reason: String,
+    },
+}
+
+impl fmt::Display for TopologyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TopologyError::Unresolvable {
+                instance,
+                host,
+                reason,
+            } => {
+                write!(
+                    f,
+                    "instance {instance}: cannot resolve host {host:?}: {reason}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for TopologyError {}
+
+impl Topology {
+    /// Builds the routing tables for a set of load balancers, resolving host names.
+    pub fn build(lbs: &[LoadBalancer]) -> Result<Topology, TopologyError> {
+        let mut topo = Topology::default();
+        for (lb_index, lb) in lbs.iter().enumerate() {
+            topo.lbs.push(LbView {
+                name: lb.name.clone(),
+                zones: lb.zones.clone(),
+                cross_zone: lb.cross_zone,
+                idle_timeout: lb.idle_timeout,
+            });
+            let first_instance = topo.instances.len();
+            for instance in &lb.instances {
+                topo.instances.push(InstanceView {
+                    lb: lb_index,
+                    id: instance.id.clone(),
+                    ip: resolve(instance)?,
+                    port: instance.port,
+                    zone_name: instance.zone.clone(),
+                    zone: lb.zones.iter().position(|z| *z == instance.zone),
+                });
+            }
+            for listener in &lb.listeners {
+                let mut backends = Vec::with_capacity(lb.instances.len());
+                for instance in first_instance..topo.instances.len() {
+                    let view = &topo.instances[instance];
+                    let addr =
+                        SocketAddr::new(view.ip, view.port.unwrap_or(listener.instance_port));
+                    let backend = Backend { instance, addr };
+                    let index = match topo.backends.iter().position(|b| *b == backend) {
+                        Some(index) => index,
+                        None => {
+                            topo.backends.push(backend);
+                            topo.backends.len() - 1
+                        }
+                    };
+                    backends.push(index);
+                }
+                topo.listeners.push(ListenerView {
+                    lb: lb_index,
+                    listener: listener.clone(),
+                    backends,
+                });
+            }
+        }
+        Ok(topo)
+    }
+}
+
+/// Back ends are reached over IPv4 when a name has both families (spec §14.7).
+fn resolve(instance: &Instance) -> Result<IpAddr, TopologyError> {
+    let name = match &instance.host {
+        Host::Ip(ip) => return Ok(*ip),
+        Host::Name(name) => name,
+    };
+    let unresolvable = |reason: String| TopologyError::Unresolvable {
+        instance: instance.id.clone(),
+        host: name.clone(),
+        reason,
+    };
+    let addrs: Vec<SocketAddr> = (name.as_str(), 0)
+        .to_socket_addrs()
+        .map_err(|e| unresolvable(e.to_string()))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .map(|a| a.ip())
+        .ok_or_else(|| unresolvable("no addresses".to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Protocol;
+
+    fn lb() -> LoadBalancer {
+        let instance = |id: &str, ip: &str, port: Option<u16>, zone: &str| Instance {
+            id: id.to_string(),
+            host: Host::Ip(ip.parse().unwrap()),
+            port,
+            zone: zone.to_string(),
+        };
+        LoadBalancer {
+            name: "t".into(),
+            listeners: vec![
+                Listener {
+                    protocol: Protocol::Http,
+                    port: 80,
+                    instance_protocol: Protocol::Http,
+                    instance_port: 8080,
+                },
+                Listener {
+                    protocol: Protocol::Http,
+                    port: 81,
+                    instance_protocol: Protocol::Http,
+                    instance_port: 8080,
+                },
+            ],
+            instances: vec![
+                instance("i-1", "127.0.0.2", None, "a"),
+                instance("i-2", "127.0.0.3", Some(9000), "b"),
+                instance("i-3", "127.0.0.4", None, "c"),
+            ],
+            zones: vec!["a".into(), "b".into()],
+            cross_zone: true,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn listeners_share_backends_with_the_same_address() {
+        let topo = Topology::build(&[lb()]).unwrap();
+        assert_eq!(topo.backends.len(), 3);
+        assert_eq!(topo.listeners[0].backends, topo.listeners[1].backends);
+        assert_eq!(topo.backends[1].addr, "127.0.0.3:9000".parse().unwrap());
+        assert_eq!(topo.backends[0].addr, "127.0.0.2:8080".parse().unwrap());
+    }
+
+    #[test]
+    fn instances_outside_enabled_zones_have_no_zone_index() {
+        let topo = Topology::build(&[lb()]).unwrap();
+        assert_eq!(topo.instances[0].zone, Some(0));
+        assert_eq!(topo.instances[1].zone, Some(1));
+        assert_eq!(topo.instances[2].zone, None);
+    }
+
+    #[test]
+    fn localhost_resolves() {
+        let mut lb = lb();
+        lb.instances[0].host = Host::Name("localhost".into());
+        let topo = Topology::build(&[lb]).unwrap();
+        assert!(topo.instances[0].ip.is_loopback());
+    }
+}

@@ -1,0 +1,379 @@
+//! A client's request head: parsed once, judged, and rewritten for the instance.
+//!
+//! `forward_head` parses with httparse (borrowing the buffer, no allocation), decides the
+//! body framing (RFC 9112 §6.3), and writes the head the instance receives into `out`:
+//! the request line with version `HTTP/1.1` (back ends always get 1.1, spec §1.13), every
+//! header byte-for-byte except the hop-by-hop ones, and the X-Forwarded headers of spec §9.
+//! Ambiguous framing is never forwarded as is: `Transfer-Encoding` beside `Content-Length`
+//! loses the `Content-Length` and neither connection is reused afterwards.
+
+use super::framing::Body;
+use crate::worker::buffer::Buf;
+use std::io::Write;
+use std::net::IpAddr;
+
+/// Request line limit (spec §16: ALB's 16 K, used for CLB); beyond it 414.
+pub const MAX_REQUEST_LINE: usize = 16 * 1024;
+/// All header lines together (spec §16: 64 K); beyond it 431.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Header count; beyond it 431.
+pub const MAX_HEADERS: usize = 100;
+/// Longest method ELB accepts (spec §1.18); beyond it 405.
+pub const MAX_METHOD: usize = 127;
+/// The largest head a buffer may grow to while waiting for its end.
+pub const MAX_HEAD: usize = MAX_REQUEST_LINE + MAX_HEADER_BYTES;
+
+/// What clb knows about the client connection, for the headers it adds.
+#[derive(Clone, Copy, Debug)]
+pub struct Forwarding {
+    pub client_ip: IpAddr,
+    /// The address the client connected to: the "LB node" IP of spec §1.13.
+    pub local_ip: IpAddr,
+    pub listener_port: u16,
+    pub scheme: &'static str,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadError {
+    /// Not HTTP, or HTTP we refuse to frame (400).
+    Malformed(&'static str),
+    /// Method longer than 127 bytes (405).
+    MethodTooLong,
+    /// Request line over the limit (414).
+    UriTooLong,
+    /// Header section over the limits (431).
+    HeadersTooLarge,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestInfo {
+    pub head_len: usize,
+    pub http10: bool,
+    /// The client wants its connection kept after the response (spec §1.16).
+    pub keep_alive: bool,
+    pub is_head: bool,
+    /// Safe to send again on a fresh connection when a reused one fails before answering.
+    pub idempotent: bool,
+    pub body: Body,
+    pub expect_continue: bool,
+    /// Framing was repaired (CL beside TE): neither connection is reused afterwards.
+    pub close_after: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parse<T> {
+    Partial,
+    Complete(T),
+}
+
+/// What each header does on the way to the instance.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Keep,
+    Drop,
+    ContentLength,
+    ForwardedFor,
+}
+
+/// Connection options beyond this many are ignored for header removal (bounded work).
+const MAX_CONNECTION_TOKENS: usize = 16;
+
+/// Parses the head at the start of `input`; on success writes the instance's head to `out`.
+pub fn forward_head(
+    input: &[u8],
+    fwd: &Forwarding,
+    out: &mut Buf,
+) -> Result<Parse<RequestInfo>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(input) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return partial_verdict(input, req.method),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::HeadersTooLarge),
+        Err(httparse::Error::Token) if req.method.is_none() && method_too_long(input) => {
+            return Err(HeadError::MethodTooLong)
+        }
+        Err(_) => return Err(HeadError::Malformed("unparsable request head")),
+    };
+    let (Some(method), Some(path), Some(version)) = (req.method, req.path, req.version) else {
+        return Err(HeadError::Malformed("incomplete request line"));
+    };
+    if method.len() > MAX_METHOD {
+        return Err(HeadError::MethodTooLong);
+    }
+    let line_len = line_length(input);
+    if line_len > MAX_REQUEST_LINE {
+        return Err(HeadError::UriTooLong);
+    }
+    if head_len - line_len > MAX_HEADER_BYTES {
+        return Err(HeadError::HeadersTooLarge);
+    }
+    if method == "CONNECT" {
+        return Err(HeadError::Malformed("CONNECT is not supported"));
+    }
+    let http10 = version == 0;
+
+    // Pass 1: the role of every header and the message framing.
+    let headers = &*req.headers;
+    let mut roles = [Role::Keep; MAX_HEADERS];
+    let mut conn_tokens: [&[u8]; MAX_CONNECTION_TOKENS] = [b""; MAX_CONNECTION_TOKENS];
+    let mut conn_count = 0;
+    let (mut close, mut keep_alive_token) = (false, false);
+    let (mut content_length, mut chunked, mut has_te) = (None::<u64>, false, false);
+    let (mut hosts, mut expect_continue, mut last_xff) = (0, false, None);
+    for (i, h) in headers.iter().enumerate() {
+        let name = h.name.as_bytes();
+        roles[i] = if name.eq_ignore_ascii_case(b"connection") {
+            for token in list_items(h.value) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive_token = true;
+                } else if conn_count < MAX_CONNECTION_TOKENS {
+                    conn_tokens[conn_count] = token;
+                    conn_count += 1;
+                }
+            }
+            Role::Drop
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            let n = parse_content_length(h.value)
+                .ok_or(HeadError::Malformed("invalid Content-Length"))?;
+            if content_length.is_some_and(|m| m != n) {
+                return Err(HeadError::Malformed("conflicting Content-Length headers"));
+            }
+            // Duplicates with one value are collapsed into the first.
+            let role = if content_length.is_some() {
+                Role::Drop
+            } else {
+                Role::ContentLength
+            };
+            content_length = Some(n);
+            role
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // RFC 9112 §6.3: chunked must be the final coding, and only once.
+            for coding in list_items(h.value) {
+                if chunked {
+                    return Err(HeadError::Malformed("coding after chunked"));
+                }
+                chunked = coding.eq_ignore_ascii_case(b"chunked");
+            }
+            has_te = true;
+            Role::Keep
+        } else if name.eq_ignore_ascii_case(b"host") {
+            hosts += 1;
+            Role::Keep
+        } else if name.eq_ignore_ascii_case(b"expect")
+            && trim(h.value).eq_ignore_ascii_case(b"100-continue")
+        {
+            expect_continue = !http10;
+            Role::Drop
+        } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            last_xff = Some(i);
+            Role::ForwardedFor
+        } else if is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case(b"x-forwarded-proto")
+            || name.eq_ignore_ascii_case(b"x-forwarded-port")
+        {
+            Role::Drop
+        } else {
+            Role::Keep
+        };
+    }
+    for (i, h) in headers.iter().enumerate() {
+        let name = h.name.as_bytes();
+        if roles[i] == Role::Keep
+            && conn_tokens[..conn_count]
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(name))
+        {
+            roles[i] = Role::Drop;
+        }
+    }
+    if !http10 && hosts == 0 {
+        return Err(HeadError::Malformed("HTTP/1.1 request without Host"));
+    }
+    if hosts > 1 {
+        return Err(HeadError::Malformed("more than one Host header"));
+    }
+    let mut close_after = false;
+    let body = if has_te {
+        if http10 {
+            return Err(HeadError::Malformed(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
+        }
+        if !chunked {
+            return Err(HeadError::Malformed(
+                "Transfer-Encoding without final chunked",
+            ));
+        }
+        if content_length.is_some() {
+            close_after = true;
+        }
+        Body::chunked()
+    } else {
+        match content_length {
+            Some(0) | None => Body::Done,
+            Some(n) => Body::Length(n),
+        }
+    };
+
+    // Pass 2: the head the instance receives.
+    out.clear();
+    out.extend(method.as_bytes());
+    out.extend(b" ");
+    out.extend(path.as_bytes());
+    out.extend(b" HTTP/1.1\r\n");
+    for (i, h) in headers.iter().enumerate() {
+        match roles[i] {
+            Role::Drop => continue,
+            Role::ContentLength if has_te => continue,
+            _ => {}
+        }
+        write_raw_header(input, h, out);
+        if Some(i) == last_xff {
+            out.pop_crlf();
+            let _ = write!(out, ", {}\r\n", fwd.client_ip);
+        }
+    }
+    if last_xff.is_none() {
+        let _ = write!(out, "X-Forwarded-For: {}\r\n", fwd.client_ip);
+    }
+    let _ = write!(
+        out,
+        "X-Forwarded-Proto: {}\r\nX-Forwarded-Port: {}\r\n",
+        fwd.scheme, fwd.listener_port
+    );
+    if hosts == 0 {
+        match fwd.local_ip {
+            IpAddr::V4(ip) => {
+                let _ = write!(out, "Host: {ip}\r\n");
+            }
+            IpAddr::V6(ip) => {
+                let _ = write!(out, "Host: [{ip}]\r\n");
+            }
+        }
+    }
+    out.extend(b"\r\n");
+
+    Ok(Parse::Complete(RequestInfo {
+        head_len,
+        http10,
+        keep_alive: if http10 {
+            keep_alive_token && !close
+        } else {
+            !close
+        },
+        is_head: method == "HEAD",
+        idempotent: matches!(
+            method,
+            "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+        ),
+        body,
+        expect_continue,
+        close_after,
+    }))
+}
+
+/// An incomplete head is fine until it passes a limit.
+fn partial_verdict(input: &[u8], method: Option<&str>) -> Result<Parse<RequestInfo>, HeadError> {
+    if method.is_some_and(|m| m.len() > MAX_METHOD) || (method.is_none() && method_too_long(input))
+    {
+        return Err(HeadError::MethodTooLong);
+    }
+    let line_end = input.iter().position(|&b| b == b'\n');
+    match line_end {
+        None if input.len() > MAX_REQUEST_LINE => Err(HeadError::UriTooLong),
+        Some(n) if n + 1 > MAX_REQUEST_LINE => Err(HeadError::UriTooLong),
+        _ if input.len() > MAX_HEAD => Err(HeadError::HeadersTooLarge),
+        _ => Ok(Parse::Partial),
+    }
+}
+
+/// True when the input starts with a token longer than ELB's method limit.
+fn method_too_long(input: &[u8]) -> bool {
+    let token = input
+        .iter()
+        .take_while(|&&b| b != b' ' && b != b'\r' && b != b'\n')
+        .count();
+    token > MAX_METHOD
+}
+
+/// Length of the request line including its line end (leading empty lines count too).
+fn line_length(input: &[u8]) -> usize {
+    let mut from = 0;
+    while input[from..].starts_with(b"\r\n") {
+        from += 2;
+    }
+    while input[from..].starts_with(b"\n") {
+        from += 1;
+    }
+    input[from..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(input.len(), |n| from + n + 1)
+}
+
+/// Copies a header line as the client sent it (name through value), ending it with CRLF.
+fn write_raw_header(input: &[u8], h: &httparse::Header<'_>, out: &mut Buf) {
+    let name_at = offset_in(input, h.name.as_bytes());
+    let value_at = offset_in(input, h.value);
+    match (name_at, value_at) {
+        (Some(start), Some(value)) if !h.value.is_empty() && value >= start => {
+            out.extend(&input[start..value + h.value.len()]);
+        }
+        _ => {
+            out.extend(h.name.as_bytes());
+            out.extend(b": ");
+            out.extend(h.value);
+        }
+    }
+    out.extend(b"\r\n");
+}
+
+/// Where `part` starts inside `whole`, when it is a sub-slice of it.
+pub(crate) fn offset_in(whole: &[u8], part: &[u8]) -> Option<usize> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    (start + part.len() <= whole.len()).then_some(start)
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
+pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
+    [&b"keep-alive"[..], b"proxy-connection", b"te", b"upgrade"]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// `Content-Length`: ASCII digits only, fitting u64 (a list such as `5, 5` is refused).
+pub(crate) fn parse_content_length(value: &[u8]) -> Option<u64> {
+    let digits = trim(value);
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add((d - b'0') as u64)
+    })
+}
+
+/// Items of a comma-separated header list, trimmed, empty items skipped.
+pub(crate) fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim)
+        .filter(|item| !item.is_empty())
+}
+
+pub(crate) fn trim(value: &[u8]) -> &[u8] {
+    let start = value
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(start, |p| p + 1);
+    &value[start..end.max(start)]
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+//! Fixed-size I/O buffers and the per-worker pool they come from.
+//!
+//! A `Buf` is a byte window `[start, end)` over storage that is zeroed once, when the
+//! pool first creates it; reads append at `end`, writes consume from `start`. Buffers go
+//! back to the pool as soon as a connection has nothing buffered, so an idle keep-alive
+//! connection holds none. A buffer that had to grow past `BUF_SIZE` (a request head up to
+//! the header limits, a rewritten head) is dropped instead of pooled, so the pool only
+//! ever holds standard buffers and its memory is bounded by `max_pooled`.
+
+use std::io::{self, Read};
+
+/// Size of every pooled buffer (DESIGN §2).
+pub const BUF_SIZE: usize = 16 * 1024;
+
+pub struct Buf {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Buf {
+    fn new() -> Buf {
+        Buf {
+            data: vec![0; BUF_SIZE],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// The bytes not yet consumed.
+    pub fn bytes(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Bytes that fit before the buffer is full (after compaction).
+    pub fn free(&self) -> usize {
+        self.data.len() - self.len()
+    }
+
+    /// True when no more bytes fit, even after compaction.
+    pub fn is_full(&self) -> bool {
+        self.len() == self.data.len()
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.len());
+        self.start += n.min(self.len());
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
+    pub fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+
+    /// Drops a trailing CRLF that was just written (to extend the last header line).
+    pub fn pop_crlf(&mut self) {
+        if self.bytes().ends_with(b"\r\n") {
+            self.end -= 2;
+        }
+    }
+
+    /// Grows the storage to at least `cap` bytes (for heads past `BUF_SIZE`).
+    pub fn grow_to(&mut self, cap: usize) {
+        if cap > self.data.len() {
+            self.data.resize(cap, 0);
+        }
+    }
+
+    /// Appends bytes, growing the storage when they do not fit.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.compact();
+        let need = self.end + bytes.len();
+        if need > self.data.len() {
+            self.data.resize(need.max(self.data.len() * 2), 0);
+        }
+        self.data[self.end..need].copy_from_slice(bytes);
+        self.end = need;
+    }
+
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.data.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+    }
+
+    /// One `read` into all the free space; `Ok(0)` is end of stream. Callers check
+    /// `is_full` first. Unconsumed bytes move to the front so one read can fill the rest.
+    pub fn read_from(&mut self, src: &mut impl Read) -> io::Result<usize> {
+        self.compact();
+        loop {
+            match src.read(&mut self.data[self.end..]) {
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl io::Write for Buf {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.extend(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Per-worker free list of standard buffers.
+pub struct BufPool {
+    free: Vec<Buf>,
+    max_pooled: usize,
+    in_use: usize,
+}
+
+impl BufPool {
+    pub fn new(max_pooled: usize) -> BufPool {
+        BufPool {
+            free: Vec::new(),
+            max_pooled,
+            in_use: 0,
+        }
+    }
+
+    pub fn get(&mut self) -> Buf {
+        self.in_use += 1;
+        self.free.pop().unwrap_or_else(Buf::new)
+    }
+
+    pub fn put(&mut self, mut buf: Buf) {
+        self.in_use = self.in_use.saturating_sub(1);
+        if buf.capacity() == BUF_SIZE && self.free.len() < self.max_pooled {
+            buf.clear();
+            self.free.push(buf);
+        }
+    }
+
+    /// Returns the buffer in `slot` to the pool when it holds nothing.
+    pub fn release_if_empty(&mut self, slot: &mut Option<Buf>) {
+        if slot.as_ref().is_some_and(Buf::is_empty) {
+            if let Some(buf) = slot.take() {
+                self.put(buf);
+            }
+        }
+    }
+
+    pub fn release(&mut self, slot: &mut Option<Buf>) {
+        if let Some(buf) = slot.take() {
+            self.put(buf);
+        }
+    }
+
+    pub fn in_use(&self) -> usize {
+        self.in_use
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_consumes_and_resets() {
+        let mut pool = BufPool::new(4);
+        let mut buf = pool.get();
+        buf.extend(b"hello world");
+        buf.consume(6);
+        assert_eq!(buf.bytes(), b"world");
+        buf.consume(5);
+        assert!(buf.is_empty());
+        assert_eq!(buf.start(), 0);
+        pool.put(buf);
+        assert_eq!(pool.in_use(), 0);
+    }
+
+    #[test]
+    fn read_compacts_when_the_tail_is_full() {
+        let mut buf = Buf::new();
+        buf.extend(&vec![1u8; BUF_SIZE]);
+        buf.consume(BUF_SIZE - 3);
+        let n = buf.read_from(&mut &b"abc"[..]).unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(buf.bytes(), &[1, 1, 1, b'a', b'b', b'c']);
+    }
+
+    #[test]
+    fn grown_buffers_are_not_pooled() {
+        let mut pool = BufPool::new(4);
+        let mut buf = pool.get();
+        buf.grow_to(BUF_SIZE * 2);
+        pool.put(buf);
+        let fresh = pool.get();
+        assert_eq!(fresh.capacity(), BUF_SIZE);
+    }
+}

@@ -1,0 +1,112 @@
+//! The two kinds of connection a worker holds in its slabs, and their states.
+//!
+//! A `Client` is one accepted connection; while it has a request in flight its `Phase`
+//! is `Exchange`, which names the `Upstream` connection serving it. An `Upstream` is a
+//! connection to an instance: attached to one exchange, or idle in the pool (no owner).
+
+use super::buffer::Buf;
+use super::pipe::Pipe;
+use crate::backend::balancer::Tried;
+use crate::http::request::RequestInfo;
+use mio::net::TcpStream;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Edge-triggered readiness remembered until an operation returns `WouldBlock`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ready {
+    pub readable: bool,
+    pub writable: bool,
+    /// The peer closed or the socket errored (from the event, before any read sees it).
+    pub hup: bool,
+}
+
+/// One pending timer entry per connection at most (see `timers.rs`).
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline {
+    pub at: Instant,
+    pub armed_at: Option<Instant>,
+}
+
+impl Deadline {
+    pub fn new(at: Instant) -> Deadline {
+        Deadline { at, armed_at: None }
+    }
+
+    /// True when a new heap entry is needed for `self.at`.
+    pub fn needs_arming(&self) -> bool {
+        self.armed_at.is_none_or(|armed| self.at < armed)
+    }
+}
+
+pub struct Client {
+    pub sock: TcpStream,
+    pub generation: u32,
+    pub listener: usize,
+    /// Zone this connection is served from when cross-zone balancing is off.
+    pub zone: Option<usize>,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub ready: Ready,
+    /// The client sent EOF; no more requests will come.
+    pub read_closed: bool,
+    /// Bytes from the client not yet forwarded (request heads, bodies, pipelined requests).
+    pub rbuf: Option<Buf>,
+    /// Bytes for the client that are not body bytes: response heads and clb's own answers.
+    pub wbuf: Option<Buf>,
+    pub phase: Phase,
+    pub deadline: Deadline,
+    /// The load balancer's idle timeout, refreshed by every byte in or out.
+    pub idle: Duration,
+}
+
+pub enum Phase {
+    /// Waiting for a request head.
+    ReadHead,
+    Exchange(Exchange),
+    /// Writing a last answer; then the write side is shut down.
+    Closing,
+    /// Write side shut; reading and discarding until EOF so the answer is not lost to a reset.
+    Linger,
+}
+
+/// One request and its response, between a client and an upstream connection.
+pub struct Exchange {
+    pub req: RequestInfo,
+    /// The instance's request head; kept until the response starts, for one retry.
+    pub head: Option<Buf>,
+    pub head_sent: usize,
+    pub request: Pipe,
+    pub upstream: Option<usize>,
+    pub backend: usize,
+    pub instance: usize,
+    pub tried: Tried,
+    /// The upstream connection came from the pool.
+    pub reused: bool,
+    pub retried: bool,
+    /// Any response byte arrived from the instance.
+    pub response_started: bool,
+    pub response: Response,
+}
+
+pub enum Response {
+    AwaitHead,
+    Body {
+        pipe: Pipe,
+        reusable: bool,
+        client_close: bool,
+    },
+}
+
+pub struct Upstream {
+    pub sock: TcpStream,
+    pub generation: u32,
+    pub backend: usize,
+    pub ready: Ready,
+    pub connected: bool,
+    pub rbuf: Option<Buf>,
+    /// The client whose exchange this serves; `None` while idle in the pool.
+    pub owner: Option<usize>,
+    pub deadline: Deadline,
+    pub idle: Duration,
+}

@@ -1,0 +1,564 @@
+//! One request and its response: choosing an upstream connection, moving the request
+//! head and body to it, the response head and body back, and deciding what each
+//! connection does afterwards.
+//!
+//! Failures carry whether a retry is safe. A connect refused or timed out moves to the
+//! next instance. A reused pooled connection that fails before any response byte, for
+//! an idempotent request whose body has not started, is retried once on a fresh
+//! connection (the instance may have closed it while it sat in the pool). Anything else
+//! becomes clb's own answer (502/503/504) while the client has seen nothing of the
+//! response, and a closed client connection once it has.
+
+use super::buffer::Buf;
+use super::conn::{Deadline, Exchange, Phase, Ready, Response, Upstream};
+use super::pipe::{Pipe, PipeError};
+use super::session::Step;
+use super::token::{self, Kind};
+use super::{Worker, CONNECT_TIMEOUT};
+use crate::backend::balancer::Tried;
+use crate::http::canned::Canned;
+use crate::http::request::Parse;
+use crate::http::response::{self, MAX_RESPONSE_HEAD};
+use mio::net::TcpStream;
+use mio::Interest;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Failure {
+    /// The connect was refused, failed or timed out: nothing reached the instance.
+    Connect,
+    /// The connection broke before a response byte arrived.
+    Reset,
+    /// The instance stayed silent past the idle timeout.
+    Timeout,
+}
+
+enum Outcome {
+    Progress,
+    Wait,
+    Failed(Failure),
+    /// clb answers in place of the instance (the client has seen no response byte).
+    Answer(Canned),
+    Finished {
+        reuse: bool,
+        close: bool,
+    },
+    /// Cut both connections: the client already has part of a response, or left.
+    Abort,
+}
+
+impl Worker {
+    pub(super) fn exchange(&mut self, key: usize) -> Step {
+        let Some(c) = self.clients.get_mut(key) else {
+            return Step::Close;
+        };
+        let Phase::Exchange(mut ex) = std::mem::replace(&mut c.phase, Phase::ReadHead) else {
+            return Step::Close;
+        };
+        match self.advance(key, &mut ex) {
+            Outcome::Progress => self.resume(key, ex, Step::Progress),
+            Outcome::Wait => self.resume(key, ex, Step::Wait),
+            Outcome::Failed(failure) => self.upstream_failed(key, ex, failure),
+            Outcome::Answer(canned) => self.fail_exchange(key, ex, canned),
+            Outcome::Finished { reuse, close } => self.finish(key, ex, reuse, close),
+            Outcome::Abort => {
+                self.drop_exchange(ex);
+                Step::Close
+            }
+        }
+    }
+
+    fn resume(&mut self, key: usize, ex: Exchange, step: Step) -> Step {
+        match self.clients.get_mut(key) {
+            Some(c) => {
+                c.phase = Phase::Exchange(ex);
+                step
+            }
+            None => {
+                self.drop_exchange(ex);
+                Step::Close
+            }
+        }
+    }
+
+    /// Moves every byte that can move now, in both directions.
+    fn advance(&mut self, key: usize, ex: &mut Exchange) -> Outcome {
+        let now = self.now;
+        let Some(uk) = ex.upstream else {
+            return Outcome::Failed(Failure::Connect);
+        };
+        let (Some(c), Some(u)) = (self.clients.get_mut(key), self.upstreams.get_mut(uk)) else {
+            return Outcome::Abort;
+        };
+        let mut progress = false;
+
+        if !u.connected {
+            if !u.ready.writable && !u.ready.readable {
+                return Outcome::Wait;
+            }
+            match connect_status(&u.sock) {
+                Ok(true) => {
+                    u.connected = true;
+                    u.deadline.at = now + u.idle;
+                    progress = true;
+                }
+                Ok(false) => {
+                    u.ready = Ready::default();
+                    return Outcome::Wait;
+                }
+                Err(_) => return Outcome::Failed(Failure::Connect),
+            }
+        }
+
+        // Request: the rewritten head, then the body straight from the client's buffer.
+        if let Some(head) = ex.head.as_ref() {
+            while ex.head_sent < head.len() && u.ready.writable {
+                match u.sock.write(&head.bytes()[ex.head_sent..]) {
+                    Ok(0) => return Outcome::Failed(Failure::Reset),
+                    Ok(n) => {
+                        ex.head_sent += n;
+                        u.deadline.at = now + u.idle;
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => u.ready.writable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Outcome::Failed(Failure::Reset),
+                }
+            }
+        }
+        let head_sent = ex.head.as_ref().is_none_or(|h| ex.head_sent >= h.len());
+        if head_sent && !ex.request.finished() {
+            if let Some(rbuf) = c.rbuf.as_mut() {
+                match ex.request.pump(rbuf, &mut u.sock, &mut u.ready.writable) {
+                    Ok(0) => {}
+                    Ok(_) => {
+                        u.deadline.at = now + u.idle;
+                        progress = true;
+                    }
+                    Err(PipeError::Framing(e)) => {
+                        log::debug!("client {}: bad request body: {e}", c.peer);
+                        return Outcome::Answer(Canned::BadRequest);
+                    }
+                    Err(PipeError::Write(e)) => {
+                        log::debug!("client {}: instance write failed: {e}", c.peer);
+                        return Outcome::Failed(Failure::Reset);
+                    }
+                }
+            }
+            if !ex.request.finished()
+                && c.ready.readable
+                && !c.rbuf.as_ref().is_some_and(Buf::is_full)
+            {
+                let rbuf = c.rbuf.get_or_insert_with(|| self.bufs.get());
+                match read_some(rbuf, &mut c.sock, &mut c.ready) {
+                    // The client left in the middle of its request.
+                    Ok(ReadOutcome::Eof) | Err(_) => return Outcome::Abort,
+                    Ok(ReadOutcome::Blocked) => {}
+                    Ok(ReadOutcome::Data) => {
+                        c.deadline.at = now + c.idle;
+                        progress = true;
+                    }
+                }
+            }
+        }
+
+        // Response: the head (rewritten into the client's buffer), then the body.
+        if matches!(ex.response, Response::AwaitHead) {
+            if u.ready.readable && !u.rbuf.as_ref().is_some_and(Buf::is_full) {
+                let rbuf = u.rbuf.get_or_insert_with(|| self.bufs.get());
+                match read_some(rbuf, &mut u.sock, &mut u.ready) {
+                    Ok(ReadOutcome::Eof) | Err(_) if ex.response_started => {
+                        return Outcome::Answer(Canned::BadGateway)
+                    }
+                    Ok(ReadOutcome::Eof) | Err(_) => return Outcome::Failed(Failure::Reset),
+                    Ok(ReadOutcome::Blocked) => {}
+                    Ok(ReadOutcome::Data) => {
+                        ex.response_started = true;
+                        u.deadline.at = now + u.idle;
+                        progress = true;
+                    }
+                }
+            }
+            if let Some(rbuf) = u.rbuf.as_mut().filter(|b| !b.is_empty()) {
+                let wbuf = c.wbuf.get_or_insert_with(|| self.bufs.get());
+                match response::forward_head(rbuf.bytes(), &ex.req, wbuf) {
+                    Ok(Parse::Complete(info)) => {
+                        rbuf.consume(info.head_len);
+                        progress = true;
+                        if !info.informational {
+                            ex.response = Response::Body {
+                                pipe: Pipe::new(info.body, info.dechunk),
+                                reusable: info.reusable,
+                                client_close: info.client_close,
+                            };
+                        }
+                    }
+                    Ok(Parse::Partial) => {
+                        if rbuf.is_full() {
+                            rbuf.grow_to(MAX_RESPONSE_HEAD);
+                        }
+                    }
+                    Err(e) => {
+                        log::debug!(
+                            "instance {}: {}",
+                            self.topo
+                                .backends
+                                .get(u.backend)
+                                .map_or("?".into(), |b| b.addr.to_string()),
+                            e.0
+                        );
+                        return Outcome::Answer(Canned::BadGateway);
+                    }
+                }
+                self.bufs.release_if_empty(&mut c.wbuf);
+            }
+        }
+        if let Response::Body { pipe, .. } = &mut ex.response {
+            // Heads and clb's own bytes reach the client before any body byte.
+            if c.wbuf.is_none() {
+                if let Some(rbuf) = u.rbuf.as_mut() {
+                    match pipe.pump(rbuf, &mut c.sock, &mut c.ready.writable) {
+                        Ok(0) => {}
+                        Ok(_) => {
+                            c.deadline.at = now + c.idle;
+                            progress = true;
+                        }
+                        Err(PipeError::Framing(e)) => {
+                            log::debug!("instance response to {}: {e}", c.peer);
+                            return Outcome::Abort;
+                        }
+                        Err(PipeError::Write(e)) => {
+                            log::debug!("client {}: write failed: {e}", c.peer);
+                            return Outcome::Abort;
+                        }
+                    }
+                }
+                if !pipe.finished()
+                    && u.ready.readable
+                    && !u.rbuf.as_ref().is_some_and(Buf::is_full)
+                {
+                    let rbuf = u.rbuf.get_or_insert_with(|| self.bufs.get());
+                    match read_some(rbuf, &mut u.sock, &mut u.ready) {
+                        Ok(ReadOutcome::Eof) if pipe.source_closed() => progress = true,
+                        // Cut short: the client's connection is closed so it sees the truncation.
+                        Ok(ReadOutcome::Eof) | Err(_) => return Outcome::Abort,
+                        Ok(ReadOutcome::Blocked) => {}
+                        Ok(ReadOutcome::Data) => {
+                            u.deadline.at = now + u.idle;
+                            progress = true;
+                        }
+                    }
+                }
+                self.bufs.release_if_empty(&mut u.rbuf);
+            }
+        }
+
+        if let Response::Body {
+            pipe,
+            reusable,
+            client_close,
+        } = &ex.response
+        {
+            if pipe.finished() && c.wbuf.is_none() {
+                let request_done = ex.request.finished();
+                let clean =
+                    u.rbuf.as_ref().is_none_or(Buf::is_empty) && !u.ready.hup && still_idle(u);
+                return Outcome::Finished {
+                    reuse: *reusable && clean && request_done,
+                    // A response that ended before its request did leaves the client
+                    // stream mid-message: it cannot carry another request.
+                    close: *client_close || !request_done,
+                };
+            }
+        }
+        if progress {
+            Outcome::Progress
+        } else {
+            Outcome::Wait
+        }
+    }
+
+    /// Attaches a pooled or new upstream connection to `ex`; false when no instance is left.
+    pub(super) fn attach_upstream(&mut self, key: usize, ex: &mut Exchange, fresh: bool) -> bool {
+        let now = self.now;
+        let Some((listener, zone, idle)) =
+            self.clients.get(key).map(|c| (c.listener, c.zone, c.idle))
+        else {
+            return false;
+        };
+        while let Some(pick) = self
+            .balancer
+            .pick(&self.topo, listener, zone, &mut ex.tried, now)
+        {
+            if !fresh {
+                while let Some(uk) = self.pool.pop(pick.backend) {
+                    let Some(u) = self.upstreams.get_mut(uk) else {
+                        continue;
+                    };
+                    if u.ready.readable || u.ready.hup {
+                        self.close_upstream(uk);
+                        continue;
+                    }
+                    u.owner = Some(key);
+                    u.deadline.at = now + u.idle;
+                    self.bind(ex, uk, pick.backend, pick.instance, true);
+                    return true;
+                }
+            }
+            let Some(addr) = self.topo.backends.get(pick.backend).map(|b| b.addr) else {
+                continue;
+            };
+            match self.connect(addr, key, pick.backend, idle) {
+                Ok(uk) => {
+                    self.bind(ex, uk, pick.backend, pick.instance, false);
+                    return true;
+                }
+                Err(e) => {
+                    log::debug!("connect to {addr} failed: {e}");
+                    self.balancer.refused(pick.backend, now);
+                }
+            }
+        }
+        false
+    }
+
+    fn bind(
+        &mut self,
+        ex: &mut Exchange,
+        upstream: usize,
+        backend: usize,
+        instance: usize,
+        reused: bool,
+    ) {
+        ex.upstream = Some(upstream);
+        ex.backend = backend;
+        ex.instance = instance;
+        ex.reused = reused;
+        self.balancer.begin(instance);
+    }
+
+    fn connect(
+        &mut self,
+        addr: SocketAddr,
+        owner: usize,
+        backend: usize,
+        idle: Duration,
+    ) -> io::Result<usize> {
+        let mut sock = TcpStream::connect(addr)?;
+        let _ = sock.set_nodelay(true);
+        let generation = self.generations.next();
+        let entry = self.upstreams.vacant_entry();
+        let key = entry.key();
+        self.poll.registry().register(
+            &mut sock,
+            token::encode(Kind::Backend, generation, key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        entry.insert(Upstream {
+            sock,
+            generation,
+            backend,
+            ready: Ready::default(),
+            connected: false,
+            rbuf: None,
+            owner: Some(owner),
+            deadline: Deadline::new(self.now + CONNECT_TIMEOUT.min(idle)),
+            idle,
+        });
+        Ok(key)
+    }
+
+    /// Lets go of the exchange's upstream connection: back to the pool, or closed.
+    fn detach(&mut self, ex: &mut Exchange, reuse: bool) {
+        let Some(uk) = ex.upstream.take() else { return };
+        self.balancer.end(ex.instance);
+        if reuse {
+            if let Some(u) = self.upstreams.get_mut(uk) {
+                u.owner = None;
+                self.bufs.release(&mut u.rbuf);
+                u.deadline.at = self.now + u.idle;
+                if self.pool.push(u.backend, uk) {
+                    self.arm_upstream(uk);
+                    return;
+                }
+            }
+        }
+        self.close_upstream(uk);
+    }
+
+    pub(super) fn drop_exchange(&mut self, mut ex: Exchange) {
+        self.release_exchange(&mut ex);
+    }
+
+    fn release_exchange(&mut self, ex: &mut Exchange) {
+        self.bufs.release(&mut ex.head);
+        self.detach(ex, false);
+    }
+
+    fn finish(&mut self, key: usize, mut ex: Exchange, reuse: bool, close: bool) -> Step {
+        self.bufs.release(&mut ex.head);
+        self.detach(&mut ex, reuse);
+        let Some(c) = self.clients.get_mut(key) else {
+            return Step::Close;
+        };
+        c.phase = if close || c.read_closed {
+            Phase::Closing
+        } else {
+            Phase::ReadHead
+        };
+        self.bufs.release_if_empty(&mut c.rbuf);
+        Step::Progress
+    }
+
+    /// clb answers instead of the instance; the upstream connection is never reused.
+    pub(super) fn fail_exchange(&mut self, key: usize, mut ex: Exchange, canned: Canned) -> Step {
+        let request_done = ex.request.finished();
+        let answered = !matches!(ex.response, Response::AwaitHead);
+        self.release_exchange(&mut ex);
+        let Some(c) = self.clients.get(key) else {
+            return Step::Close;
+        };
+        if answered {
+            return Step::Close;
+        }
+        let keep = canned.keeps_connection()
+            && ex.req.keep_alive
+            && !ex.req.close_after
+            && request_done
+            && !c.read_closed;
+        log::debug!("client {}: answering {canned}", c.peer);
+        self.answer(key, canned, keep)
+    }
+
+    pub(super) fn upstream_failed(
+        &mut self,
+        key: usize,
+        mut ex: Exchange,
+        failure: Failure,
+    ) -> Step {
+        let retry_fresh = failure == Failure::Reset
+            && ex.reused
+            && ex.req.idempotent
+            && !ex.request.started
+            && !ex.retried
+            && !ex.response_started;
+        match failure {
+            Failure::Connect => {
+                self.balancer.refused(ex.backend, self.now);
+                self.detach(&mut ex, false);
+                if self.attach_upstream(key, &mut ex, false) {
+                    return self.resume(key, ex, Step::Progress);
+                }
+                self.fail_exchange(key, ex, Canned::ServiceUnavailable)
+            }
+            Failure::Reset if retry_fresh => {
+                self.detach(&mut ex, false);
+                ex.retried = true;
+                ex.head_sent = 0;
+                ex.tried = Tried::default();
+                if self.attach_upstream(key, &mut ex, true) {
+                    return self.resume(key, ex, Step::Progress);
+                }
+                self.fail_exchange(key, ex, Canned::ServiceUnavailable)
+            }
+            Failure::Reset | Failure::Timeout => {
+                self.fail_exchange(key, ex, Canned::GatewayTimeout)
+            }
+        }
+    }
+
+    /// An upstream connection's deadline passed: connect, response wait, or pool idle.
+    pub(super) fn upstream_timed_out(&mut self, uk: usize) {
+        let Some(u) = self.upstreams.get(uk) else {
+            return;
+        };
+        let connected = u.connected;
+        let Some(key) = u.owner else {
+            self.close_upstream(uk);
+            return;
+        };
+        let Some(c) = self.clients.get_mut(key) else {
+            self.close_upstream(uk);
+            return;
+        };
+        let awaiting =
+            matches!(&c.phase, Phase::Exchange(ex) if matches!(ex.response, Response::AwaitHead));
+        if !awaiting {
+            // The instance stalled mid-response: nothing can be said to the client any more.
+            self.close_client(key);
+            return;
+        }
+        let Phase::Exchange(ex) = std::mem::replace(&mut c.phase, Phase::ReadHead) else {
+            return;
+        };
+        let failure = if connected {
+            Failure::Timeout
+        } else {
+            Failure::Connect
+        };
+        match self.upstream_failed(key, ex, failure) {
+            Step::Close => self.close_client(key),
+            _ => self.drive(key),
+        }
+    }
+}
+
+/// Completes a non-blocking connect: `Ok(false)` while still in progress.
+fn connect_status(sock: &TcpStream) -> io::Result<bool> {
+    if let Some(e) = sock.take_error()? {
+        return Err(e);
+    }
+    match sock.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+pub(super) enum ReadOutcome {
+    Data,
+    Eof,
+    Blocked,
+}
+
+/// One read into `buf`. A read shorter than the free space drained the socket, so the
+/// readiness flag drops without spending a `WouldBlock` read on it (edge-triggered: the
+/// next arrival raises a new event).
+pub(super) fn read_some(
+    buf: &mut Buf,
+    sock: &mut TcpStream,
+    ready: &mut Ready,
+) -> io::Result<ReadOutcome> {
+    let free = buf.free();
+    match buf.read_from(sock) {
+        Ok(0) => Ok(ReadOutcome::Eof),
+        Ok(n) => {
+            if n < free {
+                ready.readable = false;
+            }
+            Ok(ReadOutcome::Data)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            ready.readable = false;
+            Ok(ReadOutcome::Blocked)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A finished upstream connection may still hold an unread EOF or stray bytes; only
+/// one with nothing pending goes back to the pool.
+fn still_idle(u: &mut Upstream) -> bool {
+    if !u.ready.readable {
+        return true;
+    }
+    match u.sock.peek(&mut [0u8; 1]) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            u.ready.readable = false;
+            true
+        }
+        _ => false,
+    }
+}

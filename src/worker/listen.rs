@@ -1,0 +1,68 @@
+//! Listening sockets: one per listener per worker, bound with `SO_REUSEPORT`.
+//!
+//! The kernel spreads incoming connections across the workers' sockets, so no worker
+//! hands connections to another. Because `SO_REUSEPORT` would also let a second process
+//! silently share a port, each port is first bound once without it: if that fails, the
+//! port belongs to someone else and start-up stops with a clear error.
+
+use super::Listening;
+use crate::config::Topology;
+use mio::net::TcpListener;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+/// Pending connections the kernel queues per socket before accept.
+const BACKLOG: i32 = 4096;
+
+#[derive(Debug)]
+pub struct ListenError {
+    pub addr: SocketAddr,
+    pub error: io::Error,
+}
+
+impl fmt::Display for ListenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot listen on {}: {}", self.addr, self.error)
+    }
+}
+
+impl std::error::Error for ListenError {}
+
+/// Binds every listener of `topo` once per worker; element `w` is worker `w`'s sockets.
+pub fn bind_listeners(
+    topo: &Topology,
+    bind: IpAddr,
+    workers: usize,
+) -> Result<Vec<Vec<Listening>>, ListenError> {
+    let mut per_worker: Vec<Vec<Listening>> = (0..workers).map(|_| Vec::new()).collect();
+    for (index, view) in topo.listeners.iter().enumerate() {
+        let addr = SocketAddr::new(bind, view.listener.port);
+        let fail = |error| ListenError { addr, error };
+        // Bound and released at once: it only proves the port is not someone else's.
+        drop(socket(addr, false).map_err(fail)?);
+        for sockets in per_worker.iter_mut() {
+            let sock = socket(addr, true).map_err(fail)?;
+            sockets.push(Listening {
+                sock: TcpListener::from_std(sock.into()),
+                listener: index,
+            });
+        }
+    }
+    Ok(per_worker)
+}
+
+fn socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    if reuse_port {
+        sock.set_reuse_port(true)?;
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    if reuse_port {
+        sock.listen(BACKLOG)?;
+    }
+    Ok(sock)
+}

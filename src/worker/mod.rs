@@ -1,0 +1,344 @@
+//! One event loop: a mio `Poll`, its listening sockets, the connections in two slabs,
+//! the deadline heap, the buffer pool, the upstream pools and the balancer counts.
+//!
+//! The loop is: poll, dispatch each event by token kind, run the deadlines that came
+//! due, then finish sessions that yielded to be fair to others. Nothing here blocks and
+//! nothing here locks; a worker shares nothing writable with other workers.
+
+pub mod buffer;
+mod conn;
+mod exchange;
+mod listen;
+mod pipe;
+mod session;
+pub mod timers;
+pub mod token;
+
+pub use listen::{bind_listeners, ListenError};
+
+use self::buffer::BufPool;
+use self::conn::{Client, Upstream};
+use self::timers::Timers;
+use self::token::{Generations, Kind};
+use crate::backend::balancer::Balancer;
+use crate::backend::pool::Pool;
+use crate::config::Topology;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll};
+use slab::Slab;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Events taken from one poll.
+const EVENTS_PER_POLL: usize = 1024;
+/// Longest a connect to an instance may take before the next instance is tried.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a closing client connection is read and discarded after clb's last answer.
+const LINGER: Duration = Duration::from_secs(2);
+/// Buffers kept in a worker's free list.
+const POOLED_BUFFERS: usize = 4096;
+
+/// A listening socket this worker accepts on, and which topology listener it serves.
+pub struct Listening {
+    pub sock: TcpListener,
+    pub listener: usize,
+}
+
+pub struct Settings {
+    pub max_connections: usize,
+}
+
+pub struct Worker {
+    id: usize,
+    poll: Poll,
+    listening: Vec<Listening>,
+    clients: Slab<Client>,
+    upstreams: Slab<Upstream>,
+    bufs: BufPool,
+    timers: Timers,
+    pool: Pool,
+    balancer: Balancer,
+    topo: Arc<Topology>,
+    generations: Generations,
+    now: Instant,
+    settings: Settings,
+    /// Accepting stopped at `max_connections`; resumed when a client closes.
+    accept_paused: bool,
+    /// Sessions that used up their turn with work left; driven again after the batch.
+    again: Vec<(usize, u32)>,
+}
+
+impl Worker {
+    pub fn new(
+        id: usize,
+        topo: Arc<Topology>,
+        listening: Vec<Listening>,
+        settings: Settings,
+    ) -> io::Result<Worker> {
+        let poll = Poll::new()?;
+        let mut listening = listening;
+        for (i, l) in listening.iter_mut().enumerate() {
+            poll.registry().register(
+                &mut l.sock,
+                token::encode(Kind::Listener, 0, i),
+                Interest::READABLE,
+            )?;
+        }
+        let mut pool = Pool::default();
+        pool.resize(topo.backends.len());
+        Ok(Worker {
+            id,
+            poll,
+            listening,
+            clients: Slab::new(),
+            upstreams: Slab::new(),
+            bufs: BufPool::new(POOLED_BUFFERS),
+            timers: Timers::default(),
+            pool,
+            balancer: Balancer::new(&topo),
+            topo,
+            generations: Generations::default(),
+            now: Instant::now(),
+            settings,
+            accept_paused: false,
+            again: Vec::new(),
+        })
+    }
+
+    /// Runs the loop until the poll itself fails.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS_PER_POLL);
+        log::debug!(
+            "worker {} running with {} listeners",
+            self.id,
+            self.listening.len()
+        );
+        loop {
+            let timeout = if self.again.is_empty() {
+                self.timers.next_timeout(Instant::now())
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            self.now = Instant::now();
+            for event in events.iter() {
+                self.dispatch(event);
+            }
+            self.run_deadlines();
+            self.run_again();
+        }
+    }
+
+    fn dispatch(&mut self, event: &mio::event::Event) {
+        let (kind, generation, key) = token::decode(event.token());
+        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+        let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+        match kind {
+            Kind::Listener => self.accept(key),
+            Kind::Client => {
+                let Some(client) = self.clients.get_mut(key) else {
+                    return;
+                };
+                if client.generation != generation {
+                    return;
+                }
+                client.ready.readable |= readable;
+                client.ready.writable |= writable;
+                self.drive(key);
+            }
+            Kind::Backend => {
+                let Some(upstream) = self.upstreams.get_mut(key) else {
+                    return;
+                };
+                if upstream.generation != generation {
+                    return;
+                }
+                upstream.ready.readable |= readable;
+                upstream.ready.writable |= writable;
+                upstream.ready.hup |= event.is_read_closed() || event.is_error();
+                match upstream.owner {
+                    Some(owner) => self.drive(owner),
+                    // An idle pooled connection has nothing to say: readable means the
+                    // instance closed it (or broke protocol), so it must never be reused.
+                    None if readable => self.close_upstream(key),
+                    None => {}
+                }
+            }
+            Kind::Waker => {}
+        }
+    }
+
+    fn accept(&mut self, index: usize) {
+        loop {
+            if self.clients.len() >= self.settings.max_connections {
+                self.accept_paused = true;
+                return;
+            }
+            let Some(listening) = self.listening.get(index) else {
+                return;
+            };
+            let listener = listening.listener;
+            let (mut sock, peer) = match listening.sock.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: the connection stays in the backlog; the next
+                    // close or arrival retries.
+                    log::warn!("worker {}: accept failed: {e}", self.id);
+                    return;
+                }
+            };
+            let _ = sock.set_nodelay(true);
+            let local = match sock.local_addr() {
+                Ok(addr) => addr,
+                Err(_) => continue,
+            };
+            let Some(view) = self.topo.listeners.get(listener) else {
+                continue;
+            };
+            let lb = view.lb;
+            let idle = self
+                .topo
+                .lbs
+                .get(lb)
+                .map_or(crate::config::DEFAULT_IDLE_TIMEOUT, |l| l.idle_timeout);
+            let zone = self.balancer.assign_zone(&self.topo, lb);
+            let generation = self.generations.next();
+            let entry = self.clients.vacant_entry();
+            let key = entry.key();
+            if self
+                .poll
+                .registry()
+                .register(
+                    &mut sock,
+                    token::encode(Kind::Client, generation, key),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .is_err()
+            {
+                continue;
+            }
+            entry.insert(Client {
+                sock,
+                generation,
+                listener,
+                zone,
+                peer,
+                local,
+                ready: Default::default(),
+                read_closed: false,
+                rbuf: None,
+                wbuf: None,
+                phase: conn::Phase::ReadHead,
+                deadline: conn::Deadline::new(self.now + idle),
+                idle,
+            });
+            self.arm_client(key);
+        }
+    }
+
+    fn resume_accepting(&mut self) {
+        if self.accept_paused && self.clients.len() < self.settings.max_connections {
+            self.accept_paused = false;
+            for i in 0..self.listening.len() {
+                self.accept(i);
+            }
+        }
+    }
+
+    fn run_deadlines(&mut self) {
+        while let Some(token) = self.timers.pop_due(self.now) {
+            let (kind, generation, key) = token::decode(token);
+            match kind {
+                Kind::Client => {
+                    let now = self.now;
+                    let Some(client) = self.clients.get_mut(key) else {
+                        continue;
+                    };
+                    if client.generation != generation {
+                        continue;
+                    }
+                    if client.deadline.armed_at.is_some_and(|at| at <= now) {
+                        client.deadline.armed_at = None;
+                    }
+                    if client.deadline.at <= now {
+                        self.client_timed_out(key);
+                    } else {
+                        self.arm_client(key);
+                    }
+                }
+                Kind::Backend => {
+                    let now = self.now;
+                    let Some(upstream) = self.upstreams.get_mut(key) else {
+                        continue;
+                    };
+                    if upstream.generation != generation {
+                        continue;
+                    }
+                    if upstream.deadline.armed_at.is_some_and(|at| at <= now) {
+                        upstream.deadline.armed_at = None;
+                    }
+                    if upstream.deadline.at <= now {
+                        self.upstream_timed_out(key);
+                    } else {
+                        self.arm_upstream(key);
+                    }
+                }
+                Kind::Listener | Kind::Waker => {}
+            }
+        }
+    }
+
+    fn run_again(&mut self) {
+        for (key, generation) in std::mem::take(&mut self.again) {
+            if self
+                .clients
+                .get(key)
+                .is_some_and(|c| c.generation == generation)
+            {
+                self.drive(key);
+            }
+        }
+    }
+
+    fn arm_client(&mut self, key: usize) {
+        if let Some(client) = self.clients.get_mut(key) {
+            if client.deadline.needs_arming() {
+                self.timers.arm(
+                    client.deadline.at,
+                    token::encode(Kind::Client, client.generation, key),
+                );
+                client.deadline.armed_at = Some(client.deadline.at);
+            }
+        }
+    }
+
+    fn arm_upstream(&mut self, key: usize) {
+        if let Some(upstream) = self.upstreams.get_mut(key) {
+            if upstream.deadline.needs_arming() {
+                self.timers.arm(
+                    upstream.deadline.at,
+                    token::encode(Kind::Backend, upstream.generation, key),
+                );
+                upstream.deadline.armed_at = Some(upstream.deadline.at);
+            }
+        }
+    }
+
+    /// Closes an upstream connection wherever it is (pool or exchange bookkeeping is the caller's).
+    fn close_upstream(&mut self, key: usize) {
+        if let Some(mut upstream) = self.upstreams.try_remove(key) {
+            if upstream.owner.is_none() {
+                self.pool.remove(upstream.backend, key);
+            }
+            self.bufs.release(&mut upstream.rbuf);
+        }
+    }
+}

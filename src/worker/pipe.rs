@@ -1,0 +1,157 @@
+//! Moving one message body from a source buffer to a destination socket.
+//!
+//! Bytes are written straight from the buffer they were read into (no second copy);
+//! the body framing decides how many belong to the current message, so a pipelined
+//! request that follows stays in the buffer untouched. With `dechunk` only payload
+//! bytes are written (an HTTP/1.0 client reading a chunked response).
+
+use super::buffer::Buf;
+use crate::http::chunked::ChunkError;
+use crate::http::framing::Body;
+use std::io::{self, Write};
+
+#[derive(Debug)]
+pub enum PipeError {
+    Framing(ChunkError),
+    Write(io::Error),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Pipe {
+    pub body: Body,
+    /// Bytes at the front of the source buffer that belong to the body and wait to be written.
+    ready: usize,
+    dechunk: bool,
+    /// Any body byte written so far.
+    pub started: bool,
+}
+
+impl Pipe {
+    pub fn new(body: Body, dechunk: bool) -> Pipe {
+        Pipe {
+            body,
+            ready: 0,
+            dechunk,
+            started: false,
+        }
+    }
+
+    /// Every byte of the message has been written.
+    pub fn finished(&self) -> bool {
+        self.ready == 0 && self.body.is_done()
+    }
+
+    /// Writes as much of the body as is buffered and the destination takes. Returns the
+    /// number of bytes taken from `src` (written or skipped framing).
+    pub fn pump(
+        &mut self,
+        src: &mut Buf,
+        dst: &mut impl Write,
+        writable: &mut bool,
+    ) -> Result<usize, PipeError> {
+        let mut moved = 0;
+        loop {
+            if self.ready == 0 {
+                if self.body.is_done() || src.is_empty() {
+                    return Ok(moved);
+                }
+                let run = self
+                    .body
+                    .next_run(src.bytes())
+                    .map_err(PipeError::Framing)?;
+                if run.len == 0 {
+                    return Ok(moved);
+                }
+                if !run.payload && self.dechunk {
+                    src.consume(run.len);
+                    moved += run.len;
+                    continue;
+                }
+                self.ready = run.len;
+                // Passing framing through: gather every run buffered into one write.
+                while !self.dechunk && !self.body.is_done() && self.ready < src.len() {
+                    let more = self
+                        .body
+                        .next_run(&src.bytes()[self.ready..])
+                        .map_err(PipeError::Framing)?;
+                    if more.len == 0 {
+                        break;
+                    }
+                    self.ready += more.len;
+                }
+            }
+            if !*writable {
+                return Ok(moved);
+            }
+            match dst.write(&src.bytes()[..self.ready]) {
+                Ok(0) => return Err(PipeError::Write(io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    src.consume(n);
+                    self.ready -= n;
+                    self.started = true;
+                    moved += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    *writable = false;
+                    return Ok(moved);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(PipeError::Write(e)),
+            }
+        }
+    }
+
+    /// The source closed: a close-delimited body is now complete.
+    pub fn source_closed(&mut self) -> bool {
+        if self.body == Body::UntilClose {
+            self.body = Body::Done;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::buffer::BufPool;
+
+    #[test]
+    fn leaves_the_next_message_in_the_buffer() {
+        let mut src = BufPool::new(1).get();
+        src.extend(b"3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n");
+        let mut pipe = Pipe::new(Body::chunked(), false);
+        let mut out = Vec::new();
+        let mut writable = true;
+        pipe.pump(&mut src, &mut out, &mut writable).unwrap();
+        assert!(pipe.finished());
+        assert_eq!(out, b"3\r\nabc\r\n0\r\n\r\n");
+        assert_eq!(src.bytes(), b"GET / HTTP/1.1\r\n");
+    }
+
+    #[test]
+    fn dechunks_for_http10_clients() {
+        let mut src = BufPool::new(1).get();
+        src.extend(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+        let mut pipe = Pipe::new(Body::chunked(), true);
+        let mut out = Vec::new();
+        let mut writable = true;
+        pipe.pump(&mut src, &mut out, &mut writable).unwrap();
+        assert!(pipe.finished());
+        assert_eq!(out, b"abcde");
+    }
+
+    #[test]
+    fn waits_for_writability() {
+        let mut src = BufPool::new(1).get();
+        src.extend(b"abc");
+        let mut pipe = Pipe::new(Body::Length(5), false);
+        let mut out = Vec::new();
+        let mut writable = false;
+        assert_eq!(pipe.pump(&mut src, &mut out, &mut writable).unwrap(), 0);
+        writable = true;
+        assert_eq!(pipe.pump(&mut src, &mut out, &mut writable).unwrap(), 3);
+        assert!(!pipe.finished());
+    }
+}

@@ -1,0 +1,316 @@
+//! Driving a client session through its phases: read a head, serve the exchange,
+//! answer and close.
+//!
+//! `drive` calls `step` until nothing moves. Every step first flushes bytes owed to the
+//! client (clb's answers and response heads come before any body byte), then advances
+//! the phase. A step that reports `Progress` moved bytes or changed state; the loop is
+//! bounded and a session with work left is queued to run again after the other events
+//! of this batch, so one fast transfer cannot starve the rest.
+
+use super::conn::{Exchange, Phase, Response};
+use super::exchange::{read_some, ReadOutcome};
+use super::pipe::Pipe;
+use super::{Worker, LINGER};
+use crate::backend::balancer::Tried;
+use crate::http::canned::Canned;
+use crate::http::request::{self, Forwarding, HeadError, Parse, RequestInfo, MAX_HEAD};
+use crate::worker::buffer::Buf;
+use std::io::{self, Write};
+use std::net::Shutdown;
+
+/// Steps one `drive` may take before the session yields to others.
+const MAX_STEPS: usize = 64;
+
+pub(super) enum Step {
+    Progress,
+    Wait,
+    Close,
+}
+
+impl Worker {
+    pub(super) fn drive(&mut self, key: usize) {
+        let Some(generation) = self.clients.get(key).map(|c| c.generation) else {
+            return;
+        };
+        for _ in 0..MAX_STEPS {
+            match self.step(key) {
+                Step::Progress => continue,
+                Step::Wait => return self.after_drive(key),
+                Step::Close => return self.close_client(key),
+            }
+        }
+        self.again.push((key, generation));
+        self.after_drive(key);
+    }
+
+    fn after_drive(&mut self, key: usize) {
+        self.arm_client(key);
+        if let Some(Phase::Exchange(ex)) = self.clients.get(key).map(|c| &c.phase) {
+            if let Some(upstream) = ex.upstream {
+                self.arm_upstream(upstream);
+            }
+        }
+    }
+
+    fn step(&mut self, key: usize) -> Step {
+        let flushed = match self.flush_client(key) {
+            Ok(flushed) => flushed,
+            Err(()) => return Step::Close,
+        };
+        let Some(client) = self.clients.get(key) else {
+            return Step::Close;
+        };
+        let step = match client.phase {
+            Phase::ReadHead => self.read_head(key),
+            Phase::Exchange(_) => self.exchange(key),
+            Phase::Closing => self.closing(key),
+            Phase::Linger => self.linger(key),
+        };
+        match step {
+            Step::Wait if flushed => Step::Progress,
+            step => step,
+        }
+    }
+
+    /// Writes what clb owes the client outside body streaming; `Err` when the client is gone.
+    fn flush_client(&mut self, key: usize) -> Result<bool, ()> {
+        let now = self.now;
+        let Some(c) = self.clients.get_mut(key) else {
+            return Err(());
+        };
+        let Some(wbuf) = c.wbuf.as_mut() else {
+            return Ok(false);
+        };
+        let mut progress = false;
+        while !wbuf.is_empty() && c.ready.writable {
+            match c.sock.write(wbuf.bytes()) {
+                Ok(0) => return Err(()),
+                Ok(n) => {
+                    wbuf.consume(n);
+                    progress = true;
+                    c.deadline.at = now + c.idle;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.ready.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(()),
+            }
+        }
+        self.bufs.release_if_empty(&mut c.wbuf);
+        Ok(progress)
+    }
+
+    fn read_head(&mut self, key: usize) -> Step {
+        let now = self.now;
+        let Some(c) = self.clients.get_mut(key) else {
+            return Step::Close;
+        };
+        if c.wbuf.is_some() {
+            // The previous answer drains before the next request is looked at.
+            return Step::Wait;
+        }
+        if let Some(rbuf) = c.rbuf.as_mut().filter(|b| !b.is_empty()) {
+            let fwd = Forwarding {
+                client_ip: c.peer.ip(),
+                local_ip: c.local.ip(),
+                listener_port: c.local.port(),
+                scheme: "http",
+            };
+            let mut head = self.bufs.get();
+            match request::forward_head(rbuf.bytes(), &fwd, &mut head) {
+                Ok(Parse::Complete(req)) => {
+                    rbuf.consume(req.head_len);
+                    return self.start_exchange(key, req, head);
+                }
+                Ok(Parse::Partial) => {
+                    self.bufs.put(head);
+                    if rbuf.is_full() && rbuf.capacity() <= MAX_HEAD {
+                        // Past MAX_HEAD the parser answers 431 itself.
+                        rbuf.grow_to(MAX_HEAD + 1);
+                    }
+                }
+                Err(e) => {
+                    self.bufs.put(head);
+                    log::debug!("client {}: refused request: {e:?}", c.peer);
+                    return self.answer(key, canned_for(e), false);
+                }
+            }
+        }
+        if c.read_closed {
+            return Step::Close;
+        }
+        if !c.ready.readable {
+            self.bufs.release_if_empty(&mut c.rbuf);
+            return Step::Wait;
+        }
+        let rbuf = c.rbuf.get_or_insert_with(|| self.bufs.get());
+        match read_some(rbuf, &mut c.sock, &mut c.ready) {
+            // End of stream before a whole head: nobody is left to answer.
+            Ok(ReadOutcome::Eof) | Err(_) => Step::Close,
+            Ok(ReadOutcome::Data) => {
+                c.deadline.at = now + c.idle;
+                Step::Progress
+            }
+            Ok(ReadOutcome::Blocked) => {
+                self.bufs.release_if_empty(&mut c.rbuf);
+                Step::Wait
+            }
+        }
+    }
+
+    fn start_exchange(&mut self, key: usize, req: RequestInfo, head: Buf) -> Step {
+        let Some(c) = self.clients.get_mut(key) else {
+            self.bufs.put(head);
+            return Step::Close;
+        };
+        if req.expect_continue {
+            // Spec §1.17: answered at once, whatever the instance will say.
+            c.wbuf
+                .get_or_insert_with(|| self.bufs.get())
+                .extend(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        let mut ex = Exchange {
+            req,
+            head: Some(head),
+            head_sent: 0,
+            request: Pipe::new(req.body, false),
+            upstream: None,
+            backend: 0,
+            instance: 0,
+            tried: Tried::default(),
+            reused: false,
+            retried: false,
+            response_started: false,
+            response: Response::AwaitHead,
+        };
+        if self.attach_upstream(key, &mut ex, false) {
+            if let Some(c) = self.clients.get_mut(key) {
+                c.phase = Phase::Exchange(ex);
+            }
+            Step::Progress
+        } else {
+            self.fail_exchange(key, ex, Canned::ServiceUnavailable)
+        }
+    }
+
+    /// Queues one of clb's answers; the connection is kept only when `keep` says so.
+    pub(super) fn answer(&mut self, key: usize, canned: Canned, keep: bool) -> Step {
+        let Some(c) = self.clients.get_mut(key) else {
+            return Step::Close;
+        };
+        c.wbuf
+            .get_or_insert_with(|| self.bufs.get())
+            .extend(canned.bytes(keep));
+        c.phase = if keep {
+            Phase::ReadHead
+        } else {
+            Phase::Closing
+        };
+        Step::Progress
+    }
+
+    fn closing(&mut self, key: usize) -> Step {
+        let now = self.now;
+        let Some(c) = self.clients.get_mut(key) else {
+            return Step::Close;
+        };
+        if c.wbuf.is_some() {
+            return Step::Wait;
+        }
+        if c.sock.shutdown(Shutdown::Write).is_err() || c.read_closed {
+            return Step::Close;
+        }
+        c.phase = Phase::Linger;
+        c.deadline.at = now + LINGER;
+        Step::Progress
+    }
+
+    /// Reads and drops what the client still sends, so closing does not reset the
+    /// connection before the client has read clb's last answer.
+    fn linger(&mut self, key: usize) -> Step {
+        let Some(c) = self.clients.get_mut(key) else {
+            return Step::Close;
+        };
+        if !c.ready.readable {
+            return Step::Wait;
+        }
+        let rbuf = c.rbuf.get_or_insert_with(|| self.bufs.get());
+        rbuf.clear();
+        match rbuf.read_from(&mut c.sock) {
+            Ok(0) => Step::Close,
+            Ok(_) => Step::Progress,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                c.ready.readable = false;
+                Step::Wait
+            }
+            Err(_) => Step::Close,
+        }
+    }
+
+    pub(super) fn close_client(&mut self, key: usize) {
+        let Some(mut c) = self.clients.try_remove(key) else {
+            return;
+        };
+        if let Phase::Exchange(ex) = std::mem::replace(&mut c.phase, Phase::Closing) {
+            self.drop_exchange(ex);
+        }
+        self.bufs.release(&mut c.rbuf);
+        self.bufs.release(&mut c.wbuf);
+        drop(c);
+        self.resume_accepting();
+    }
+
+    /// The client's idle timeout passed.
+    pub(super) fn client_timed_out(&mut self, key: usize) {
+        enum Action {
+            Answer(Canned),
+            FailExchange(Canned),
+            Rearm,
+            Close,
+        }
+        let now = self.now;
+        let Some(c) = self.clients.get_mut(key) else {
+            return;
+        };
+        let partial_head = c.rbuf.as_ref().is_some_and(|b| !b.is_empty());
+        let action = match &c.phase {
+            Phase::ReadHead if partial_head => Action::Answer(Canned::RequestTimeout),
+            Phase::ReadHead | Phase::Closing | Phase::Linger => Action::Close,
+            Phase::Exchange(ex) => match ex.response {
+                // A request body the client stopped sending (spec §11: 408).
+                Response::AwaitHead if !ex.request.finished() => {
+                    Action::FailExchange(Canned::RequestTimeout)
+                }
+                // Waiting on the instance is the instance's idle timeout to judge.
+                Response::AwaitHead => Action::Rearm,
+                // A client that stopped reading the response.
+                Response::Body { .. } => Action::Close,
+            },
+        };
+        match action {
+            Action::Answer(canned) => {
+                self.answer(key, canned, false);
+                self.drive(key);
+            }
+            Action::FailExchange(canned) => {
+                if let Phase::Exchange(ex) = std::mem::replace(&mut c.phase, Phase::Closing) {
+                    self.fail_exchange(key, ex, canned);
+                }
+                self.drive(key);
+            }
+            Action::Rearm => {
+                c.deadline.at = now + c.idle;
+                self.arm_client(key);
+            }
+            Action::Close => self.close_client(key),
+        }
+    }
+}
+
+fn canned_for(e: HeadError) -> Canned {
+    match e {
+        HeadError::Malformed(_) => Canned::BadRequest,
+        HeadError::MethodTooLong => Canned::MethodNotAllowed,
+        HeadError::UriTooLong => Canned::UriTooLong,
+        HeadError::HeadersTooLarge => Canned::HeadersTooLarge,
+    }
+}
