@@ -290,7 +290,7 @@ mod tests {
     #[test]
     fn bounds_extension_lines() {
         let mut long = b"1;".to_vec();
-        long.extend(std::iter::repeat(b'a').take(5000));
+        long.extend(std::iter::repeat_n(b'a', 5000));
         assert_eq!(decode(&long, 64), Err(ChunkError::LineTooLong));
     }
 }

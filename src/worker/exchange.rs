@@ -348,7 +348,7 @@ impl Worker {
     ) -> io::Result<usize> {
         let mut sock = TcpStream::connect(addr)?;
         let _ = sock.set_nodelay(true);
-        let generation = self.generations.next();
+        let generation = self.generations.issue();
         let entry = self.upstreams.vacant_entry();
         let key = entry.key();
         self.poll.registry().register(

@@ -210,7 +210,7 @@ impl Worker {
                 .get(lb)
                 .map_or(crate::config::DEFAULT_IDLE_TIMEOUT, |l| l.idle_timeout);
             let zone = self.balancer.assign_zone(&self.topo, lb);
-            let generation = self.generations.next();
+            let generation = self.generations.issue();
             let entry = self.clients.vacant_entry();
             let key = entry.key();
             if self

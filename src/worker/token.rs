@@ -57,7 +57,7 @@ pub fn decode(token: Token) -> (Kind, u32, usize) {
 pub struct Generations(u32);
 
 impl Generations {
-    pub fn next(&mut self) -> u32 {
+    pub fn issue(&mut self) -> u32 {
         self.0 = (self.0 + 1) & GEN_MASK as u32;
         self.0
     }

@@ -137,7 +137,7 @@ fn limits_give_405_414_431() {
 
     let mut out = BufPool::new(1).get();
     let mut long_uri = b"GET /".to_vec();
-    long_uri.extend(std::iter::repeat(b'a').take(MAX_REQUEST_LINE + 10));
+    long_uri.extend(std::iter::repeat_n(b'a', MAX_REQUEST_LINE + 10));
     assert_eq!(
         forward_head(&long_uri, &fwd(), &mut out).unwrap_err(),
         HeadError::UriTooLong

@@ -1,0 +1,37 @@
+# clb: the commands a person or CI runs. `make run` and `make test` are the two the
+# README promises to work on a bare machine.
+
+CARGO ?= cargo
+# Front-end port of the demo load balancer: `make run PORT=9000`.
+PORT ?= 8080
+# Seconds each fuzz target runs in `make fuzz`.
+FUZZ_SECONDS ?= 30
+
+.PHONY: build run test lint fuzz bench
+
+build:
+	$(CARGO) build --release
+
+run: build
+	PORT=$(PORT) scripts/demo.sh
+
+# Integration tests start the real binaries; each test picks its own ports, so the
+# default test threads (one per core) are safe.
+test:
+	$(CARGO) build
+	$(CARGO) test
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# cargo-fuzz needs nightly; every target in fuzz/ runs for FUZZ_SECONDS.
+fuzz:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	set -e; for target in $$($(CARGO) +nightly fuzz list); do \
+		$(CARGO) +nightly fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS); \
+	done
+
+bench:
+	@echo "make bench: not built yet (issue 5)"

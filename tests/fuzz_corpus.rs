@@ -1,0 +1,23 @@
+//! Replays every file of every fuzz corpus through the library's fuzz entry points, so
+//! the invariants the fuzzers check (and every crash they ever found) run in stable CI.
+
+use std::fs;
+use std::path::Path;
+
+fn replay(target: &str, run: fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let mut count = 0;
+    for entry in fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("corpus entry").path();
+        let data = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        run(&data);
+        count += 1;
+    }
+    assert!(count > 0, "empty corpus {}", dir.display());
+    println!("{target}: replayed {count} corpus files");
+}
+
+#[test]
+fn request_head_corpus() {
+    replay("request_head", clb::fuzzing::request_head);
+}
