@@ -19,7 +19,7 @@ run: build
 # default test threads (one per core) are safe.
 test:
 	$(CARGO) build
-	$(CARGO) test
+	$(CARGO) test --no-fail-fast
 
 lint:
 	$(CARGO) fmt --all -- --check
