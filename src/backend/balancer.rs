@@ -1,7 +1,8 @@
 //! Least outstanding requests, per worker (spec §4.2–4.4).
 //!
 //! HTTP requests go to the in-scope instance with the fewest requests this worker has in
-//! flight to it; ties rotate, so a lightly loaded balancer spreads requests evenly.
+//! flight to it; among ties the one picked least recently wins, so a lightly loaded
+//! balancer spreads requests evenly over whatever subset is in scope.
 //! Scope is every instance in an enabled zone when cross-zone balancing is on, and only
 //! the instances of the client connection's zone when it is off: each accepted connection
 //! is assigned a zone round-robin, which reproduces ELB's even split per zone (§4.3).
@@ -38,8 +39,10 @@ pub struct Pick {
 #[derive(Default)]
 pub struct Balancer {
     outstanding: Vec<u32>,
+    /// Pick sequence number of each instance's last pick (the tie-break).
+    last_pick: Vec<u64>,
+    picks: u64,
     refused_at: Vec<Option<Instant>>,
-    rotation: usize,
     zone_rotation: Vec<usize>,
 }
 
@@ -53,6 +56,7 @@ impl Balancer {
     /// Follows a new topology; counts for surviving indices are kept.
     pub fn resize(&mut self, topo: &Topology) {
         self.outstanding.resize(topo.instances.len(), 0);
+        self.last_pick.resize(topo.instances.len(), 0);
         self.refused_at.resize(topo.backends.len(), None);
         self.zone_rotation.resize(topo.lbs.len(), 0);
     }
@@ -84,11 +88,8 @@ impl Balancer {
         if n == 0 {
             return None;
         }
-        let start = self.rotation % n;
-        self.rotation = self.rotation.wrapping_add(1);
-        let mut best: Option<(bool, u32, usize, Pick)> = None;
-        for step in 0..n {
-            let position = (start + step) % n;
+        let mut best: Option<((bool, u32, u64), usize, Pick)> = None;
+        for position in 0..n {
             if tried.has(position) {
                 continue;
             }
@@ -114,24 +115,22 @@ impl Balancer {
                 .flatten()
                 .is_some_and(|at| now.saturating_duration_since(at) < REFUSED_HOLD);
             let load = self.outstanding.get(target.instance).copied().unwrap_or(0);
-            let better = match best {
-                None => true,
-                Some((b_refused, b_load, _, _)) => (refused, load) < (b_refused, b_load),
-            };
-            if better {
-                best = Some((
-                    refused,
-                    load,
-                    position,
-                    Pick {
-                        backend,
-                        instance: target.instance,
-                    },
-                ));
+            let last = self.last_pick.get(target.instance).copied().unwrap_or(0);
+            let rank = (refused, load, last);
+            if best.is_none_or(|(best_rank, _, _)| rank < best_rank) {
+                let pick = Pick {
+                    backend,
+                    instance: target.instance,
+                };
+                best = Some((rank, position, pick));
             }
         }
-        let (_, _, position, pick) = best?;
+        let (_, position, pick) = best?;
         tried.add(position);
+        self.picks += 1;
+        if let Some(last) = self.last_pick.get_mut(pick.instance) {
+            *last = self.picks;
+        }
         Some(pick)
     }
 
@@ -203,6 +202,17 @@ mod tests {
             counts[pick(&mut b, &t, None).unwrap()] += 1;
         }
         assert_eq!(counts, [100, 100, 100]);
+    }
+
+    #[test]
+    fn ties_rotate_evenly_within_a_zone_too() {
+        let t = topo(false, &[("i-1", "a"), ("i-2", "a"), ("i-3", "b")]);
+        let mut b = Balancer::new(&t);
+        let mut counts = [0; 3];
+        for i in 0..300 {
+            counts[pick(&mut b, &t, Some(i % 2)).unwrap()] += 1;
+        }
+        assert_eq!(counts, [75, 75, 150]);
     }
 
     #[test]

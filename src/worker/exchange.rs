@@ -535,7 +535,8 @@ pub(super) fn read_some(
     match buf.read_from(sock) {
         Ok(0) => Ok(ReadOutcome::Eof),
         Ok(n) => {
-            if n < free {
+            // After a hang-up the next read returns the EOF, and no new event will say so.
+            if n < free && !ready.hup {
                 ready.readable = false;
             }
             Ok(ReadOutcome::Data)

@@ -150,6 +150,7 @@ impl Worker {
                 }
                 client.ready.readable |= readable;
                 client.ready.writable |= writable;
+                client.ready.hup |= event.is_read_closed() || event.is_error();
                 self.drive(key);
             }
             Kind::Backend => {
