@@ -55,8 +55,12 @@ for i in 0 1 2; do
 done
 
 echo "clb is balancing http://127.0.0.1:$PORT/ across 3 demo instances; try: curl http://127.0.0.1:$PORT/"
+# In the background with `wait`, so a TERM or INT to this script runs the traps at once
+# (bash defers traps while a foreground child runs) and stops clb with the instances.
 "$BIN/clb" --listener "http:$PORT:http:$INSTANCE_PORT" \
     --instance i-1=127.0.0.2@zone-a \
     --instance i-2=127.0.0.3@zone-a \
     --instance i-3=127.0.0.4@zone-b \
-    --bind 127.0.0.1
+    --bind 127.0.0.1 &
+pids+=("$!")
+wait "$!"
