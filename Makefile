@@ -2,8 +2,10 @@
 # README promises to work on a bare machine.
 
 CARGO ?= cargo
-# Front-end port of the demo load balancer: `make run PORT=9000`.
+# Front-end port of the demo load balancer (`make run PORT=9000`) and the port its
+# demo instances listen on at 127.0.0.2-4.
 PORT ?= 8080
+INSTANCE_PORT ?= 8081
 # Seconds each fuzz target runs in `make fuzz`.
 FUZZ_SECONDS ?= 30
 
@@ -13,7 +15,7 @@ build:
 	$(CARGO) build --release
 
 run: build
-	PORT=$(PORT) scripts/demo.sh
+	PORT=$(PORT) INSTANCE_PORT=$(INSTANCE_PORT) scripts/demo.sh
 
 # Integration tests start the real binaries; each test picks its own ports, so the
 # default test threads (one per core) are safe.

@@ -113,3 +113,19 @@ pub struct Upstream {
     pub deadline: Deadline,
     pub idle: Duration,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The idle-connection budget is 1 KiB of RSS; the slab entry is most of it.
+    #[test]
+    fn an_idle_client_fits_the_memory_budget() {
+        let size = std::mem::size_of::<Client>();
+        println!(
+            "Client: {size} bytes, Upstream: {} bytes",
+            std::mem::size_of::<Upstream>()
+        );
+        assert!(size <= 512, "Client is {size} bytes");
+    }
+}

@@ -9,7 +9,7 @@
 //! becomes clb's own answer (502/503/504) while the client has seen nothing of the
 //! response, and a closed client connection once it has.
 
-use super::buffer::Buf;
+use super::buffer::{Buf, BUF_SIZE};
 use super::conn::{Deadline, Exchange, Phase, Ready, Response, Upstream};
 use super::pipe::{Pipe, PipeError};
 use super::session::Step;
@@ -181,7 +181,10 @@ impl Worker {
                     }
                 }
             }
-            if let Some(rbuf) = u.rbuf.as_mut().filter(|b| !b.is_empty()) {
+            // Informational heads queue in the client's buffer; a client that does not
+            // read them holds the next one back instead of growing the buffer.
+            let room = c.wbuf.as_ref().is_none_or(|w| w.len() < BUF_SIZE);
+            if let Some(rbuf) = u.rbuf.as_mut().filter(|b| room && !b.is_empty()) {
                 let wbuf = c.wbuf.get_or_insert_with(|| self.bufs.get());
                 match response::forward_head(rbuf.bytes(), &ex.req, wbuf) {
                     Ok(Parse::Complete(info)) => {
