@@ -7,9 +7,9 @@
 //! feature is missing, and scripts written against the design fail loudly, not silently.
 
 use crate::config::{
-    parse_instance, parse_listener, parse_zones, valid_load_balancer_name, Config, Instance,
-    Listener, LoadBalancer, Protocol, Runtime, DEFAULT_IDLE_TIMEOUT, DEFAULT_ZONE,
-    IDLE_TIMEOUT_RANGE,
+    parse_health_target, parse_instance, parse_listener, parse_zones, valid_load_balancer_name,
+    Config, HealthCheck, HealthCheckError, HealthProtocol, Instance, Listener, LoadBalancer,
+    Protocol, Runtime, DEFAULT_IDLE_TIMEOUT, DEFAULT_ZONE, IDLE_TIMEOUT_RANGE,
 };
 use getopts::{Fail, Matches, Options};
 use std::collections::HashSet;
@@ -48,11 +48,6 @@ const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// The repeatable ones are declared repeatable so that repeating them still gets this
 /// answer, not "given more than once".
 const NOT_BUILT: &[(&str, &str, Occurs)] = &[
-    ("health-check", "health checks are", Occurs::Once),
-    ("health-interval", "health checks are", Occurs::Once),
-    ("health-timeout", "health checks are", Occurs::Once),
-    ("healthy-threshold", "health checks are", Occurs::Once),
-    ("unhealthy-threshold", "health checks are", Occurs::Once),
     ("draining", "connection draining is", Occurs::Once),
     ("sticky", "sticky sessions are", Occurs::Once),
     ("desync-mode", "desync mitigation modes are", Occurs::Once),
@@ -82,6 +77,11 @@ fn options() -> Options {
         .optopt("", "workers", "", "N")
         .optopt("", "max-connections", "", "N")
         .optopt("", "api", "", "ADDR|off")
+        .optopt("", "health-check", "", "TARGET")
+        .optopt("", "health-interval", "", "S")
+        .optopt("", "health-timeout", "", "S")
+        .optopt("", "healthy-threshold", "", "N")
+        .optopt("", "unhealthy-threshold", "", "N")
         .optflag("h", "help", "")
         .optflag("V", "version", "");
     for &(long, _, occurs) in NOT_BUILT {
@@ -166,6 +166,8 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
         }
     }
 
+    let health_check = health_check(&m, &listeners)?;
+
     Ok(Command::Run(Config {
         load_balancer: LoadBalancer {
             name,
@@ -174,6 +176,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             zones,
             cross_zone,
             idle_timeout,
+            health_check,
         },
         runtime: Runtime {
             bind,
@@ -283,6 +286,77 @@ fn instances(specs: &[String]) -> Result<Vec<Instance>, CliError> {
     Ok(instances)
 }
 
+/// The health check flags, defaulting as spec §2.1 and §18.3 (README) settle them.
+fn health_check(m: &Matches, listeners: &[Listener]) -> Result<HealthCheck, CliError> {
+    let first_port = listeners.first().map_or(80, |l| l.instance_port);
+    let defaults = HealthCheck::default_for(first_port);
+    let target = match m.opt_str("health-check") {
+        None => defaults.target,
+        Some(text) => {
+            let target = parse_health_target(&text)
+                .map_err(|why| flag_error("health-check", &text, &why))?;
+            if matches!(target.protocol, HealthProtocol::Https | HealthProtocol::Ssl) {
+                return Err(flag_error(
+                    "health-check",
+                    &text,
+                    &format!(
+                        "{} health checks are not supported yet",
+                        target.protocol.as_str()
+                    ),
+                ));
+            }
+            target
+        }
+    };
+    let interval = opt_u32(m, "health-interval")?.unwrap_or(defaults.interval);
+    let timeout = opt_u32(m, "health-timeout")?.unwrap_or(defaults.timeout);
+    let healthy = opt_u8(m, "healthy-threshold")?.unwrap_or(defaults.healthy_threshold);
+    let unhealthy = opt_u8(m, "unhealthy-threshold")?.unwrap_or(defaults.unhealthy_threshold);
+    HealthCheck::new(target, interval, timeout, healthy, unhealthy).map_err(|e| {
+        let flag = match e {
+            HealthCheckError::Interval => "health-interval",
+            HealthCheckError::Timeout | HealthCheckError::TimeoutNotBelowInterval => {
+                "health-timeout"
+            }
+            HealthCheckError::HealthyThreshold => "healthy-threshold",
+            HealthCheckError::UnhealthyThreshold => "unhealthy-threshold",
+        };
+        let value = m.opt_str(flag).unwrap_or_else(|| match e {
+            HealthCheckError::TimeoutNotBelowInterval => timeout.to_string(),
+            _ => String::new(),
+        });
+        let why = match e {
+            HealthCheckError::TimeoutNotBelowInterval => {
+                format!("must be less than the health check interval ({interval})")
+            }
+            other => other.to_string(),
+        };
+        flag_error(flag, &value, &why)
+    })
+}
+
+/// A whole-number flag that the health check range check judges; out-of-type values
+/// (not digits, too big for the type) get the same range message from `HealthCheck`.
+fn opt_u32(m: &Matches, flag: &str) -> Result<Option<u32>, CliError> {
+    Ok(number(m, flag, (0, u64::from(u32::MAX)), "a whole number")
+        .map_err(|_| health_range_error(m, flag))?
+        .map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
+}
+
+fn opt_u8(m: &Matches, flag: &str) -> Result<Option<u8>, CliError> {
+    Ok(opt_u32(m, flag)?.map(|n| u8::try_from(n).unwrap_or(u8::MAX)))
+}
+
+fn health_range_error(m: &Matches, flag: &str) -> CliError {
+    let why = match flag {
+        "health-interval" => HealthCheckError::Interval,
+        "health-timeout" => HealthCheckError::Timeout,
+        "healthy-threshold" => HealthCheckError::HealthyThreshold,
+        _ => HealthCheckError::UnhealthyThreshold,
+    };
+    flag_error(flag, &m.opt_str(flag).unwrap_or_default(), &why.to_string())
+}
+
 /// Without `--zones` every zone an instance names is enabled, in first-seen order, so
 /// that the simplest command line routes to every instance.
 fn zones_named_by(instances: &[Instance]) -> Vec<String> {
@@ -366,15 +440,17 @@ Usage: clb [OPTIONS]
       --max-connections N      client connections per worker, {conn_min}-{conn_max} (default {DEFAULT_MAX_CONNECTIONS})
       --api ADDR|off           control API, /metrics and status page (default off; only off is
                                supported yet)
+      --health-check TARGET    HTTP:PORT/PATH or TCP:PORT (HTTPS and SSL not supported yet);
+                               an instance with its own PORT is probed there
+                               (default TCP:<first listener's instance port>)
+      --health-interval S      seconds between probes of an instance, 5-300 (default 30)
+      --health-timeout S       seconds a probe may take, 2-60, less than the interval (default 5)
+      --healthy-threshold N    consecutive successes that bring an instance back, 2-10 (default 10)
+      --unhealthy-threshold N  consecutive failures that take it out, 2-10 (default 2)
   -h, --help                   print this help and exit
   -V, --version                print the version and exit
 
 Recognised but not supported yet (giving one is refused):
-      --health-check TARGET    HTTP:PORT/PATH, HTTPS:PORT/PATH, TCP:PORT or SSL:PORT
-      --health-interval S      5-300 (default 30)
-      --health-timeout S       2-60, less than the interval (default 5)
-      --healthy-threshold N    2-10 (default 10)
-      --unhealthy-threshold N  2-10 (default 2)
       --draining S|off         connection draining timeout, 1-3600 (default 300)
       --sticky lb[:S]|app:COOKIE
                                sticky sessions: an AWSELB cookie for S seconds, or for the life

@@ -48,6 +48,8 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     for (id, listening) in sockets.into_iter().enumerate() {
         let settings = Settings {
             max_connections: runtime.max_connections,
+            workers: runtime.workers,
+            health_unit: worker::health_unit_from_env(),
         };
         let worker =
             Worker::new(id, topology.clone(), listening, settings).map_err(StartError::Worker)?;

@@ -6,7 +6,8 @@
 //! Scope is every instance in an enabled zone when cross-zone balancing is on, and only
 //! the instances of the client connection's zone when it is off: each accepted connection
 //! is assigned a zone round-robin, which reproduces ELB's even split per zone (§4.3).
-//! A back end whose connect was refused within `REFUSED_HOLD` is tried only when nothing
+//! Only instances the health board says are InService are in scope (no fail-open:
+//! with none, the answer is 503). A back end whose connect was refused within `REFUSED_HOLD` is tried only when nothing
 //! else in scope is left, so steady traffic does not pay a failed connect per request.
 
 use crate::config::Topology;
@@ -105,7 +106,7 @@ impl Balancer {
                 (Some(_), true) => true,
                 (Some(z), false) => zone == Some(z),
             };
-            if !in_scope {
+            if !in_scope || !topo.health.in_service(target.instance) {
                 continue;
             }
             let refused = self
@@ -184,8 +185,14 @@ mod tests {
             zones: vec!["a".into(), "b".into()],
             cross_zone,
             idle_timeout: Duration::from_secs(60),
+            health_check: crate::config::HealthCheck::default_for(80),
         };
-        Topology::build(&[lb]).unwrap()
+        let topo = Topology::build(&[lb]).unwrap();
+        for i in 0..topo.instances.len() {
+            topo.health
+                .set(i, crate::backend::health::Health::InService);
+        }
+        topo
     }
 
     fn pick(b: &mut Balancer, t: &Topology, zone: Option<usize>) -> Option<usize> {

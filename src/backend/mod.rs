@@ -5,4 +5,5 @@
 //! moment ago) and picks among the rest.
 
 pub mod balancer;
+pub mod health;
 pub mod pool;

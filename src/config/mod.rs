@@ -4,9 +4,13 @@
 //! range from the spec checked; nothing downstream parses strings. A `Topology` is the
 //! immutable picture the workers run from: it is shared as an `Arc` and replaced whole.
 
+mod health;
 mod spec;
 mod topology;
 
+pub use health::{
+    parse_health_target, HealthCheck, HealthCheckError, HealthProtocol, HealthTarget,
+};
 pub use spec::{parse_instance, parse_listener, parse_zones, InstanceSpecError, ListenerSpecError};
 pub use topology::{Backend, Topology, TopologyError};
 
@@ -86,6 +90,7 @@ pub struct LoadBalancer {
     pub zones: Vec<String>,
     pub cross_zone: bool,
     pub idle_timeout: Duration,
+    pub health_check: HealthCheck,
 }
 
 /// Process-wide settings that are not part of any load balancer.

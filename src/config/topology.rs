@@ -6,7 +6,8 @@
 //! an instance knows its zone index (or `None` when its zone is not enabled).
 //! Host names are resolved here, once, never on the data path.
 
-use super::{Host, Instance, Listener, LoadBalancer};
+use super::{HealthCheck, Host, Instance, Listener, LoadBalancer};
+use crate::backend::health::HealthBoard;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -32,6 +33,7 @@ pub struct LbView {
     pub zones: Vec<String>,
     pub cross_zone: bool,
     pub idle_timeout: Duration,
+    pub health_check: HealthCheck,
 }
 
 #[derive(Clone, Debug)]
@@ -45,12 +47,14 @@ pub struct InstanceView {
     pub zone: Option<usize>,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Topology {
     pub lbs: Vec<LbView>,
     pub listeners: Vec<ListenerView>,
     pub instances: Vec<InstanceView>,
     pub backends: Vec<Backend>,
+    /// Published health of `instances`, shared by every worker holding this topology.
+    pub health: HealthBoard,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +96,7 @@ impl Topology {
                 zones: lb.zones.clone(),
                 cross_zone: lb.cross_zone,
                 idle_timeout: lb.idle_timeout,
+                health_check: lb.health_check.clone(),
             });
             let first_instance = topo.instances.len();
             for instance in &lb.instances {
@@ -127,7 +132,18 @@ impl Topology {
                 });
             }
         }
+        topo.health = HealthBoard::new(topo.instances.len());
         Ok(topo)
+    }
+
+    /// Where an instance's probes go: its own port when it has one (spec §2.2.5).
+    pub fn probe_addr(&self, instance: usize) -> Option<SocketAddr> {
+        let view = self.instances.get(instance)?;
+        let check = &self.lbs.get(view.lb)?.health_check;
+        Some(SocketAddr::new(
+            view.ip,
+            view.port.unwrap_or(check.target.port),
+        ))
     }
 }
 
@@ -190,6 +206,7 @@ mod tests {
             zones: vec!["a".into(), "b".into()],
             cross_zone: true,
             idle_timeout: Duration::from_secs(60),
+            health_check: HealthCheck::default_for(8080),
         }
     }
 

@@ -10,11 +10,13 @@ mod conn;
 mod exchange;
 mod listen;
 mod pipe;
+mod probe;
 mod session;
 pub mod timers;
 pub mod token;
 
 pub use listen::{bind_listeners, ListenError};
+pub use probe::health_unit_from_env;
 
 use self::buffer::BufPool;
 use self::conn::{Client, Upstream};
@@ -47,6 +49,10 @@ pub struct Listening {
 
 pub struct Settings {
     pub max_connections: usize,
+    /// Worker count, for the share of instances whose probes this worker owns.
+    pub workers: usize,
+    /// One "second" of health-check interval and timeout (shortened only by tests).
+    pub health_unit: Duration,
 }
 
 pub struct Worker {
@@ -55,6 +61,7 @@ pub struct Worker {
     listening: Vec<Listening>,
     clients: Slab<Client>,
     upstreams: Slab<Upstream>,
+    probes: Slab<probe::Probe>,
     bufs: BufPool,
     timers: Timers,
     pool: Pool,
@@ -93,6 +100,7 @@ impl Worker {
             listening,
             clients: Slab::new(),
             upstreams: Slab::new(),
+            probes: Slab::new(),
             bufs: BufPool::new(POOLED_BUFFERS),
             timers: Timers::default(),
             pool,
@@ -109,10 +117,13 @@ impl Worker {
     /// Runs the loop until the poll itself fails.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
+        self.now = Instant::now();
+        self.start_probes();
         log::debug!(
-            "worker {} running with {} listeners",
+            "worker {} running with {} listeners and {} health probes",
             self.id,
-            self.listening.len()
+            self.listening.len(),
+            self.probes.len()
         );
         loop {
             let timeout = if self.again.is_empty() {
@@ -170,6 +181,18 @@ impl Worker {
                     None if readable => self.close_upstream(key),
                     None => {}
                 }
+            }
+            Kind::Probe => {
+                let Some(probe) = self.probes.get_mut(key) else {
+                    return;
+                };
+                if probe.generation != generation {
+                    return;
+                }
+                probe.ready.readable |= readable;
+                probe.ready.writable |= writable;
+                probe.ready.hup |= event.is_read_closed() || event.is_error();
+                self.drive_probe(key);
             }
             Kind::Waker => {}
         }
@@ -290,6 +313,15 @@ impl Worker {
                         self.upstream_timed_out(key);
                     } else {
                         self.arm_upstream(key);
+                    }
+                }
+                Kind::Probe => {
+                    if self
+                        .probes
+                        .get(key)
+                        .is_some_and(|p| p.generation == generation)
+                    {
+                        self.probe_due(key);
                     }
                 }
                 Kind::Listener | Kind::Waker => {}

@@ -13,6 +13,8 @@ pub enum Kind {
     Listener,
     Client,
     Backend,
+    /// A health probe: its socket's events, and its schedule and timeout.
+    Probe,
 }
 
 const KIND_SHIFT: u32 = 60;
@@ -28,6 +30,7 @@ pub fn encode(kind: Kind, generation: u32, key: usize) -> Token {
         Kind::Listener => 1,
         Kind::Client => 2,
         Kind::Backend => 3,
+        Kind::Probe => 4,
     };
     Token(
         ((kind << KIND_SHIFT)
@@ -42,6 +45,7 @@ pub fn decode(token: Token) -> (Kind, u32, usize) {
         1 => Kind::Listener,
         2 => Kind::Client,
         3 => Kind::Backend,
+        4 => Kind::Probe,
         _ => Kind::Waker,
     };
     (
@@ -69,7 +73,7 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for kind in [Kind::Listener, Kind::Client, Kind::Backend] {
+        for kind in [Kind::Listener, Kind::Client, Kind::Backend, Kind::Probe] {
             let token = encode(kind, 12345, 678);
             assert_eq!(decode(token), (kind, 12345, 678));
         }
