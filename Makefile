@@ -9,7 +9,7 @@ INSTANCE_PORT ?= 8081
 # Seconds each fuzz target runs in `make fuzz`.
 FUZZ_SECONDS ?= 30
 
-.PHONY: build run test lint fuzz bench
+.PHONY: build run test lint fuzz bench bench-probes
 
 build:
 	$(CARGO) build --release
@@ -37,3 +37,7 @@ fuzz:
 
 bench:
 	@echo "make bench: not built yet (issue 5)"
+
+# Health-probe cost: 1,000 instances every 5 s (issue 3); needs nginx, about 40 s.
+bench-probes:
+	tests/bench/probe_cost.sh
