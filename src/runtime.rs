@@ -4,8 +4,9 @@
 //! Everything that can fail at start-up (a name that does not resolve, a port in use)
 //! fails here, before any thread starts, with an error that names what failed.
 
+use crate::backend::health::{InFlight, MAX_SLOTS};
 use crate::config::{Config, Topology, TopologyError};
-use crate::worker::{self, ListenError, Settings, Worker};
+use crate::worker::{self, ListenError, Settings, Worker, WorkerHandle};
 use std::fmt;
 use std::io;
 use std::sync::Arc;
@@ -34,32 +35,47 @@ impl std::error::Error for StartError {}
 pub struct Running {
     pub topology: Arc<Topology>,
     workers: Vec<JoinHandle<io::Result<()>>>,
+    /// How to send each worker a new topology.
+    pub handles: Vec<WorkerHandle>,
+    /// Each worker's in-flight requests per health-board slot.
+    pub in_flight: Vec<Arc<InFlight>>,
 }
 
 pub fn start(config: &Config) -> Result<Running, StartError> {
     let topology = Arc::new(
-        Topology::build(std::slice::from_ref(&config.load_balancer))
+        Topology::from_load_balancers(std::slice::from_ref(&config.load_balancer))
             .map_err(StartError::Topology)?,
     );
     let runtime = &config.runtime;
     let sockets = worker::bind_listeners(&topology, runtime.bind, runtime.workers)
         .map_err(StartError::Listen)?;
     let mut workers = Vec::with_capacity(sockets.len());
+    let mut handles = Vec::with_capacity(sockets.len());
+    let mut in_flight = Vec::with_capacity(sockets.len());
     for (id, listening) in sockets.into_iter().enumerate() {
+        let counts = Arc::new(InFlight::new(MAX_SLOTS));
         let settings = Settings {
             max_connections: runtime.max_connections,
             workers: runtime.workers,
             health_unit: worker::health_unit_from_env(),
         };
-        let worker =
-            Worker::new(id, topology.clone(), listening, settings).map_err(StartError::Worker)?;
+        let (worker, handle) =
+            Worker::new(id, topology.clone(), listening, settings, counts.clone())
+                .map_err(StartError::Worker)?;
+        handles.push(handle);
+        in_flight.push(counts);
         let handle = std::thread::Builder::new()
             .name(format!("clb-worker-{id}"))
             .spawn(move || worker.run())
             .map_err(StartError::Worker)?;
         workers.push(handle);
     }
-    Ok(Running { topology, workers })
+    Ok(Running {
+        topology,
+        workers,
+        handles,
+        in_flight,
+    })
 }
 
 impl Running {

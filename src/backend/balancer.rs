@@ -62,6 +62,29 @@ impl Balancer {
         self.zone_rotation.resize(topo.lbs.len(), 0);
     }
 
+    /// Carries the counts over to a new topology; `instances` and `backends` map old
+    /// indices to new ones (`usize::MAX`: gone).
+    pub fn remap(&mut self, topo: &Topology, instances: &[usize], backends: &[usize]) {
+        let mut outstanding = vec![0; topo.instances.len()];
+        let mut last_pick = vec![0; topo.instances.len()];
+        for (old, &new) in instances.iter().enumerate() {
+            if let (Some(o), Some(l)) = (outstanding.get_mut(new), last_pick.get_mut(new)) {
+                *o = self.outstanding.get(old).copied().unwrap_or(0);
+                *l = self.last_pick.get(old).copied().unwrap_or(0);
+            }
+        }
+        let mut refused_at = vec![None; topo.backends.len()];
+        for (old, &new) in backends.iter().enumerate() {
+            if let Some(r) = refused_at.get_mut(new) {
+                *r = self.refused_at.get(old).copied().flatten();
+            }
+        }
+        self.outstanding = outstanding;
+        self.last_pick = last_pick;
+        self.refused_at = refused_at;
+        self.zone_rotation.resize(topo.lbs.len(), 0);
+    }
+
     /// The zone a new client connection is served from, when cross-zone is off.
     pub fn assign_zone(&mut self, topo: &Topology, lb: usize) -> Option<usize> {
         let view = topo.lbs.get(lb)?;
@@ -106,7 +129,7 @@ impl Balancer {
                 (Some(_), true) => true,
                 (Some(z), false) => zone == Some(z),
             };
-            if !in_scope || !topo.health.in_service(target.instance) {
+            if !in_scope || !topo.routable(target.instance) {
                 continue;
             }
             let refused = self
@@ -187,7 +210,7 @@ mod tests {
             idle_timeout: Duration::from_secs(60),
             health_check: crate::config::HealthCheck::default_for(80),
         };
-        let topo = Topology::build(&[lb]).unwrap();
+        let topo = Topology::from_load_balancers(&[lb]).unwrap();
         for i in 0..topo.instances.len() {
             topo.health
                 .set(i, crate::backend::health::Health::InService);

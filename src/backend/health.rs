@@ -154,7 +154,45 @@ impl Hysteresis {
     }
 }
 
-/// Every instance's published health, indexed like `Topology::instances`.
+/// Health-board capacity: registrations alive at once, across every load balancer.
+pub const MAX_SLOTS: usize = 65_536;
+
+/// Requests in flight per slot, one table per worker: only that worker writes it (no
+/// contention), the control thread sums the tables to see when draining is done.
+#[derive(Debug)]
+pub struct InFlight {
+    counts: Vec<std::sync::atomic::AtomicU32>,
+}
+
+impl InFlight {
+    pub fn new(slots: usize) -> InFlight {
+        InFlight {
+            counts: (0..slots)
+                .map(|_| std::sync::atomic::AtomicU32::new(0))
+                .collect(),
+        }
+    }
+
+    pub fn begin(&self, slot: usize) {
+        if let Some(c) = self.counts.get(slot) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn end(&self, slot: usize) {
+        if let Some(c) = self.counts.get(slot) {
+            let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+    }
+
+    pub fn get(&self, slot: usize) -> u32 {
+        self.counts
+            .get(slot)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// Every registration's published health, indexed by slot.
 #[derive(Debug, Default)]
 pub struct HealthBoard {
     states: Vec<AtomicU8>,

@@ -41,6 +41,11 @@ impl Pool {
         }
     }
 
+    /// Hands over every stack, indexed by back end, leaving the pool empty.
+    pub fn take(&mut self) -> Vec<Vec<usize>> {
+        std::mem::take(&mut self.idle)
+    }
+
     pub fn idle(&self) -> usize {
         self.idle.iter().map(Vec::len).sum()
     }

@@ -73,6 +73,17 @@ pub struct Instance {
     pub zone: String,
 }
 
+/// One registration of an instance with a load balancer, as the runtime tracks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Registration {
+    /// Index on the shared health board.
+    pub slot: usize,
+    /// Never reused: names this registration across topology changes.
+    pub serial: u64,
+    /// Deregistered while connection draining lets in-flight requests finish.
+    pub draining: bool,
+}
+
 /// The zone an instance is in when `@ZONE` is not given.
 pub const DEFAULT_ZONE: &str = "zone-a";
 

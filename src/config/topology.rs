@@ -5,11 +5,18 @@
 //! listener knows its back-end indices, a back end knows its instance and address, and
 //! an instance knows its zone index (or `None` when its zone is not enabled).
 //! Host names are resolved here, once, never on the data path.
+//!
+//! Indices are only valid within one topology. What survives a change is named by
+//! `Registration`: an instance's health-board slot and a serial unique to that one
+//! registration, so a worker moving to a new topology can carry its connections, pools
+//! and probes across by serial, and an instance registered again starts afresh.
 
-use super::{HealthCheck, Host, Instance, Listener, LoadBalancer};
+use super::{HealthCheck, Host, Instance, Listener, LoadBalancer, Registration};
 use crate::backend::health::HealthBoard;
+use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One routable target: an instance at the port a listener forwards to.
@@ -45,6 +52,12 @@ pub struct InstanceView {
     pub zone_name: String,
     /// Index into the load balancer's enabled zones; `None`: registered but never routed to.
     pub zone: Option<usize>,
+    /// Health-board slot, stable while the instance stays registered.
+    pub slot: usize,
+    /// Unique to this registration; the key that carries worker state across topologies.
+    pub serial: u64,
+    /// Deregistered with connection draining: no new requests, in-flight ones finish.
+    pub draining: bool,
 }
 
 #[derive(Debug, Default)]
@@ -53,8 +66,8 @@ pub struct Topology {
     pub listeners: Vec<ListenerView>,
     pub instances: Vec<InstanceView>,
     pub backends: Vec<Backend>,
-    /// Published health of `instances`, shared by every worker holding this topology.
-    pub health: HealthBoard,
+    /// Published health by slot, shared by every worker and kept across topologies.
+    pub health: Arc<HealthBoard>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,10 +100,18 @@ impl fmt::Display for TopologyError {
 impl std::error::Error for TopologyError {}
 
 impl Topology {
-    /// Builds the routing tables for a set of load balancers, resolving host names.
-    pub fn build(lbs: &[LoadBalancer]) -> Result<Topology, TopologyError> {
-        let mut topo = Topology::default();
-        for (lb_index, lb) in lbs.iter().enumerate() {
+    /// Builds the routing tables for load balancers whose instances are registered as
+    /// `registrations` says (one list per load balancer, parallel to its instances).
+    pub fn build(
+        lbs: &[(&LoadBalancer, &[Registration])],
+        health: Arc<HealthBoard>,
+    ) -> Result<Topology, TopologyError> {
+        let mut topo = Topology {
+            health,
+            ..Topology::default()
+        };
+        let mut backend_index: HashMap<(usize, SocketAddr), usize> = HashMap::new();
+        for (lb_index, (lb, registrations)) in lbs.iter().enumerate() {
             topo.lbs.push(LbView {
                 name: lb.name.clone(),
                 zones: lb.zones.clone(),
@@ -99,7 +120,7 @@ impl Topology {
                 health_check: lb.health_check.clone(),
             });
             let first_instance = topo.instances.len();
-            for instance in &lb.instances {
+            for (instance, registration) in lb.instances.iter().zip(registrations.iter()) {
                 topo.instances.push(InstanceView {
                     lb: lb_index,
                     id: instance.id.clone(),
@@ -107,6 +128,9 @@ impl Topology {
                     port: instance.port,
                     zone_name: instance.zone.clone(),
                     zone: lb.zones.iter().position(|z| *z == instance.zone),
+                    slot: registration.slot,
+                    serial: registration.serial,
+                    draining: registration.draining,
                 });
             }
             for listener in &lb.listeners {
@@ -115,14 +139,10 @@ impl Topology {
                     let view = &topo.instances[instance];
                     let addr =
                         SocketAddr::new(view.ip, view.port.unwrap_or(listener.instance_port));
-                    let backend = Backend { instance, addr };
-                    let index = match topo.backends.iter().position(|b| *b == backend) {
-                        Some(index) => index,
-                        None => {
-                            topo.backends.push(backend);
-                            topo.backends.len() - 1
-                        }
-                    };
+                    let index = *backend_index.entry((instance, addr)).or_insert_with(|| {
+                        topo.backends.push(Backend { instance, addr });
+                        topo.backends.len() - 1
+                    });
                     backends.push(index);
                 }
                 topo.listeners.push(ListenerView {
@@ -132,8 +152,41 @@ impl Topology {
                 });
             }
         }
-        topo.health = HealthBoard::new(topo.instances.len());
         Ok(topo)
+    }
+
+    /// A topology for load balancers fresh from the flags: slots and serials in order.
+    pub fn from_load_balancers(lbs: &[LoadBalancer]) -> Result<Topology, TopologyError> {
+        let mut next = 0;
+        let registrations: Vec<Vec<Registration>> = lbs
+            .iter()
+            .map(|lb| {
+                lb.instances
+                    .iter()
+                    .map(|_| {
+                        next += 1;
+                        Registration {
+                            slot: next - 1,
+                            serial: next as u64,
+                            draining: false,
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let pairs: Vec<(&LoadBalancer, &[Registration])> = lbs
+            .iter()
+            .zip(registrations.iter())
+            .map(|(lb, r)| (lb, r.as_slice()))
+            .collect();
+        Topology::build(&pairs, Arc::new(HealthBoard::new(next)))
+    }
+
+    /// Whether new requests may go to this instance: InService, not draining.
+    pub fn routable(&self, instance: usize) -> bool {
+        self.instances
+            .get(instance)
+            .is_some_and(|v| !v.draining && self.health.in_service(v.slot))
     }
 
     /// Where an instance's probes go: its own port when it has one (spec §2.2.5).
@@ -212,7 +265,7 @@ mod tests {
 
     #[test]
     fn listeners_share_backends_with_the_same_address() {
-        let topo = Topology::build(&[lb()]).unwrap();
+        let topo = Topology::from_load_balancers(&[lb()]).unwrap();
         assert_eq!(topo.backends.len(), 3);
         assert_eq!(topo.listeners[0].backends, topo.listeners[1].backends);
         assert_eq!(topo.backends[1].addr, "127.0.0.3:9000".parse().unwrap());
@@ -221,7 +274,7 @@ mod tests {
 
     #[test]
     fn instances_outside_enabled_zones_have_no_zone_index() {
-        let topo = Topology::build(&[lb()]).unwrap();
+        let topo = Topology::from_load_balancers(&[lb()]).unwrap();
         assert_eq!(topo.instances[0].zone, Some(0));
         assert_eq!(topo.instances[1].zone, Some(1));
         assert_eq!(topo.instances[2].zone, None);
@@ -231,7 +284,7 @@ mod tests {
     fn localhost_resolves() {
         let mut lb = lb();
         lb.instances[0].host = Host::Name("localhost".into());
-        let topo = Topology::build(&[lb]).unwrap();
+        let topo = Topology::from_load_balancers(&[lb]).unwrap();
         assert!(topo.instances[0].ip.is_loopback());
     }
 }

@@ -83,6 +83,8 @@ pub struct Exchange {
     pub upstream: Option<usize>,
     pub backend: usize,
     pub instance: usize,
+    /// The instance's health-board slot (stable across topologies), for in-flight counts.
+    pub slot: usize,
     pub tried: Tried,
     /// The upstream connection came from the pool.
     pub reused: bool,

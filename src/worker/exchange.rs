@@ -339,7 +339,13 @@ impl Worker {
         ex.backend = backend;
         ex.instance = instance;
         ex.reused = reused;
+        ex.slot = self
+            .topo
+            .instances
+            .get(instance)
+            .map_or(usize::MAX, |v| v.slot);
         self.balancer.begin(instance);
+        self.in_flight.begin(ex.slot);
     }
 
     fn connect(
@@ -377,6 +383,7 @@ impl Worker {
     fn detach(&mut self, ex: &mut Exchange, reuse: bool) {
         let Some(uk) = ex.upstream.take() else { return };
         self.balancer.end(ex.instance);
+        self.in_flight.end(ex.slot);
         if reuse {
             if let Some(u) = self.upstreams.get_mut(uk) {
                 u.owner = None;

@@ -12,23 +12,27 @@ mod listen;
 mod pipe;
 mod probe;
 mod session;
+mod swap;
 pub mod timers;
 pub mod token;
 
 pub use listen::{bind_listeners, ListenError};
 pub use probe::health_unit_from_env;
+pub use swap::Control;
 
 use self::buffer::BufPool;
 use self::conn::{Client, Upstream};
 use self::timers::Timers;
 use self::token::{Generations, Kind};
 use crate::backend::balancer::Balancer;
+use crate::backend::health::InFlight;
 use crate::backend::pool::Pool;
 use crate::config::Topology;
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll};
+use mio::{Events, Interest, Poll, Waker};
 use slab::Slab;
 use std::io;
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +51,20 @@ pub struct Listening {
     pub listener: usize,
 }
 
+/// How the control side reaches a worker: a message, then a wake-up of its poll.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    pub sender: Sender<Control>,
+    pub waker: Arc<Waker>,
+}
+
+impl WorkerHandle {
+    /// False when the worker has stopped.
+    pub fn send(&self, message: Control) -> bool {
+        self.sender.send(message).is_ok() && self.waker.wake().is_ok()
+    }
+}
+
 pub struct Settings {
     pub max_connections: usize,
     /// Worker count, for the share of instances whose probes this worker owns.
@@ -58,7 +76,9 @@ pub struct Settings {
 pub struct Worker {
     id: usize,
     poll: Poll,
-    listening: Vec<Listening>,
+    listening: Slab<Listening>,
+    control: Receiver<Control>,
+    in_flight: Arc<InFlight>,
     clients: Slab<Client>,
     upstreams: Slab<Upstream>,
     probes: Slab<probe::Probe>,
@@ -77,27 +97,25 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// A worker and the handle the control side uses to send it topology changes.
     pub fn new(
         id: usize,
         topo: Arc<Topology>,
         listening: Vec<Listening>,
         settings: Settings,
-    ) -> io::Result<Worker> {
+        in_flight: Arc<InFlight>,
+    ) -> io::Result<(Worker, WorkerHandle)> {
         let poll = Poll::new()?;
-        let mut listening = listening;
-        for (i, l) in listening.iter_mut().enumerate() {
-            poll.registry().register(
-                &mut l.sock,
-                token::encode(Kind::Listener, 0, i),
-                Interest::READABLE,
-            )?;
-        }
+        let waker = Arc::new(Waker::new(poll.registry(), token::WAKER)?);
+        let (sender, control) = mpsc::channel();
         let mut pool = Pool::default();
         pool.resize(topo.backends.len());
-        Ok(Worker {
+        let mut worker = Worker {
             id,
             poll,
-            listening,
+            listening: Slab::new(),
+            control,
+            in_flight,
             clients: Slab::new(),
             upstreams: Slab::new(),
             probes: Slab::new(),
@@ -111,7 +129,21 @@ impl Worker {
             settings,
             accept_paused: false,
             again: Vec::new(),
-        })
+        };
+        for l in listening {
+            worker.add_listening(l)?;
+        }
+        Ok((worker, WorkerHandle { sender, waker }))
+    }
+
+    fn add_listening(&mut self, mut l: Listening) -> io::Result<()> {
+        let entry = self.listening.vacant_entry();
+        let token = token::encode(Kind::Listener, 0, entry.key());
+        self.poll
+            .registry()
+            .register(&mut l.sock, token, Interest::READABLE)?;
+        entry.insert(l);
+        Ok(())
     }
 
     /// Runs the loop until the poll itself fails.
@@ -194,7 +226,7 @@ impl Worker {
                 probe.ready.hup |= event.is_read_closed() || event.is_error();
                 self.drive_probe(key);
             }
-            Kind::Waker => {}
+            Kind::Waker => self.apply_control(),
         }
     }
 
@@ -271,8 +303,9 @@ impl Worker {
     fn resume_accepting(&mut self) {
         if self.accept_paused && self.clients.len() < self.settings.max_connections {
             self.accept_paused = false;
-            for i in 0..self.listening.len() {
-                self.accept(i);
+            let keys: Vec<usize> = self.listening.iter().map(|(k, _)| k).collect();
+            for key in keys {
+                self.accept(key);
             }
         }
     }

@@ -69,23 +69,27 @@ impl Worker {
     /// Creates the probes this worker owns, each due at once.
     pub(super) fn start_probes(&mut self) {
         for instance in 0..self.topo.instances.len() {
-            if owner(&self.topo, instance, self.settings.workers) != self.id {
-                continue;
+            if owner(&self.topo, instance, self.settings.workers) == self.id {
+                self.add_probe(instance);
             }
-            let generation = self.generations.issue();
-            let key = self.probes.insert(Probe {
-                instance,
-                generation,
-                sock: None,
-                stage: Stage::Idle,
-                ready: Ready::default(),
-                buf: None,
-                next_at: self.now,
-                deadline: Deadline::new(self.now),
-                hysteresis: Hysteresis::default(),
-            });
-            self.arm_probe(key);
         }
+    }
+
+    /// A probe for a newly seen instance: the first one goes out at once (spec §2.2.8).
+    pub(super) fn add_probe(&mut self, instance: usize) {
+        let generation = self.generations.issue();
+        let key = self.probes.insert(Probe {
+            instance,
+            generation,
+            sock: None,
+            stage: Stage::Idle,
+            ready: Ready::default(),
+            buf: None,
+            next_at: self.now,
+            deadline: Deadline::new(self.now),
+            hysteresis: Hysteresis::default(),
+        });
+        self.arm_probe(key);
     }
 
     pub(super) fn arm_probe(&mut self, key: usize) {
@@ -308,7 +312,7 @@ impl Worker {
             p.hysteresis
                 .record(ok, check.healthy_threshold, check.unhealthy_threshold)
         {
-            topo.health.set(p.instance, after);
+            topo.health.set(view.slot, after);
             let addr = topo
                 .probe_addr(p.instance)
                 .map_or_else(|| "?".to_string(), |a| a.to_string());
@@ -443,7 +447,7 @@ mod tests {
             idle_timeout: Duration::from_secs(60),
             health_check: HealthCheck::default_for(80),
         };
-        let topo = Topology::build(&[lb]).unwrap();
+        let topo = Topology::from_load_balancers(&[lb]).unwrap();
         let owners: Vec<usize> = (0..100).map(|i| owner(&topo, i, 2)).collect();
         let zeros = owners.iter().filter(|&&o| o == 0).count();
         assert!((30..=70).contains(&zeros), "{zeros} of 100 on worker 0");

@@ -176,6 +176,7 @@ impl Worker {
             upstream: None,
             backend: 0,
             instance: 0,
+            slot: usize::MAX,
             tried: Tried::default(),
             reused: false,
             retried: false,
