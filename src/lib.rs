@@ -10,6 +10,7 @@
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod fuzzing;
 pub mod http;
 pub mod runtime;

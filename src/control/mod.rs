@@ -1,0 +1,8 @@
+//! The control plane: the ELB 2012-06-01 Query API, the authoritative model of every
+//! load balancer, the state file, and publishing each change to the workers.
+//!
+//! One thread owns all of it with its own mio loop; workers only ever see immutable
+//! `Topology` snapshots and the shared health board.
+
+pub mod error;
+pub mod model;

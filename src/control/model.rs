@@ -1,0 +1,573 @@
+//! The authoritative state of every load balancer: what the API changes, what the state
+//! file keeps, and what each published `Topology` is built from.
+//!
+//! Operations check their input the way ELB does and either change the model or return
+//! an `ApiError` leaving it untouched. Each registration gets a health-board slot and a
+//! serial that is never reused, so workers can tell a continuing registration from a
+//! new one of the same instance.
+
+use super::error::ApiError;
+use crate::backend::health::{Health, HealthBoard, MAX_SLOTS};
+use crate::config::{
+    valid_load_balancer_name, HealthCheck, Host, Instance, LoadBalancer, Listener, Registration,
+    Topology, TopologyError,
+};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Spec §16 (DescribeAccountLimits): load balancers, listeners per LB, instances per LB.
+pub const MAX_LOAD_BALANCERS: usize = 20;
+pub const MAX_LISTENERS: usize = 100;
+pub const MAX_INSTANCES: usize = 1000;
+/// Tags per load balancer (ELB's limit).
+pub const MAX_TAGS: usize = 10;
+pub const DRAINING_RANGE: (u32, u32) = (1, 3600);
+
+/// ModifyLoadBalancerAttributes' settings (spec §17).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attributes {
+    pub cross_zone: bool,
+    pub idle_timeout: u32,
+    pub draining: bool,
+    pub draining_timeout: u32,
+    pub desync_mode: String,
+}
+
+impl Default for Attributes {
+    /// API defaults (spec §17): cross-zone and draining off.
+    fn default() -> Attributes {
+        Attributes {
+            cross_zone: false,
+            idle_timeout: 60,
+            draining: false,
+            draining_timeout: 300,
+            desync_mode: "defensive".to_string(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registered {
+    pub instance: Instance,
+    pub slot: usize,
+    pub serial: u64,
+    /// Deregistered with draining: when the drain ends at the latest.
+    pub draining_until: Option<Instant>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LbState {
+    pub name: String,
+    pub created: SystemTime,
+    pub scheme: String,
+    pub listeners: Vec<Listener>,
+    pub zones: Vec<String>,
+    pub registered: Vec<Registered>,
+    pub health_check: HealthCheck,
+    pub attributes: Attributes,
+    pub tags: Vec<(String, String)>,
+}
+
+/// One row of DescribeInstanceHealth.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceHealth {
+    pub id: String,
+    pub state: &'static str,
+    pub reason_code: &'static str,
+    pub description: &'static str,
+}
+
+pub struct Model {
+    pub lbs: Vec<LbState>,
+    /// `--instance` flags: how ids resolve to addresses and zones.
+    pub inventory: Vec<Instance>,
+    pub health: Arc<HealthBoard>,
+    next_serial: u64,
+    next_slot: usize,
+    used_slots: Vec<bool>,
+}
+
+impl Model {
+    pub fn new(inventory: Vec<Instance>) -> Model {
+        Model {
+            lbs: Vec::new(),
+            inventory,
+            health: Arc::new(HealthBoard::new(MAX_SLOTS)),
+            next_serial: 1,
+            next_slot: 0,
+            used_slots: vec![false; MAX_SLOTS],
+        }
+    }
+
+    pub fn lb(&self, name: &str) -> Result<&LbState, ApiError> {
+        self.lbs.iter().find(|lb| lb.name == name).ok_or_else(|| ApiError::load_balancer_not_found(name))
+    }
+
+    fn lb_mut(&mut self, name: &str) -> Result<&mut LbState, ApiError> {
+        self.lbs.iter_mut().find(|lb| lb.name == name).ok_or_else(|| ApiError::load_balancer_not_found(name))
+    }
+
+    /// Adds a load balancer as it stands (from the flags or the state file), registering its instances.
+    pub fn insert(&mut self, mut lb: LbState) -> Result<(), ApiError> {
+        if self.lbs.iter().any(|l| l.name == lb.name) {
+            return Err(ApiError::duplicate_load_balancer(&lb.name));
+        }
+        for r in &mut lb.registered {
+            let (slot, serial) = self.allocate()?;
+            r.slot = slot;
+            r.serial = serial;
+        }
+        self.lbs.push(lb);
+        Ok(())
+    }
+
+    pub fn create(
+        &mut self,
+        name: &str,
+        listeners: Vec<Listener>,
+        zones: Vec<String>,
+        scheme: &str,
+        tags: Vec<(String, String)>,
+    ) -> Result<(), ApiError> {
+        if !valid_load_balancer_name(name) {
+            return Err(ApiError::validation(format!(
+                "LoadBalancerName '{name}' must be 1 to 32 of A-Z, a-z, 0-9 and '-', not starting or ending with '-'"
+            )));
+        }
+        if self.lbs.iter().any(|l| l.name == name) {
+            return Err(ApiError::duplicate_load_balancer(name));
+        }
+        if self.lbs.len() >= MAX_LOAD_BALANCERS {
+            return Err(ApiError::too_many_load_balancers(MAX_LOAD_BALANCERS));
+        }
+        let first = listeners.first().ok_or_else(|| ApiError::validation("At least one listener is required"))?;
+        let health_check = HealthCheck::default_for(first.instance_port);
+        let zones = dedup(zones);
+        if zones.is_empty() {
+            return Err(ApiError::validation("Either AvailabilityZones or Subnets must be specified"));
+        }
+        if !matches!(scheme, "internet-facing" | "internal") {
+            return Err(ApiError::validation(format!("Scheme '{scheme}' must be internet-facing or internal")));
+        }
+        let mut lb = LbState {
+            name: name.to_string(),
+            created: SystemTime::now(),
+            scheme: scheme.to_string(),
+            listeners: Vec::new(),
+            zones,
+            registered: Vec::new(),
+            health_check,
+            attributes: Attributes::default(),
+            tags: Vec::new(),
+        };
+        add_listeners(&mut lb, listeners)?;
+        add_tags(&mut lb, tags)?;
+        self.lbs.push(lb);
+        Ok(())
+    }
+
+    /// Deleting a load balancer that does not exist succeeds, as in ELB.
+    pub fn delete(&mut self, name: &str) {
+        if let Some(at) = self.lbs.iter().position(|l| l.name == name) {
+            let lb = self.lbs.remove(at);
+            for r in lb.registered {
+                self.release(r.slot);
+            }
+        }
+    }
+
+    pub fn create_listeners(&mut self, name: &str, listeners: Vec<Listener>) -> Result<(), ApiError> {
+        add_listeners(self.lb_mut(name)?, listeners)
+    }
+
+    pub fn delete_listeners(&mut self, name: &str, ports: &[u16]) -> Result<(), ApiError> {
+        let lb = self.lb_mut(name)?;
+        if let Some(port) = ports.iter().find(|p| !lb.listeners.iter().any(|l| l.port == **p)) {
+            return Err(ApiError::listener_not_found(format!("There is no listener on port {port}")));
+        }
+        lb.listeners.retain(|l| !ports.contains(&l.port));
+        Ok(())
+    }
+
+    /// Resolves ids (inventory, or `HOST:PORT`), registers the new ones; returns the registered ids.
+    pub fn register(&mut self, name: &str, ids: &[String]) -> Result<Vec<String>, ApiError> {
+        let default_zone = self.lb(name)?.zones.first().cloned().unwrap_or_default();
+        let mut resolved = Vec::with_capacity(ids.len());
+        for id in ids {
+            resolved.push(self.resolve(id, &default_zone)?);
+        }
+        let count = self.lb(name)?.registered.iter().filter(|r| r.draining_until.is_none()).count();
+        let fresh = resolved.iter().filter(|i| !self.lb(name).is_ok_and(|lb| lb.is_registered(&i.id))).count();
+        if count + fresh > MAX_INSTANCES {
+            return Err(ApiError::invalid_configuration(format!(
+                "Exceeded the limit of {MAX_INSTANCES} registered instances"
+            )));
+        }
+        for instance in resolved {
+            let lb = self.lb_mut(name)?;
+            if let Some(r) = lb.registered.iter_mut().find(|r| r.instance.id == instance.id) {
+                // Registering a draining instance again cancels its deregistration.
+                r.draining_until = None;
+                continue;
+            }
+            let (slot, serial) = self.allocate()?;
+            self.health.set(slot, Health::Registering);
+            self.lb_mut(name)?.registered.push(Registered { instance, slot, serial, draining_until: None });
+        }
+        Ok(self.lb(name)?.registered_ids())
+    }
+
+    /// Takes instances out of service: draining (spec §5.4) or at once (§5.5).
+    pub fn deregister(&mut self, name: &str, ids: &[String], now: Instant) -> Result<Vec<String>, ApiError> {
+        let lb = self.lb(name)?;
+        if let Some(id) = ids.iter().find(|id| !lb.is_registered(id)) {
+            return Err(ApiError::invalid_instance(format!(
+                "The requested instance {id} is not registered with the load balancer {name}"
+            )));
+        }
+        let drain = lb.attributes.draining.then(|| Duration::from_secs(lb.attributes.draining_timeout.into()));
+        let mut released = Vec::new();
+        let lb = self.lb_mut(name)?;
+        lb.registered.retain_mut(|r| {
+            if !ids.contains(&r.instance.id) {
+                return true;
+            }
+            match drain {
+                Some(timeout) => {
+                    r.draining_until = Some(now + timeout);
+                    true
+                }
+                None => {
+                    released.push(r.slot);
+                    false
+                }
+            }
+        });
+        for slot in released {
+            self.release(slot);
+        }
+        Ok(self.lb(name)?.registered_ids())
+    }
+
+    /// Ends drains whose requests are done (`in_flight(slot) == 0`) or whose time is up.
+    pub fn finish_draining(&mut self, now: Instant, in_flight: impl Fn(usize) -> u32) -> bool {
+        let mut released = Vec::new();
+        for lb in &mut self.lbs {
+            lb.registered.retain(|r| match r.draining_until {
+                Some(until) if now >= until || in_flight(r.slot) == 0 => {
+                    released.push(r.slot);
+                    false
+                }
+                _ => true,
+            });
+        }
+        let changed = !released.is_empty();
+        for slot in released {
+            self.release(slot);
+        }
+        changed
+    }
+
+    pub fn draining(&self) -> bool {
+        self.lbs.iter().any(|lb| lb.registered.iter().any(|r| r.draining_until.is_some()))
+    }
+
+    /// DescribeInstanceHealth (spec §3): every registered instance, or the ids asked for.
+    pub fn instance_health(&self, name: &str, ids: &[String]) -> Result<Vec<InstanceHealth>, ApiError> {
+        let lb = self.lb(name)?;
+        if ids.is_empty() {
+            return Ok(lb.registered.iter().map(|r| self.health_of(lb, r)).collect());
+        }
+        let mut rows = Vec::with_capacity(ids.len());
+        for id in ids {
+            match lb.registered.iter().find(|r| r.instance.id == *id) {
+                Some(r) => rows.push(self.health_of(lb, r)),
+                None if self.known(id) => rows.push(InstanceHealth {
+                    id: id.clone(),
+                    state: "OutOfService",
+                    reason_code: "Instance",
+                    description: "Instance is not currently registered with the LoadBalancer.",
+                }),
+                None => return Err(ApiError::invalid_instance(format!("The requested instance {id} is not valid"))),
+            }
+        }
+        Ok(rows)
+    }
+
+    fn health_of(&self, lb: &LbState, r: &Registered) -> InstanceHealth {
+        let id = r.instance.id.clone();
+        if r.draining_until.is_some() {
+            return InstanceHealth {
+                id,
+                state: "InService",
+                reason_code: "ELB",
+                description: "Instance deregistration currently in progress.",
+            };
+        }
+        if !lb.zones.contains(&r.instance.zone) {
+            return InstanceHealth {
+                id,
+                state: "OutOfService",
+                reason_code: "ELB",
+                description: "Instance is in the EC2 Availability Zone for which LoadBalancer is not configured to route traffic to.",
+            };
+        }
+        let health = self.health.get(r.slot);
+        InstanceHealth { id, state: health.state(), reason_code: health.reason_code(), description: health.description() }
+    }
+
+    pub fn configure_health_check(&mut self, name: &str, check: HealthCheck) -> Result<(), ApiError> {
+        self.lb_mut(name)?.health_check = check;
+        Ok(())
+    }
+
+    pub fn set_attributes(&mut self, name: &str, attributes: Attributes) -> Result<(), ApiError> {
+        if !(1..=4000).contains(&attributes.idle_timeout) {
+            return Err(ApiError::validation("ConnectionSettings.IdleTimeout must be from 1 to 4000"));
+        }
+        if !(DRAINING_RANGE.0..=DRAINING_RANGE.1).contains(&attributes.draining_timeout) {
+            return Err(ApiError::validation("ConnectionDraining.Timeout must be from 1 to 3600"));
+        }
+        if !matches!(attributes.desync_mode.as_str(), "monitor" | "defensive" | "strictest") {
+            return Err(ApiError::validation(
+                "elb.http.desyncmitigationmode must be monitor, defensive or strictest",
+            ));
+        }
+        self.lb_mut(name)?.attributes = attributes;
+        Ok(())
+    }
+
+    pub fn enable_zones(&mut self, name: &str, zones: Vec<String>) -> Result<Vec<String>, ApiError> {
+        let lb = self.lb_mut(name)?;
+        for zone in zones {
+            if !valid_zone(&zone) {
+                return Err(ApiError::validation(format!("Invalid Availability Zone '{zone}'")));
+            }
+            if !lb.zones.contains(&zone) {
+                lb.zones.push(zone);
+            }
+        }
+        Ok(lb.zones.clone())
+    }
+
+    pub fn disable_zones(&mut self, name: &str, zones: &[String]) -> Result<Vec<String>, ApiError> {
+        let lb = self.lb_mut(name)?;
+        if lb.zones.iter().all(|z| zones.contains(z)) {
+            return Err(ApiError::validation("A load balancer needs at least one enabled Availability Zone"));
+        }
+        lb.zones.retain(|z| !zones.contains(z));
+        Ok(lb.zones.clone())
+    }
+
+    pub fn add_tags(&mut self, names: &[String], tags: Vec<(String, String)>) -> Result<(), ApiError> {
+        for name in names {
+            self.lb(name)?;
+        }
+        for name in names {
+            let lb = self.lb_mut(name)?;
+            let mut updated = lb.clone();
+            add_tags(&mut updated, tags.clone())?;
+            *lb = updated;
+        }
+        Ok(())
+    }
+
+    pub fn remove_tags(&mut self, names: &[String], keys: &[String]) -> Result<(), ApiError> {
+        for name in names {
+            self.lb(name)?;
+        }
+        for name in names {
+            self.lb_mut(name)?.tags.retain(|(k, _)| !keys.contains(k));
+        }
+        Ok(())
+    }
+
+    /// The routing picture of every load balancer as it stands.
+    pub fn topology(&self) -> Result<Topology, TopologyError> {
+        let lbs: Vec<(LoadBalancer, Vec<Registration>)> = self.lbs.iter().map(LbState::routing).collect();
+        let pairs: Vec<(&LoadBalancer, &[Registration])> = lbs.iter().map(|(lb, r)| (lb, r.as_slice())).collect();
+        Topology::build(&pairs, self.health.clone())
+    }
+
+    /// An instance id the API accepts: one from the inventory, or `HOST:PORT`.
+    fn resolve(&self, id: &str, default_zone: &str) -> Result<Instance, ApiError> {
+        let invalid = || ApiError::invalid_instance(format!("The requested instance {id} is not valid"));
+        if let Some(known) = self.inventory.iter().find(|i| i.id == id) {
+            let ip = resolve_host(&known.host).ok_or_else(invalid)?;
+            return Ok(Instance { host: Host::Ip(ip), ..known.clone() });
+        }
+        let addr = address_id(id).ok_or_else(invalid)?;
+        Ok(Instance { id: id.to_string(), host: Host::Ip(addr.ip()), port: Some(addr.port()), zone: default_zone.to_string() })
+    }
+
+    fn known(&self, id: &str) -> bool {
+        self.inventory.iter().any(|i| i.id == id) || address_id(id).is_some()
+    }
+
+    fn allocate(&mut self) -> Result<(usize, u64), ApiError> {
+        for step in 0..MAX_SLOTS {
+            let slot = (self.next_slot + step) % MAX_SLOTS;
+            if !self.used_slots[slot] {
+                self.used_slots[slot] = true;
+                self.next_slot = (slot + 1) % MAX_SLOTS;
+                let serial = self.next_serial;
+                self.next_serial += 1;
+                return Ok((slot, serial));
+            }
+        }
+        Err(ApiError::invalid_configuration("Too many registered instances in this process"))
+    }
+
+    fn release(&mut self, slot: usize) {
+        if let Some(used) = self.used_slots.get_mut(slot) {
+            *used = false;
+        }
+    }
+}
+
+impl LbState {
+    /// A load balancer as the flags define it (spec defaults, draining per `--draining`).
+    pub fn from_flags(lb: &LoadBalancer, draining: Option<u32>) -> LbState {
+        LbState {
+            name: lb.name.clone(),
+            created: SystemTime::now(),
+            scheme: "internet-facing".to_string(),
+            listeners: lb.listeners.clone(),
+            zones: lb.zones.clone(),
+            registered: lb
+                .instances
+                .iter()
+                .map(|i| Registered { instance: i.clone(), slot: 0, serial: 0, draining_until: None })
+                .collect(),
+            health_check: lb.health_check.clone(),
+            attributes: Attributes {
+                cross_zone: lb.cross_zone,
+                idle_timeout: u32::try_from(lb.idle_timeout.as_secs()).unwrap_or(60),
+                draining: draining.is_some(),
+                draining_timeout: draining.unwrap_or(300),
+                desync_mode: "defensive".to_string(),
+            },
+            tags: Vec::new(),
+        }
+    }
+
+    pub fn is_registered(&self, id: &str) -> bool {
+        self.registered.iter().any(|r| r.instance.id == id && r.draining_until.is_none())
+    }
+
+    /// Registered instances, without those being drained.
+    pub fn registered_ids(&self) -> Vec<String> {
+        self.registered.iter().filter(|r| r.draining_until.is_none()).map(|r| r.instance.id.clone()).collect()
+    }
+
+    fn routing(&self) -> (LoadBalancer, Vec<Registration>) {
+        let lb = LoadBalancer {
+            name: self.name.clone(),
+            listeners: self.listeners.clone(),
+            instances: self.registered.iter().map(|r| r.instance.clone()).collect(),
+            zones: self.zones.clone(),
+            cross_zone: self.attributes.cross_zone,
+            idle_timeout: Duration::from_secs(self.attributes.idle_timeout.into()),
+            health_check: self.health_check.clone(),
+        };
+        let registrations = self
+            .registered
+            .iter()
+            .map(|r| Registration { slot: r.slot, serial: r.serial, draining: r.draining_until.is_some() })
+            .collect();
+        (lb, registrations)
+    }
+}
+
+/// Spec §1.2–1.6: protocols that mix, one listener per port (identical ones are accepted again).
+fn add_listeners(lb: &mut LbState, listeners: Vec<Listener>) -> Result<(), ApiError> {
+    let mut added = lb.listeners.clone();
+    for listener in listeners {
+        if listener.protocol.is_http() != listener.instance_protocol.is_http() {
+            return Err(ApiError::validation(format!(
+                "Listener on port {}: {} cannot forward to {}",
+                listener.port,
+                listener.protocol.as_str(),
+                listener.instance_protocol.as_str()
+            )));
+        }
+        if listener.protocol != crate::config::Protocol::Http || listener.instance_protocol != crate::config::Protocol::Http {
+            return Err(ApiError::unsupported_protocol(format!(
+                "Listener on port {}: only HTTP to HTTP is supported yet by clb",
+                listener.port
+            )));
+        }
+        match added.iter().find(|l| l.port == listener.port) {
+            Some(existing) if *existing == listener => {}
+            Some(_) => {
+                return Err(ApiError::duplicate_listener(format!(
+                    "A listener already exists for {} with LoadBalancerPort {}, but with a different InstancePort, Protocol, or SSLCertificateId",
+                    lb.name, listener.port
+                )))
+            }
+            None => added.push(listener),
+        }
+    }
+    if added.len() > MAX_LISTENERS {
+        return Err(ApiError::invalid_configuration(format!("Exceeded the limit of {MAX_LISTENERS} listeners")));
+    }
+    lb.listeners = added;
+    Ok(())
+}
+
+fn add_tags(lb: &mut LbState, tags: Vec<(String, String)>) -> Result<(), ApiError> {
+    for (i, (key, _)) in tags.iter().enumerate() {
+        if tags[..i].iter().any(|(k, _)| k == key) {
+            return Err(ApiError::duplicate_tag_keys(format!("Tag key '{key}' is given more than once")));
+        }
+        if key.is_empty() || key.len() > 128 || key.starts_with("aws:") {
+            return Err(ApiError::validation(format!("Tag key '{key}' must be 1 to 128 characters, not starting with aws:")));
+        }
+    }
+    for (key, value) in tags {
+        if value.len() > 256 {
+            return Err(ApiError::validation(format!("The value of tag '{key}' is longer than 256 characters")));
+        }
+        match lb.tags.iter_mut().find(|(k, _)| *k == key) {
+            Some(existing) => existing.1 = value,
+            None => lb.tags.push((key, value)),
+        }
+    }
+    if lb.tags.len() > MAX_TAGS {
+        return Err(ApiError::too_many_tags(format!("A load balancer can have at most {MAX_TAGS} tags")));
+    }
+    Ok(())
+}
+
+fn dedup(items: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+pub fn valid_zone(zone: &str) -> bool {
+    !zone.is_empty() && zone.len() <= 64 && zone.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// An instance id that is itself an address: `IP:PORT` or `[IPv6]:PORT`.
+fn address_id(id: &str) -> Option<SocketAddr> {
+    id.parse::<SocketAddr>().ok().filter(|a| a.port() != 0)
+}
+
+fn resolve_host(host: &Host) -> Option<IpAddr> {
+    match host {
+        Host::Ip(ip) => Some(*ip),
+        Host::Name(name) => {
+            let addrs: Vec<SocketAddr> = (name.as_str(), 0).to_socket_addrs().ok()?.collect();
+            addrs.iter().find(|a| a.is_ipv4()).or_else(|| addrs.first()).map(|a| a.ip())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
