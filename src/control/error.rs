@@ -12,15 +12,27 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(code: &'static str, status: u16, message: impl Into<String>) -> ApiError {
-        ApiError { code, message: message.into(), status }
+        ApiError {
+            code,
+            message: message.into(),
+            status,
+        }
     }
 
     pub fn load_balancer_not_found(name: &str) -> ApiError {
-        ApiError::new("LoadBalancerNotFound", 400, format!("There is no ACTIVE Load Balancer named '{name}'"))
+        ApiError::new(
+            "LoadBalancerNotFound",
+            400,
+            format!("There is no ACTIVE Load Balancer named '{name}'"),
+        )
     }
 
     pub fn duplicate_load_balancer(name: &str) -> ApiError {
-        ApiError::new("DuplicateLoadBalancerName", 400, format!("Load Balancer named '{name}' already exists"))
+        ApiError::new(
+            "DuplicateLoadBalancerName",
+            400,
+            format!("Load Balancer named '{name}' already exists"),
+        )
     }
 
     pub fn invalid_instance(message: impl Into<String>) -> ApiError {
@@ -53,7 +65,11 @@ impl ApiError {
     }
 
     pub fn too_many_load_balancers(limit: usize) -> ApiError {
-        ApiError::new("TooManyLoadBalancers", 400, format!("Exceeded the limit of {limit} load balancers"))
+        ApiError::new(
+            "TooManyLoadBalancers",
+            400,
+            format!("Exceeded the limit of {limit} load balancers"),
+        )
     }
 
     pub fn too_many_tags(message: impl Into<String>) -> ApiError {
@@ -69,7 +85,11 @@ impl ApiError {
     }
 
     pub fn missing_parameter(name: &str) -> ApiError {
-        ApiError::new("MissingParameter", 400, format!("The request must contain the parameter {name}"))
+        ApiError::new(
+            "MissingParameter",
+            400,
+            format!("The request must contain the parameter {name}"),
+        )
     }
 
     /// A failure of clb itself (the state file could not be written): the change is not made.

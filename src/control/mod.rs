@@ -4,5 +4,9 @@
 //! One thread owns all of it with its own mio loop; workers only ever see immutable
 //! `Topology` snapshots and the shared health board.
 
+pub mod actions;
 pub mod error;
 pub mod model;
+pub mod query;
+pub mod state;
+pub mod xml;

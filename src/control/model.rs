@@ -9,7 +9,7 @@
 use super::error::ApiError;
 use crate::backend::health::{Health, HealthBoard, MAX_SLOTS};
 use crate::config::{
-    valid_load_balancer_name, HealthCheck, Host, Instance, LoadBalancer, Listener, Registration,
+    valid_load_balancer_name, HealthCheck, Host, Instance, Listener, LoadBalancer, Registration,
     Topology, TopologyError,
 };
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -101,11 +101,17 @@ impl Model {
     }
 
     pub fn lb(&self, name: &str) -> Result<&LbState, ApiError> {
-        self.lbs.iter().find(|lb| lb.name == name).ok_or_else(|| ApiError::load_balancer_not_found(name))
+        self.lbs
+            .iter()
+            .find(|lb| lb.name == name)
+            .ok_or_else(|| ApiError::load_balancer_not_found(name))
     }
 
     fn lb_mut(&mut self, name: &str) -> Result<&mut LbState, ApiError> {
-        self.lbs.iter_mut().find(|lb| lb.name == name).ok_or_else(|| ApiError::load_balancer_not_found(name))
+        self.lbs
+            .iter_mut()
+            .find(|lb| lb.name == name)
+            .ok_or_else(|| ApiError::load_balancer_not_found(name))
     }
 
     /// Adds a load balancer as it stands (from the flags or the state file), registering its instances.
@@ -141,14 +147,20 @@ impl Model {
         if self.lbs.len() >= MAX_LOAD_BALANCERS {
             return Err(ApiError::too_many_load_balancers(MAX_LOAD_BALANCERS));
         }
-        let first = listeners.first().ok_or_else(|| ApiError::validation("At least one listener is required"))?;
+        let first = listeners
+            .first()
+            .ok_or_else(|| ApiError::validation("At least one listener is required"))?;
         let health_check = HealthCheck::default_for(first.instance_port);
         let zones = dedup(zones);
         if zones.is_empty() {
-            return Err(ApiError::validation("Either AvailabilityZones or Subnets must be specified"));
+            return Err(ApiError::validation(
+                "Either AvailabilityZones or Subnets must be specified",
+            ));
         }
         if !matches!(scheme, "internet-facing" | "internal") {
-            return Err(ApiError::validation(format!("Scheme '{scheme}' must be internet-facing or internal")));
+            return Err(ApiError::validation(format!(
+                "Scheme '{scheme}' must be internet-facing or internal"
+            )));
         }
         let mut lb = LbState {
             name: name.to_string(),
@@ -177,14 +189,23 @@ impl Model {
         }
     }
 
-    pub fn create_listeners(&mut self, name: &str, listeners: Vec<Listener>) -> Result<(), ApiError> {
+    pub fn create_listeners(
+        &mut self,
+        name: &str,
+        listeners: Vec<Listener>,
+    ) -> Result<(), ApiError> {
         add_listeners(self.lb_mut(name)?, listeners)
     }
 
     pub fn delete_listeners(&mut self, name: &str, ports: &[u16]) -> Result<(), ApiError> {
         let lb = self.lb_mut(name)?;
-        if let Some(port) = ports.iter().find(|p| !lb.listeners.iter().any(|l| l.port == **p)) {
-            return Err(ApiError::listener_not_found(format!("There is no listener on port {port}")));
+        if let Some(port) = ports
+            .iter()
+            .find(|p| !lb.listeners.iter().any(|l| l.port == **p))
+        {
+            return Err(ApiError::listener_not_found(format!(
+                "There is no listener on port {port}"
+            )));
         }
         lb.listeners.retain(|l| !ports.contains(&l.port));
         Ok(())
@@ -197,8 +218,16 @@ impl Model {
         for id in ids {
             resolved.push(self.resolve(id, &default_zone)?);
         }
-        let count = self.lb(name)?.registered.iter().filter(|r| r.draining_until.is_none()).count();
-        let fresh = resolved.iter().filter(|i| !self.lb(name).is_ok_and(|lb| lb.is_registered(&i.id))).count();
+        let count = self
+            .lb(name)?
+            .registered
+            .iter()
+            .filter(|r| r.draining_until.is_none())
+            .count();
+        let fresh = resolved
+            .iter()
+            .filter(|i| !self.lb(name).is_ok_and(|lb| lb.is_registered(&i.id)))
+            .count();
         if count + fresh > MAX_INSTANCES {
             return Err(ApiError::invalid_configuration(format!(
                 "Exceeded the limit of {MAX_INSTANCES} registered instances"
@@ -206,27 +235,44 @@ impl Model {
         }
         for instance in resolved {
             let lb = self.lb_mut(name)?;
-            if let Some(r) = lb.registered.iter_mut().find(|r| r.instance.id == instance.id) {
+            if let Some(r) = lb
+                .registered
+                .iter_mut()
+                .find(|r| r.instance.id == instance.id)
+            {
                 // Registering a draining instance again cancels its deregistration.
                 r.draining_until = None;
                 continue;
             }
             let (slot, serial) = self.allocate()?;
             self.health.set(slot, Health::Registering);
-            self.lb_mut(name)?.registered.push(Registered { instance, slot, serial, draining_until: None });
+            self.lb_mut(name)?.registered.push(Registered {
+                instance,
+                slot,
+                serial,
+                draining_until: None,
+            });
         }
         Ok(self.lb(name)?.registered_ids())
     }
 
     /// Takes instances out of service: draining (spec §5.4) or at once (§5.5).
-    pub fn deregister(&mut self, name: &str, ids: &[String], now: Instant) -> Result<Vec<String>, ApiError> {
+    pub fn deregister(
+        &mut self,
+        name: &str,
+        ids: &[String],
+        now: Instant,
+    ) -> Result<Vec<String>, ApiError> {
         let lb = self.lb(name)?;
         if let Some(id) = ids.iter().find(|id| !lb.is_registered(id)) {
             return Err(ApiError::invalid_instance(format!(
                 "The requested instance {id} is not registered with the load balancer {name}"
             )));
         }
-        let drain = lb.attributes.draining.then(|| Duration::from_secs(lb.attributes.draining_timeout.into()));
+        let drain = lb
+            .attributes
+            .draining
+            .then(|| Duration::from_secs(lb.attributes.draining_timeout.into()));
         let mut released = Vec::new();
         let lb = self.lb_mut(name)?;
         lb.registered.retain_mut(|r| {
@@ -270,14 +316,24 @@ impl Model {
     }
 
     pub fn draining(&self) -> bool {
-        self.lbs.iter().any(|lb| lb.registered.iter().any(|r| r.draining_until.is_some()))
+        self.lbs
+            .iter()
+            .any(|lb| lb.registered.iter().any(|r| r.draining_until.is_some()))
     }
 
     /// DescribeInstanceHealth (spec §3): every registered instance, or the ids asked for.
-    pub fn instance_health(&self, name: &str, ids: &[String]) -> Result<Vec<InstanceHealth>, ApiError> {
+    pub fn instance_health(
+        &self,
+        name: &str,
+        ids: &[String],
+    ) -> Result<Vec<InstanceHealth>, ApiError> {
         let lb = self.lb(name)?;
         if ids.is_empty() {
-            return Ok(lb.registered.iter().map(|r| self.health_of(lb, r)).collect());
+            return Ok(lb
+                .registered
+                .iter()
+                .map(|r| self.health_of(lb, r))
+                .collect());
         }
         let mut rows = Vec::with_capacity(ids.len());
         for id in ids {
@@ -289,7 +345,11 @@ impl Model {
                     reason_code: "Instance",
                     description: "Instance is not currently registered with the LoadBalancer.",
                 }),
-                None => return Err(ApiError::invalid_instance(format!("The requested instance {id} is not valid"))),
+                None => {
+                    return Err(ApiError::invalid_instance(format!(
+                        "The requested instance {id} is not valid"
+                    )))
+                }
             }
         }
         Ok(rows)
@@ -314,22 +374,38 @@ impl Model {
             };
         }
         let health = self.health.get(r.slot);
-        InstanceHealth { id, state: health.state(), reason_code: health.reason_code(), description: health.description() }
+        InstanceHealth {
+            id,
+            state: health.state(),
+            reason_code: health.reason_code(),
+            description: health.description(),
+        }
     }
 
-    pub fn configure_health_check(&mut self, name: &str, check: HealthCheck) -> Result<(), ApiError> {
+    pub fn configure_health_check(
+        &mut self,
+        name: &str,
+        check: HealthCheck,
+    ) -> Result<(), ApiError> {
         self.lb_mut(name)?.health_check = check;
         Ok(())
     }
 
     pub fn set_attributes(&mut self, name: &str, attributes: Attributes) -> Result<(), ApiError> {
         if !(1..=4000).contains(&attributes.idle_timeout) {
-            return Err(ApiError::validation("ConnectionSettings.IdleTimeout must be from 1 to 4000"));
+            return Err(ApiError::validation(
+                "ConnectionSettings.IdleTimeout must be from 1 to 4000",
+            ));
         }
         if !(DRAINING_RANGE.0..=DRAINING_RANGE.1).contains(&attributes.draining_timeout) {
-            return Err(ApiError::validation("ConnectionDraining.Timeout must be from 1 to 3600"));
+            return Err(ApiError::validation(
+                "ConnectionDraining.Timeout must be from 1 to 3600",
+            ));
         }
-        if !matches!(attributes.desync_mode.as_str(), "monitor" | "defensive" | "strictest") {
+        if !matches!(
+            attributes.desync_mode.as_str(),
+            "monitor" | "defensive" | "strictest"
+        ) {
             return Err(ApiError::validation(
                 "elb.http.desyncmitigationmode must be monitor, defensive or strictest",
             ));
@@ -338,11 +414,17 @@ impl Model {
         Ok(())
     }
 
-    pub fn enable_zones(&mut self, name: &str, zones: Vec<String>) -> Result<Vec<String>, ApiError> {
+    pub fn enable_zones(
+        &mut self,
+        name: &str,
+        zones: Vec<String>,
+    ) -> Result<Vec<String>, ApiError> {
         let lb = self.lb_mut(name)?;
         for zone in zones {
             if !valid_zone(&zone) {
-                return Err(ApiError::validation(format!("Invalid Availability Zone '{zone}'")));
+                return Err(ApiError::validation(format!(
+                    "Invalid Availability Zone '{zone}'"
+                )));
             }
             if !lb.zones.contains(&zone) {
                 lb.zones.push(zone);
@@ -354,13 +436,19 @@ impl Model {
     pub fn disable_zones(&mut self, name: &str, zones: &[String]) -> Result<Vec<String>, ApiError> {
         let lb = self.lb_mut(name)?;
         if lb.zones.iter().all(|z| zones.contains(z)) {
-            return Err(ApiError::validation("A load balancer needs at least one enabled Availability Zone"));
+            return Err(ApiError::validation(
+                "A load balancer needs at least one enabled Availability Zone",
+            ));
         }
         lb.zones.retain(|z| !zones.contains(z));
         Ok(lb.zones.clone())
     }
 
-    pub fn add_tags(&mut self, names: &[String], tags: Vec<(String, String)>) -> Result<(), ApiError> {
+    pub fn add_tags(
+        &mut self,
+        names: &[String],
+        tags: Vec<(String, String)>,
+    ) -> Result<(), ApiError> {
         for name in names {
             self.lb(name)?;
         }
@@ -385,20 +473,31 @@ impl Model {
 
     /// The routing picture of every load balancer as it stands.
     pub fn topology(&self) -> Result<Topology, TopologyError> {
-        let lbs: Vec<(LoadBalancer, Vec<Registration>)> = self.lbs.iter().map(LbState::routing).collect();
-        let pairs: Vec<(&LoadBalancer, &[Registration])> = lbs.iter().map(|(lb, r)| (lb, r.as_slice())).collect();
+        let lbs: Vec<(LoadBalancer, Vec<Registration>)> =
+            self.lbs.iter().map(LbState::routing).collect();
+        let pairs: Vec<(&LoadBalancer, &[Registration])> =
+            lbs.iter().map(|(lb, r)| (lb, r.as_slice())).collect();
         Topology::build(&pairs, self.health.clone())
     }
 
     /// An instance id the API accepts: one from the inventory, or `HOST:PORT`.
     fn resolve(&self, id: &str, default_zone: &str) -> Result<Instance, ApiError> {
-        let invalid = || ApiError::invalid_instance(format!("The requested instance {id} is not valid"));
+        let invalid =
+            || ApiError::invalid_instance(format!("The requested instance {id} is not valid"));
         if let Some(known) = self.inventory.iter().find(|i| i.id == id) {
             let ip = resolve_host(&known.host).ok_or_else(invalid)?;
-            return Ok(Instance { host: Host::Ip(ip), ..known.clone() });
+            return Ok(Instance {
+                host: Host::Ip(ip),
+                ..known.clone()
+            });
         }
         let addr = address_id(id).ok_or_else(invalid)?;
-        Ok(Instance { id: id.to_string(), host: Host::Ip(addr.ip()), port: Some(addr.port()), zone: default_zone.to_string() })
+        Ok(Instance {
+            id: id.to_string(),
+            host: Host::Ip(addr.ip()),
+            port: Some(addr.port()),
+            zone: default_zone.to_string(),
+        })
     }
 
     fn known(&self, id: &str) -> bool {
@@ -416,7 +515,9 @@ impl Model {
                 return Ok((slot, serial));
             }
         }
-        Err(ApiError::invalid_configuration("Too many registered instances in this process"))
+        Err(ApiError::invalid_configuration(
+            "Too many registered instances in this process",
+        ))
     }
 
     fn release(&mut self, slot: usize) {
@@ -438,7 +539,12 @@ impl LbState {
             registered: lb
                 .instances
                 .iter()
-                .map(|i| Registered { instance: i.clone(), slot: 0, serial: 0, draining_until: None })
+                .map(|i| Registered {
+                    instance: i.clone(),
+                    slot: 0,
+                    serial: 0,
+                    draining_until: None,
+                })
                 .collect(),
             health_check: lb.health_check.clone(),
             attributes: Attributes {
@@ -453,12 +559,18 @@ impl LbState {
     }
 
     pub fn is_registered(&self, id: &str) -> bool {
-        self.registered.iter().any(|r| r.instance.id == id && r.draining_until.is_none())
+        self.registered
+            .iter()
+            .any(|r| r.instance.id == id && r.draining_until.is_none())
     }
 
     /// Registered instances, without those being drained.
     pub fn registered_ids(&self) -> Vec<String> {
-        self.registered.iter().filter(|r| r.draining_until.is_none()).map(|r| r.instance.id.clone()).collect()
+        self.registered
+            .iter()
+            .filter(|r| r.draining_until.is_none())
+            .map(|r| r.instance.id.clone())
+            .collect()
     }
 
     fn routing(&self) -> (LoadBalancer, Vec<Registration>) {
@@ -474,7 +586,11 @@ impl LbState {
         let registrations = self
             .registered
             .iter()
-            .map(|r| Registration { slot: r.slot, serial: r.serial, draining: r.draining_until.is_some() })
+            .map(|r| Registration {
+                slot: r.slot,
+                serial: r.serial,
+                draining: r.draining_until.is_some(),
+            })
             .collect();
         (lb, registrations)
     }
@@ -492,7 +608,9 @@ fn add_listeners(lb: &mut LbState, listeners: Vec<Listener>) -> Result<(), ApiEr
                 listener.instance_protocol.as_str()
             )));
         }
-        if listener.protocol != crate::config::Protocol::Http || listener.instance_protocol != crate::config::Protocol::Http {
+        if listener.protocol != crate::config::Protocol::Http
+            || listener.instance_protocol != crate::config::Protocol::Http
+        {
             return Err(ApiError::unsupported_protocol(format!(
                 "Listener on port {}: only HTTP to HTTP is supported yet by clb",
                 listener.port
@@ -510,7 +628,9 @@ fn add_listeners(lb: &mut LbState, listeners: Vec<Listener>) -> Result<(), ApiEr
         }
     }
     if added.len() > MAX_LISTENERS {
-        return Err(ApiError::invalid_configuration(format!("Exceeded the limit of {MAX_LISTENERS} listeners")));
+        return Err(ApiError::invalid_configuration(format!(
+            "Exceeded the limit of {MAX_LISTENERS} listeners"
+        )));
     }
     lb.listeners = added;
     Ok(())
@@ -519,15 +639,21 @@ fn add_listeners(lb: &mut LbState, listeners: Vec<Listener>) -> Result<(), ApiEr
 fn add_tags(lb: &mut LbState, tags: Vec<(String, String)>) -> Result<(), ApiError> {
     for (i, (key, _)) in tags.iter().enumerate() {
         if tags[..i].iter().any(|(k, _)| k == key) {
-            return Err(ApiError::duplicate_tag_keys(format!("Tag key '{key}' is given more than once")));
+            return Err(ApiError::duplicate_tag_keys(format!(
+                "Tag key '{key}' is given more than once"
+            )));
         }
         if key.is_empty() || key.len() > 128 || key.starts_with("aws:") {
-            return Err(ApiError::validation(format!("Tag key '{key}' must be 1 to 128 characters, not starting with aws:")));
+            return Err(ApiError::validation(format!(
+                "Tag key '{key}' must be 1 to 128 characters, not starting with aws:"
+            )));
         }
     }
     for (key, value) in tags {
         if value.len() > 256 {
-            return Err(ApiError::validation(format!("The value of tag '{key}' is longer than 256 characters")));
+            return Err(ApiError::validation(format!(
+                "The value of tag '{key}' is longer than 256 characters"
+            )));
         }
         match lb.tags.iter_mut().find(|(k, _)| *k == key) {
             Some(existing) => existing.1 = value,
@@ -535,7 +661,9 @@ fn add_tags(lb: &mut LbState, tags: Vec<(String, String)>) -> Result<(), ApiErro
         }
     }
     if lb.tags.len() > MAX_TAGS {
-        return Err(ApiError::too_many_tags(format!("A load balancer can have at most {MAX_TAGS} tags")));
+        return Err(ApiError::too_many_tags(format!(
+            "A load balancer can have at most {MAX_TAGS} tags"
+        )));
     }
     Ok(())
 }
@@ -551,7 +679,9 @@ fn dedup(items: Vec<String>) -> Vec<String> {
 }
 
 pub fn valid_zone(zone: &str) -> bool {
-    !zone.is_empty() && zone.len() <= 64 && zone.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    !zone.is_empty()
+        && zone.len() <= 64
+        && zone.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// An instance id that is itself an address: `IP:PORT` or `[IPv6]:PORT`.
@@ -564,7 +694,11 @@ fn resolve_host(host: &Host) -> Option<IpAddr> {
         Host::Ip(ip) => Some(*ip),
         Host::Name(name) => {
             let addrs: Vec<SocketAddr> = (name.as_str(), 0).to_socket_addrs().ok()?.collect();
-            addrs.iter().find(|a| a.is_ipv4()).or_else(|| addrs.first()).map(|a| a.ip())
+            addrs
+                .iter()
+                .find(|a| a.is_ipv4())
+                .or_else(|| addrs.first())
+                .map(|a| a.ip())
         }
     }
 }

@@ -39,7 +39,11 @@ pub enum QueryError {
     /// A parameter the action needs is absent.
     Missing { param: String },
     /// A value that is present but does not fit its type or range.
-    Invalid { param: String, value: String, constraint: &'static str },
+    Invalid {
+        param: String,
+        value: String,
+        constraint: &'static str,
+    },
 }
 
 impl QueryError {
@@ -67,7 +71,11 @@ impl QueryError {
     }
 
     fn invalid(param: &str, value: &str, constraint: &'static str) -> QueryError {
-        QueryError::Invalid { param: echo(param.as_bytes()), value: echo(value.as_bytes()), constraint }
+        QueryError::Invalid {
+            param: echo(param.as_bytes()),
+            value: echo(value.as_bytes()),
+            constraint,
+        }
     }
 }
 
@@ -107,7 +115,10 @@ fn echo(raw: &[u8]) -> String {
 }
 
 fn malformed(param: &[u8], reason: impl Into<String>) -> QueryError {
-    QueryError::Malformed { param: echo(param), reason: reason.into() }
+    QueryError::Malformed {
+        param: echo(param),
+        reason: reason.into(),
+    }
 }
 
 fn hex_digit(b: u8) -> Option<u8> {
@@ -158,7 +169,10 @@ pub struct Params {
 /// `Content-Type`), since any bytes without `=` would read as names.
 pub fn parse(query: &[u8], body: &[u8]) -> Result<Params, QueryError> {
     if query.len().saturating_add(body.len()) > MAX_TOTAL_LEN {
-        return Err(malformed(b"", format!("query string and body exceed {MAX_TOTAL_LEN} bytes")));
+        return Err(malformed(
+            b"",
+            format!("query string and body exceed {MAX_TOTAL_LEN} bytes"),
+        ));
     }
     let mut params = Params::default();
     for source in [query, body] {
@@ -180,21 +194,33 @@ impl Params {
             Some(eq) => (&piece[..eq], &piece[eq + 1..]),
             None => (piece, &b""[..]),
         };
-        let name = percent_decode(raw_name).ok_or_else(|| malformed(raw_name, "invalid percent escape in the name"))?;
-        let name = String::from_utf8(name).map_err(|_| malformed(raw_name, "the name is not UTF-8"))?;
+        let name = percent_decode(raw_name)
+            .ok_or_else(|| malformed(raw_name, "invalid percent escape in the name"))?;
+        let name =
+            String::from_utf8(name).map_err(|_| malformed(raw_name, "the name is not UTF-8"))?;
         if name.is_empty() {
             return Err(malformed(raw_value, "a value without a parameter name"));
         }
         if name.len() > MAX_NAME_LEN {
-            return Err(malformed(name.as_bytes(), format!("the name is longer than {MAX_NAME_LEN} bytes")));
+            return Err(malformed(
+                name.as_bytes(),
+                format!("the name is longer than {MAX_NAME_LEN} bytes"),
+            ));
         }
-        let value = percent_decode(raw_value).ok_or_else(|| malformed(name.as_bytes(), "invalid percent escape in the value"))?;
+        let value = percent_decode(raw_value)
+            .ok_or_else(|| malformed(name.as_bytes(), "invalid percent escape in the value"))?;
         if value.len() > MAX_VALUE_LEN {
-            return Err(malformed(name.as_bytes(), format!("the value is longer than {MAX_VALUE_LEN} bytes")));
+            return Err(malformed(
+                name.as_bytes(),
+                format!("the value is longer than {MAX_VALUE_LEN} bytes"),
+            ));
         }
-        let value = String::from_utf8(value).map_err(|_| malformed(name.as_bytes(), "the value is not UTF-8"))?;
+        let value = String::from_utf8(value)
+            .map_err(|_| malformed(name.as_bytes(), "the value is not UTF-8"))?;
         if self.map.contains_key(&name) {
-            return Err(QueryError::Duplicate { param: echo(name.as_bytes()) });
+            return Err(QueryError::Duplicate {
+                param: echo(name.as_bytes()),
+            });
         }
         self.map.insert(name, value);
         Ok(())
@@ -222,7 +248,9 @@ impl Params {
 
     /// The value of `name`, or MissingParameter.
     pub fn required(&self, name: &str) -> Result<&str, QueryError> {
-        self.get(name).ok_or_else(|| QueryError::Missing { param: name.to_string() })
+        self.get(name).ok_or_else(|| QueryError::Missing {
+            param: name.to_string(),
+        })
     }
 
     /// The `Action` parameter; the caller decides between MissingAction and InvalidAction.
@@ -253,7 +281,10 @@ impl Params {
         let head = format!("{prefix}.member.");
         let mut out: Vec<_> = self
             .map
-            .range::<str, _>((std::ops::Bound::Included(head.as_str()), std::ops::Bound::Unbounded))
+            .range::<str, _>((
+                std::ops::Bound::Included(head.as_str()),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(|(k, _)| k.starts_with(&head))
             .filter_map(|(k, v)| {
                 let tail = &k[head.len()..];
@@ -270,7 +301,11 @@ impl Params {
     /// A list of strings: the values of `{prefix}.member.1`, `.member.2`, ... in
     /// numeric order. Gaps are allowed (the values close up).
     pub fn members(&self, prefix: &str) -> Vec<&str> {
-        self.indexed(prefix).into_iter().filter(|(_, rest, _)| rest.is_empty()).map(|(_, _, v)| v).collect()
+        self.indexed(prefix)
+            .into_iter()
+            .filter(|(_, rest, _)| rest.is_empty())
+            .map(|(_, _, v)| v)
+            .collect()
     }
 
     /// A list of structures: for `Listeners.member.1.Protocol=HTTP&Listeners.member.1.
@@ -304,7 +339,10 @@ fn parse_index(digits: &str) -> Option<u32> {
     if digits.is_empty() || digits.starts_with('0') || digits.len() > 4 {
         return None;
     }
-    digits.parse().ok().filter(|i| (1..=MAX_MEMBER_INDEX).contains(i))
+    digits
+        .parse()
+        .ok()
+        .filter(|i| (1..=MAX_MEMBER_INDEX).contains(i))
 }
 
 /// One element of a list of structures: its fields by name.
@@ -329,17 +367,23 @@ impl<'a> MemberStruct<'a> {
 
     /// The value of `field`, or MissingParameter naming the full parameter.
     pub fn required(&self, field: &str) -> Result<&'a str, QueryError> {
-        self.get(field).ok_or_else(|| QueryError::Missing { param: self.name(field) })
+        self.get(field).ok_or_else(|| QueryError::Missing {
+            param: self.name(field),
+        })
     }
 
     /// `field` as a boolean, if given.
     pub fn bool(&self, field: &str) -> Result<Option<bool>, QueryError> {
-        self.get(field).map(|v| parse_bool(&self.name(field), v)).transpose()
+        self.get(field)
+            .map(|v| parse_bool(&self.name(field), v))
+            .transpose()
     }
 
     /// `field` as an unsigned 32-bit integer, if given.
     pub fn u32(&self, field: &str) -> Result<Option<u32>, QueryError> {
-        self.get(field).map(|v| parse_u32(&self.name(field), v)).transpose()
+        self.get(field)
+            .map(|v| parse_u32(&self.name(field), v))
+            .transpose()
     }
 
     /// A list nested in this structure: `{field}.member.1`, `.member.2`, ... in order.
@@ -362,7 +406,11 @@ pub fn parse_bool(param: &str, value: &str) -> Result<bool, QueryError> {
     } else if value.eq_ignore_ascii_case("false") {
         Ok(false)
     } else {
-        Err(QueryError::invalid(param, value, "Member must be true or false"))
+        Err(QueryError::invalid(
+            param,
+            value,
+            "Member must be true or false",
+        ))
     }
 }
 
@@ -370,9 +418,15 @@ pub fn parse_bool(param: &str, value: &str) -> Result<bool, QueryError> {
 pub fn parse_u32(param: &str, value: &str) -> Result<u32, QueryError> {
     // `str::parse` alone would accept a leading `+`; AWS's serialisers never send one.
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(QueryError::invalid(param, value, "Member must be a non-negative integer"));
+        return Err(QueryError::invalid(
+            param,
+            value,
+            "Member must be a non-negative integer",
+        ));
     }
-    value.parse().map_err(|_| QueryError::invalid(param, value, "Member must be at most 4294967295"))
+    value
+        .parse()
+        .map_err(|_| QueryError::invalid(param, value, "Member must be at most 4294967295"))
 }
 
 #[cfg(test)]
@@ -395,7 +449,10 @@ mod tests {
 
     #[test]
     fn decodes_query_and_body_together() {
-        let p = ok("Action=DescribeLoadBalancers&Version=2012-06-01", "LoadBalancerNames.member.1=web");
+        let p = ok(
+            "Action=DescribeLoadBalancers&Version=2012-06-01",
+            "LoadBalancerNames.member.1=web",
+        );
         assert_eq!(p.action(), Some("DescribeLoadBalancers"));
         assert_eq!(p.version(), Some("2012-06-01"));
         assert_eq!(p.get("LoadBalancerNames.member.1"), Some("web"));
@@ -428,7 +485,10 @@ mod tests {
         ] {
             let e = err(raw, b"");
             assert_eq!(e.code(), "MalformedQueryString");
-            assert!(matches!(&e, QueryError::Malformed { param: p, .. } if p == param), "{e:?}");
+            assert!(
+                matches!(&e, QueryError::Malformed { param: p, .. } if p == param),
+                "{e:?}"
+            );
         }
         assert_eq!(err(b"=value", b"").code(), "MalformedQueryString");
     }
@@ -438,23 +498,40 @@ mod tests {
         assert_eq!(err(b"A=1&A=2", b"").code(), "InvalidParameterValue");
         assert!(matches!(err(b"A=1", b"A=1"), QueryError::Duplicate { param } if param == "A"));
         // Different encodings of one name are the same name.
-        assert!(matches!(err(b"A=1&%41=2", b""), QueryError::Duplicate { .. }));
+        assert!(matches!(
+            err(b"A=1&%41=2", b""),
+            QueryError::Duplicate { .. }
+        ));
     }
 
     #[test]
     fn limits_are_errors() {
         let many: Vec<String> = (0..=MAX_PARAMS).map(|i| format!("P{i}=v")).collect();
-        assert_eq!(err(many.join("&").as_bytes(), b"").code(), "MalformedQueryString");
+        assert_eq!(
+            err(many.join("&").as_bytes(), b"").code(),
+            "MalformedQueryString"
+        );
         let just: Vec<String> = (0..MAX_PARAMS).map(|i| format!("P{i}=v")).collect();
         assert_eq!(ok(&just.join("&"), "").len(), MAX_PARAMS);
 
         let long_name = format!("{}=1", "n".repeat(MAX_NAME_LEN + 1));
-        assert!(matches!(err(long_name.as_bytes(), b""), QueryError::Malformed { .. }));
+        assert!(matches!(
+            err(long_name.as_bytes(), b""),
+            QueryError::Malformed { .. }
+        ));
         ok(&format!("{}=1", "n".repeat(MAX_NAME_LEN)), "");
 
         let long_value = format!("V={}", "%41".repeat(MAX_VALUE_LEN + 1));
-        assert!(matches!(err(b"", long_value.as_bytes()), QueryError::Malformed { .. }));
-        assert_eq!(ok("", &format!("V={}", "a".repeat(MAX_VALUE_LEN))).get("V").map(str::len), Some(MAX_VALUE_LEN));
+        assert!(matches!(
+            err(b"", long_value.as_bytes()),
+            QueryError::Malformed { .. }
+        ));
+        assert_eq!(
+            ok("", &format!("V={}", "a".repeat(MAX_VALUE_LEN)))
+                .get("V")
+                .map(str::len),
+            Some(MAX_VALUE_LEN)
+        );
 
         let half = vec![b'a'; MAX_TOTAL_LEN / 2 + 1];
         assert!(matches!(err(&half, &half), QueryError::Malformed { .. }));
@@ -478,7 +555,10 @@ mod tests {
         assert!(p.members("Nothing").is_empty());
         // A prefix is whole segments: `Name` is not `Names`.
         assert!(p.members("Name").is_empty());
-        assert_eq!(ok(&format!("L.member.{MAX_MEMBER_INDEX}=last"), "").members("L"), vec!["last"]);
+        assert_eq!(
+            ok(&format!("L.member.{MAX_MEMBER_INDEX}=last"), "").members("L"),
+            vec!["last"]
+        );
     }
 
     #[test]
@@ -491,7 +571,10 @@ mod tests {
              &Listeners.member.1.PolicyNames.member.2=p2&Listeners.member.1.PolicyNames.member.1=p1",
         );
         let ls = p.member_structs("Listeners");
-        assert_eq!(ls.iter().map(|s| s.index).collect::<Vec<_>>(), vec![1, 2, 10]);
+        assert_eq!(
+            ls.iter().map(|s| s.index).collect::<Vec<_>>(),
+            vec![1, 2, 10]
+        );
         assert_eq!(ls[0].get("Protocol"), Some("HTTP"));
         assert_eq!(ls[0].u32("InstancePort"), Ok(Some(8080)));
         assert_eq!(ls[0].members("PolicyNames"), vec!["p1", "p2"]);
@@ -499,8 +582,14 @@ mod tests {
         assert_eq!(ls[1].u32("InstancePort"), Ok(None));
         assert_eq!(ls[2].get("Protocol"), Some("HTTPS"));
         let missing = ls[2].required("LoadBalancerPort").err();
-        assert_eq!(missing.as_ref().map(QueryError::code), Some("MissingParameter"));
-        assert!(missing.map(|e| e.message()).unwrap_or_default().contains("Listeners.member.10.LoadBalancerPort"));
+        assert_eq!(
+            missing.as_ref().map(QueryError::code),
+            Some("MissingParameter")
+        );
+        assert!(missing
+            .map(|e| e.message())
+            .unwrap_or_default()
+            .contains("Listeners.member.10.LoadBalancerPort"));
     }
 
     #[test]
@@ -516,8 +605,14 @@ mod tests {
         assert_eq!(extra.len(), 1);
         assert_eq!(extra[0].get("Key"), Some("elb.http.desyncmitigationmode"));
         assert_eq!(extra[0].get("Value"), Some("strictest"));
-        assert_eq!(p.bool("LoadBalancerAttributes.ConnectionDraining.Enabled"), Ok(Some(true)));
-        assert_eq!(p.u32("LoadBalancerAttributes.ConnectionDraining.Timeout"), Ok(Some(300)));
+        assert_eq!(
+            p.bool("LoadBalancerAttributes.ConnectionDraining.Enabled"),
+            Ok(Some(true))
+        );
+        assert_eq!(
+            p.u32("LoadBalancerAttributes.ConnectionDraining.Timeout"),
+            Ok(Some(300))
+        );
         assert_eq!(p.bool("Absent"), Ok(None));
     }
 
@@ -526,22 +621,33 @@ mod tests {
         assert_eq!(parse_bool("B", "false"), Ok(false));
         for bad in ["", "yes", "1", "truee"] {
             let e = parse_bool("B", bad).err();
-            assert_eq!(e.as_ref().map(QueryError::code), Some("ValidationError"), "{bad}");
+            assert_eq!(
+                e.as_ref().map(QueryError::code),
+                Some("ValidationError"),
+                "{bad}"
+            );
         }
         assert_eq!(parse_u32("N", "4294967295"), Ok(u32::MAX));
         assert_eq!(parse_u32("N", "007"), Ok(7));
         for bad in ["", "-1", "+1", " 1", "1.0", "4294967296", "0x10"] {
-            assert!(matches!(parse_u32("N", bad), Err(QueryError::Invalid { .. })), "{bad}");
+            assert!(
+                matches!(parse_u32("N", bad), Err(QueryError::Invalid { .. })),
+                "{bad}"
+            );
         }
         let p = ok("Port=eighty", "");
         let e = p.u32("Port").err().map(|e| e.message()).unwrap_or_default();
         assert!(e.contains("'eighty'") && e.contains("'Port'"), "{e}");
-        assert_eq!(p.required("Nope").err().map(|e| e.code()), Some("MissingParameter"));
+        assert_eq!(
+            p.required("Nope").err().map(|e| e.code()),
+            Some("MissingParameter")
+        );
     }
 
     #[test]
     fn arbitrary_bytes_never_panic() {
         // A cheap stand-in for the fuzz target: every byte value in every position class.
+        let alphabet = b"%=&+.a1mber\xff\x00";
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         for len in 0..200 {
             let bytes: Vec<u8> = (0..len)
@@ -549,7 +655,7 @@ mod tests {
                     seed ^= seed << 13;
                     seed ^= seed >> 7;
                     seed ^= seed << 17;
-                    b"%=&+.a1mber\xff\x00"[(seed % 14) as usize]
+                    alphabet[(seed % alphabet.len() as u64) as usize]
                 })
                 .collect();
             if let Ok(p) = parse(&bytes, &bytes[..len / 2]) {

@@ -2,10 +2,15 @@
 //! thread-based test instances, all on loopback.
 //!
 //! - [`Clb`] runs the binary on a free port of 127.0.0.1 and kills it on drop; its
-//!   stderr goes to a log file that is printed when the test panics.
+//!   stderr goes to a log file that is printed when the test panics. [`Clb::http`]
+//!   health-checks `HTTP:80/clb-health` unless told otherwise and returns once every
+//!   instance expected healthy has been logged InService.
 //! - [`Backend`] is one registered instance on 127.0.0.x, with a [`Behavior`] (echo the
 //!   request head, a fixed body, count an upload, stay silent, send garbage, ...)
-//!   and counters of connections, requests and EOFs it saw.
+//!   and counters of connections, requests and EOFs it saw. It answers clb's health
+//!   probes on its health path itself, as its [`Health`] says, whatever its
+//!   `Behavior`, and counts them apart: a probe is never a request, and a connection
+//!   only counts once it has carried a request that is not a probe.
 //! - [`Client`] writes raw bytes and reads one response at a time, so tests see the
 //!   exact status line, headers and body framing.
 //!
@@ -31,6 +36,22 @@ use std::time::{Duration, Instant};
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long clb may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long [`Clb::http`] waits for the instances expected healthy to be InService.
+pub const IN_SERVICE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The path a [`Backend`] answers health probes on unless told otherwise, and the
+/// health check [`Clb::http`] gives clb unless the test gives its own.
+pub const DEFAULT_HEALTH_PATH: &str = "/clb-health";
+pub const DEFAULT_HEALTH_CHECK: &str = "HTTP:80/clb-health";
+/// The environment variable that sets, in milliseconds, how long one "second" of
+/// `--health-interval` and `--health-timeout` lasts (test-only; default 1000).
+pub const HEALTH_TIME_UNIT_VAR: &str = "CLB_HEALTH_TIME_UNIT_MS";
+
+/// Instance states and descriptions as clb logs them (spec §3).
+pub const IN_SERVICE: &str = "InService";
+pub const OUT_OF_SERVICE: &str = "OutOfService";
+pub const DESC_NA: &str = "N/A";
+pub const DESC_UNHEALTHY: &str =
+    "Instance has failed at least the UnhealthyThreshold number of health checks consecutively.";
 /// Instance-side poll granularity: how quickly a connection thread notices `kill`.
 const BACKEND_TICK: Duration = Duration::from_millis(50);
 
@@ -109,7 +130,12 @@ impl Clb {
     /// Starts `clb` with exactly `args` and waits until the listener named by
     /// `--listener` (on `--bind`, default 127.0.0.1) accepts connections.
     pub fn start(args: &[&str]) -> Clb {
-        match Clb::try_start(args) {
+        Clb::start_env(args, &[])
+    }
+
+    /// [`Clb::start`] with extra environment variables (e.g. [`HEALTH_TIME_UNIT_VAR`]).
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Clb {
+        match Clb::try_start_env(args, env) {
             Ok(clb) => clb,
             Err(e) => panic!("{e}"),
         }
@@ -118,6 +144,12 @@ impl Clb {
     /// Like [`Clb::start`], but a process that exits before it listens is an `Err`
     /// carrying its log, so callers can retry (a free port taken in between).
     pub fn try_start(args: &[&str]) -> Result<Clb, String> {
+        Clb::try_start_env(args, &[])
+    }
+
+    /// [`Clb::try_start`] with extra environment variables. The health time unit is
+    /// never inherited from the test's own environment, only set from `env`.
+    pub fn try_start_env(args: &[&str], env: &[(&str, &str)]) -> Result<Clb, String> {
         let port = flag_value(args, &["--listener", "-l"])
             .and_then(|spec| spec.split(':').nth(1))
             .and_then(|p| p.parse::<u16>().ok())
@@ -134,9 +166,15 @@ impl Clb {
         ));
         let stderr = File::create(&log).map_err(|e| format!("create {log:?}: {e}"))?;
         let stdout = stderr.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new(clb_binary())
+        let mut command = Command::new(clb_binary());
+        command
             .args(args)
             .env("RUST_LOG", "info")
+            .env_remove(HEALTH_TIME_UNIT_VAR);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
@@ -165,9 +203,18 @@ impl Clb {
     }
 
     /// An HTTP listener on a free port of 127.0.0.1 in front of `instances`, with
-    /// the control API off; `extra` is appended (`--workers`, `--idle-timeout`, ...).
-    /// Retries with another port if the one picked was taken before clb bound it.
+    /// the control API off and `--health-check HTTP:80/clb-health` (what every
+    /// [`Backend`] answers by default); `extra` is appended (`--workers`,
+    /// `--idle-timeout`, its own `--health-check`, ...). Returns once every instance
+    /// expected healthy ([`Instance::expect_healthy`]) has been logged InService, so
+    /// no test races the first probe. Retries with another port if the one picked
+    /// was taken before clb bound it.
     pub fn http(instances: &[Instance], extra: &[&str]) -> Clb {
+        Clb::http_env(instances, extra, &[])
+    }
+
+    /// [`Clb::http`] with extra environment variables for clb.
+    pub fn http_env(instances: &[Instance], extra: &[&str], env: &[(&str, &str)]) -> Clb {
         let mut last = String::new();
         for _ in 0..3 {
             let port = free_port("127.0.0.1");
@@ -185,13 +232,70 @@ impl Clb {
                 args.push("--instance");
                 args.push(spec);
             }
+            if !extra.contains(&"--health-check") {
+                args.extend_from_slice(&["--health-check", DEFAULT_HEALTH_CHECK]);
+            }
             args.extend_from_slice(extra);
-            match Clb::try_start(&args) {
-                Ok(clb) => return clb,
+            match Clb::try_start_env(&args, env) {
+                Ok(mut clb) => {
+                    let expected: Vec<&Instance> =
+                        instances.iter().filter(|i| i.expect_healthy).collect();
+                    if let Err(e) = clb.wait_in_service(&expected, IN_SERVICE_TIMEOUT) {
+                        panic!("clb {args:?}: {e}");
+                    }
+                    return clb;
+                }
                 Err(e) => last = e,
             }
         }
         panic!("clb did not start in 3 tries: {last}");
+    }
+
+    /// Waits until every one of `instances` has been logged `-> InService` at least
+    /// once; `Err` names the ones that were not (with the log) if clb exits or
+    /// `within` passes first.
+    pub fn wait_in_service(
+        &mut self,
+        instances: &[&Instance],
+        within: Duration,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let log = self.log_text();
+            let missing: Vec<String> = instances
+                .iter()
+                .filter(|i| !log.lines().any(|l| i.is_transition(l, IN_SERVICE)))
+                .map(|i| i.spec())
+                .collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "clb exited ({status}) before {missing:?} were InService; log:\n{log}"
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{missing:?} not logged InService within {within:?}; log:\n{log}"
+                ));
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The lines of clb's log that contain `needle`.
+    pub fn log_lines_with(&self, needle: &str) -> Vec<String> {
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Waits until at least `count` lines of clb's log contain `needle`.
+    pub fn wait_for_log(&self, needle: &str, count: usize, within: Duration) -> bool {
+        wait_until(within, || self.log_lines_with(needle).len() >= count)
     }
 
     pub fn pid(&self) -> u32 {
@@ -250,6 +354,80 @@ pub fn clb_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_clb")))
 }
 
+/// How a clb run that was expected to end by itself ended.
+pub struct Run {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs clb with `args` (and no `RUST_LOG`); it must exit by itself within 10 s.
+pub fn run_clb(args: &[&str]) -> Run {
+    let mut child = Command::new(clb_binary())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove(HEALTH_TIME_UNIT_VAR)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn clb");
+    // Drain both pipes while waiting, so a chatty clb cannot block on a full pipe.
+    let mut out = child.stdout.take().expect("stdout pipe");
+    let mut err = child.stderr.take().expect("stderr pipe");
+    let out_reader = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = out.read_to_string(&mut text);
+        text
+    });
+    let err_reader = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = err.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for clb") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("clb {args:?} was still running after 10 s");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Run {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
+}
+
+/// clb exits 2 and prints exactly one line on stderr, `clb: ...`, naming every
+/// string in `mentions`; returns that line.
+pub fn assert_refused(args: &[&str], mentions: &[&str]) -> String {
+    let r = run_clb(args);
+    assert_eq!(
+        r.status.code(),
+        Some(2),
+        "clb {args:?}: {} stderr {:?}",
+        r.status,
+        r.stderr
+    );
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "clb {args:?} stderr: {:?}", r.stderr);
+    assert!(lines[0].starts_with("clb: "), "stderr: {:?}", lines[0]);
+    for m in mentions {
+        assert!(
+            lines[0].contains(m),
+            "{:?} does not mention {m:?}",
+            lines[0]
+        );
+    }
+    lines[0].to_string()
+}
+
 fn flag_value<'a>(args: &[&'a str], names: &[&str]) -> Option<&'a str> {
     args.windows(2)
         .find(|w| names.contains(&w[0]))
@@ -261,19 +439,49 @@ pub struct Instance {
     pub id: String,
     pub addr: SocketAddr,
     pub zone: String,
+    /// Whether [`Clb::http`] waits for this instance to be logged InService: true
+    /// from [`Backend::instance`], false from [`Instance::new`] (refused or dead
+    /// addresses).
+    pub expect_healthy: bool,
 }
 
 impl Instance {
+    /// An instance at an address no [`Backend`] serves: not expected healthy.
     pub fn new(id: &str, addr: SocketAddr, zone: &str) -> Instance {
         Instance {
             id: id.to_string(),
             addr,
             zone: zone.to_string(),
+            expect_healthy: false,
         }
+    }
+
+    /// The same instance, with [`Instance::expect_healthy`] set to `healthy`.
+    pub fn expecting_healthy(mut self, healthy: bool) -> Instance {
+        self.expect_healthy = healthy;
+        self
     }
 
     fn spec(&self) -> String {
         format!("{}={}@{}", self.id, self.addr, self.zone)
+    }
+
+    /// What clb's log says about this instance's transitions start with:
+    /// `instance ID (IP:PORT) of `.
+    pub fn log_prefix(&self) -> String {
+        format!("instance {} ({}) of ", self.id, self.addr)
+    }
+
+    /// The exact text clb logs for a transition of this instance in load balancer
+    /// `lb`: `instance ID (IP:PORT) of LB: OLD -> NEW: DESCRIPTION`.
+    pub fn transition(&self, lb: &str, old: &str, new: &str, description: &str) -> String {
+        format!("{}{lb}: {old} -> {new}: {description}", self.log_prefix())
+    }
+
+    /// Whether `line` logs a transition of this instance to `new` (any balancer).
+    fn is_transition(&self, line: &str, new: &str) -> bool {
+        line.split_once(&self.log_prefix())
+            .is_some_and(|(_, rest)| rest.contains(&format!(" -> {new}: ")))
     }
 }
 
@@ -307,6 +515,30 @@ pub enum Behavior {
     EchoThenClose,
     /// Writes these bytes as the response, verbatim, and keeps the connection open.
     Raw(Vec<u8>),
+}
+
+/// How a [`Backend`] answers a health probe: a request for its health path, which it
+/// answers before and regardless of its [`Behavior`]. (A refused probe needs an
+/// address nothing listens on: [`free_port`] and [`Instance::new`].)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// `200 OK` with `Content-Length: 0`.
+    Ok,
+    /// This status with `Content-Length: 0` (no framing for 1xx, 204 and 304).
+    Status(u16),
+    /// Reads the probe and never answers; holds the connection until clb closes it.
+    Hang,
+}
+
+/// One health probe as a [`Backend`] received it.
+#[derive(Clone, Debug)]
+pub struct Probe {
+    /// When its head had arrived.
+    pub at: Instant,
+    /// The request head, byte for byte, through the empty line.
+    pub head: Vec<u8>,
+    /// The status it was answered with (decided on arrival); `None` for [`Health::Hang`].
+    pub answer: Option<u16>,
 }
 
 /// The deterministic body byte at `offset`: a period (251) that no power of two
@@ -360,12 +592,20 @@ pub fn hash_of(pieces: &[&[u8]]) -> BodyHash {
 struct BackendState {
     name: String,
     behavior: Mutex<Behavior>,
+    health: Mutex<Health>,
+    health_path: Mutex<String>,
+    /// Every connection accepted, whatever it carried (a TCP probe carries nothing).
+    accepted: AtomicUsize,
+    /// Connections that carried a request that is not a probe.
     connections: AtomicUsize,
+    /// Connections that carried a probe.
+    probe_connections: AtomicUsize,
     open: AtomicUsize,
     requests: AtomicUsize,
     eofs: AtomicUsize,
     max_per_connection: AtomicUsize,
     heads: Mutex<Vec<Vec<u8>>>,
+    probes: Mutex<Vec<Probe>>,
     dead: AtomicBool,
 }
 
@@ -383,12 +623,17 @@ impl Backend {
         let state = Arc::new(BackendState {
             name: name.to_string(),
             behavior: Mutex::new(behavior),
+            health: Mutex::new(Health::Ok),
+            health_path: Mutex::new(DEFAULT_HEALTH_PATH.to_string()),
+            accepted: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
+            probe_connections: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
             eofs: AtomicUsize::new(0),
             max_per_connection: AtomicUsize::new(0),
             heads: Mutex::new(Vec::new()),
+            probes: Mutex::new(Vec::new()),
             dead: AtomicBool::new(false),
         });
         let st = Arc::clone(&state);
@@ -408,31 +653,67 @@ impl Backend {
         &self.state.name
     }
 
-    /// The `--instance` flag for this backend.
+    /// The `--instance` flag for this backend, expected healthy.
     pub fn instance(&self, zone: &str) -> Instance {
-        Instance::new(&self.state.name, self.addr, zone)
+        Instance::new(&self.state.name, self.addr, zone).expecting_healthy(true)
     }
 
     pub fn set_behavior(&self, behavior: Behavior) {
         *self.state.behavior.lock().expect("behavior lock") = behavior;
     }
 
-    /// Connections accepted so far.
+    /// How health probes are answered from now on.
+    pub fn set_health(&self, health: Health) {
+        *self.state.health.lock().expect("health lock") = health;
+    }
+
+    /// The request target treated as a health probe (default [`DEFAULT_HEALTH_PATH`]).
+    pub fn set_health_path(&self, path: &str) {
+        *self.state.health_path.lock().expect("health path lock") = path.to_string();
+    }
+
+    /// Connections that carried at least one request that is not a probe.
     pub fn connections(&self) -> usize {
         self.state.connections.load(Ordering::SeqCst)
     }
 
-    /// Connections open right now.
+    /// Every connection accepted so far, probes and empty ones (TCP probes) included.
+    pub fn accepted(&self) -> usize {
+        self.state.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections open right now, probe connections included.
     pub fn open_connections(&self) -> usize {
         self.state.open.load(Ordering::SeqCst)
     }
 
-    /// Request heads received so far.
+    /// Request heads received so far, probes not included.
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
     }
 
-    /// Connections the peer (clb) closed: reads that returned EOF.
+    /// Health probes received so far.
+    pub fn probes(&self) -> usize {
+        self.state.probes.lock().expect("probes lock").len()
+    }
+
+    /// Connections that carried a health probe.
+    pub fn probe_connections(&self) -> usize {
+        self.state.probe_connections.load(Ordering::SeqCst)
+    }
+
+    /// Every health probe received, in arrival order.
+    pub fn probe_log(&self) -> Vec<Probe> {
+        self.state.probes.lock().expect("probes lock").clone()
+    }
+
+    /// Every health probe's head, in arrival order, byte for byte.
+    pub fn probe_heads(&self) -> Vec<Vec<u8>> {
+        self.probe_log().into_iter().map(|p| p.head).collect()
+    }
+
+    /// Connections the peer (clb) closed: reads that returned EOF, on connections
+    /// that carried a request that is not a probe.
     pub fn eofs(&self) -> usize {
         self.state.eofs.load(Ordering::SeqCst)
     }
@@ -442,7 +723,7 @@ impl Backend {
         self.state.max_per_connection.load(Ordering::SeqCst)
     }
 
-    /// Every request head received, in arrival order, byte for byte.
+    /// Every request head received (probes not included), in arrival order, byte for byte.
     pub fn heads(&self) -> Vec<Vec<u8>> {
         self.state.heads.lock().expect("heads lock").clone()
     }
@@ -478,7 +759,7 @@ fn accept_loop(listener: TcpListener, state: Arc<BackendState>) {
             break;
         }
         let Ok(stream) = stream else { continue };
-        state.connections.fetch_add(1, Ordering::SeqCst);
+        state.accepted.fetch_add(1, Ordering::SeqCst);
         state.open.fetch_add(1, Ordering::SeqCst);
         let st = Arc::clone(&state);
         thread::spawn(move || {
@@ -502,6 +783,9 @@ struct Wire<'a> {
     stream: TcpStream,
     buf: Vec<u8>,
     state: &'a BackendState,
+    /// The connection has carried a request that is not a probe: it counts in
+    /// `connections`, and its EOF in `eofs`.
+    counted: bool,
 }
 
 enum Fill {
@@ -520,7 +804,9 @@ impl Wire<'_> {
             }
             match self.stream.read(&mut chunk) {
                 Ok(0) => {
-                    self.state.eofs.fetch_add(1, Ordering::SeqCst);
+                    if self.counted {
+                        self.state.eofs.fetch_add(1, Ordering::SeqCst);
+                    }
                     return Fill::Eof;
                 }
                 Ok(n) => {
@@ -672,8 +958,10 @@ fn serve_conn(stream: TcpStream, state: &BackendState) -> Served {
         stream,
         buf: Vec::new(),
         state,
+        counted: false,
     };
     let mut served = 0;
+    let mut probed = false;
     loop {
         // The request head, through the empty line.
         let head = loop {
@@ -684,6 +972,20 @@ fn serve_conn(stream: TcpStream, state: &BackendState) -> Served {
                 return Served::Done;
             }
         };
+        if is_probe(&head, state) {
+            if !probed {
+                probed = true;
+                state.probe_connections.fetch_add(1, Ordering::SeqCst);
+            }
+            if answer_probe(&mut w, head) {
+                continue;
+            }
+            return Served::Done;
+        }
+        if !w.counted {
+            w.counted = true;
+            state.connections.fetch_add(1, Ordering::SeqCst);
+        }
         state.requests.fetch_add(1, Ordering::SeqCst);
         served += 1;
         state.max_per_connection.fetch_max(served, Ordering::SeqCst);
@@ -744,6 +1046,73 @@ fn serve_conn(stream: TcpStream, state: &BackendState) -> Served {
             return Served::Done;
         }
     }
+}
+
+/// Whether `head` asks for the backend's health path (the request target, exactly).
+fn is_probe(head: &[u8], state: &BackendState) -> bool {
+    let text = String::from_utf8_lossy(head);
+    let target = text.split("\r\n").next().and_then(|l| l.split(' ').nth(1));
+    target == Some(state.health_path.lock().expect("health path lock").as_str())
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Whatever",
+    }
+}
+
+/// Answers one health probe as the backend's [`Health`] says, reading its body first
+/// if it has one. True if the connection may carry another request.
+fn answer_probe(w: &mut Wire, head: Vec<u8>) -> bool {
+    let state = w.state;
+    let health = *state.health.lock().expect("health lock");
+    let answer = match health {
+        Health::Ok => Some(200),
+        Health::Status(code) => Some(code),
+        Health::Hang => None,
+    };
+    let req = parse_req(&head);
+    state.probes.lock().expect("probes lock").push(Probe {
+        at: Instant::now(),
+        head,
+        answer,
+    });
+    let Some(req) = req else {
+        return false;
+    };
+    let (mut payload, mut wire) = (BodyHash::default(), BodyHash::default());
+    if !read_body(w, &req.framing, &mut payload, &mut wire) {
+        return false;
+    }
+    let Some(code) = answer else {
+        // Hold the probe unanswered until clb (or the test) ends it.
+        while matches!(w.fill(), Fill::Data) {}
+        return false;
+    };
+    let framing = if code / 100 == 1 || code == 204 || code == 304 {
+        ""
+    } else {
+        "Content-Length: 0\r\n"
+    };
+    let conn_hdr = if req.close {
+        "Connection: close\r\n"
+    } else {
+        ""
+    };
+    let response = format!(
+        "HTTP/1.1 {code} {}\r\nX-Instance: {}\r\n{framing}{conn_hdr}\r\n",
+        reason(code),
+        state.name
+    );
+    w.stream.write_all(response.as_bytes()).is_ok() && !req.close
 }
 
 impl Wire<'_> {

@@ -1,0 +1,385 @@
+//! The state file: every load balancer the API defined, so a restart serves the same.
+//!
+//! A small line format (one record per line, fields separated by spaces, each field
+//! percent-encoded outside a safe set) that needs no extra crate and that a person can
+//! read. Writes go to a temporary file in the same directory, are fsynced, renamed over
+//! the old file, and the directory is fsynced: a crash at any moment leaves either the
+//! old file or the new one, never a torn one. Instances being drained are saved as
+//! deregistered: after a restart there is nothing in flight to drain.
+
+use super::model::{Attributes, LbState, Registered};
+use crate::config::{parse_health_target, HealthCheck, Host, Instance, Listener, Protocol};
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+const MAGIC: &str = "clb-state 1";
+
+pub struct StateFile {
+    path: PathBuf,
+}
+
+impl StateFile {
+    pub fn new(path: impl Into<PathBuf>) -> StateFile {
+        StateFile { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The load balancers saved, or none when the file does not exist yet.
+    pub fn load(&self) -> Result<Vec<LbState>, String> {
+        match fs::read_to_string(&self.path) {
+            Ok(text) => decode(&text).map_err(|e| format!("{}: {e}", self.path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(format!("{}: {e}", self.path.display())),
+        }
+    }
+
+    /// Replaces the file atomically with `lbs`.
+    pub fn save(&self, lbs: &[LbState]) -> Result<(), String> {
+        let text = encode(lbs);
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+        let fail = |what: &str, e: std::io::Error| format!("{what} {}: {e}", tmp.display());
+        let mut file = File::create(&tmp).map_err(|e| fail("create", e))?;
+        file.write_all(text.as_bytes())
+            .map_err(|e| fail("write", e))?;
+        file.sync_all().map_err(|e| fail("fsync", e))?;
+        drop(file);
+        fs::rename(&tmp, &self.path).map_err(|e| fail("rename", e))?;
+        // The rename is durable only once the directory entry is.
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| format!("fsync {}: {e}", dir.display()))
+    }
+}
+
+pub fn encode(lbs: &[LbState]) -> String {
+    let mut out = String::from(MAGIC);
+    out.push('\n');
+    for lb in lbs {
+        let created = lb
+            .created
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        line(
+            &mut out,
+            &["lb", &lb.name, &created.to_string(), &lb.scheme],
+        );
+        for l in &lb.listeners {
+            line(
+                &mut out,
+                &[
+                    "listener",
+                    l.protocol.as_str(),
+                    &l.port.to_string(),
+                    l.instance_protocol.as_str(),
+                    &l.instance_port.to_string(),
+                ],
+            );
+        }
+        for zone in &lb.zones {
+            line(&mut out, &["zone", zone]);
+        }
+        for r in lb.registered.iter().filter(|r| r.draining_until.is_none()) {
+            let i = &r.instance;
+            let host = match &i.host {
+                Host::Ip(ip) => ip.to_string(),
+                Host::Name(name) => name.clone(),
+            };
+            let port = i.port.map_or("-".to_string(), |p| p.to_string());
+            line(&mut out, &["instance", &i.id, &host, &port, &i.zone]);
+        }
+        let h = &lb.health_check;
+        line(
+            &mut out,
+            &[
+                "health",
+                &h.target.to_string(),
+                &h.interval.to_string(),
+                &h.timeout.to_string(),
+                &h.healthy_threshold.to_string(),
+                &h.unhealthy_threshold.to_string(),
+            ],
+        );
+        let a = &lb.attributes;
+        line(
+            &mut out,
+            &[
+                "attributes",
+                bool_text(a.cross_zone),
+                &a.idle_timeout.to_string(),
+                bool_text(a.draining),
+                &a.draining_timeout.to_string(),
+                &a.desync_mode,
+            ],
+        );
+        for (key, value) in &lb.tags {
+            line(&mut out, &["tag", key, value]);
+        }
+        line(&mut out, &["end"]);
+    }
+    out
+}
+
+pub fn decode(text: &str) -> Result<Vec<LbState>, String> {
+    let mut lines = text.lines().enumerate();
+    match lines.next() {
+        Some((_, first)) if first == MAGIC => {}
+        _ => {
+            return Err(format!(
+                "not a clb state file (the first line must be '{MAGIC}')"
+            ))
+        }
+    }
+    let mut lbs = Vec::new();
+    let mut current: Option<LbState> = None;
+    for (n, raw) in lines {
+        let at = |why: String| format!("line {}: {why}", n + 1);
+        let fields: Vec<String> = raw
+            .split(' ')
+            .map(unescape)
+            .collect::<Result<_, _>>()
+            .map_err(at)?;
+        let f: Vec<&str> = fields.iter().map(String::as_str).collect();
+        match (f.as_slice(), current.as_mut()) {
+            ([""], _) => {}
+            (["lb", name, created, scheme], None) => {
+                let millis: u64 = created
+                    .parse()
+                    .map_err(|_| at("bad creation time".into()))?;
+                current = Some(LbState {
+                    name: name.to_string(),
+                    created: UNIX_EPOCH + Duration::from_millis(millis),
+                    scheme: scheme.to_string(),
+                    listeners: Vec::new(),
+                    zones: Vec::new(),
+                    registered: Vec::new(),
+                    health_check: HealthCheck::default_for(80),
+                    attributes: Attributes::default(),
+                    tags: Vec::new(),
+                });
+            }
+            (["listener", p, port, ip, iport], Some(lb)) => lb.listeners.push(Listener {
+                protocol: protocol(p).ok_or_else(|| at(format!("bad protocol {p}")))?,
+                port: port.parse().map_err(|_| at(format!("bad port {port}")))?,
+                instance_protocol: protocol(ip).ok_or_else(|| at(format!("bad protocol {ip}")))?,
+                instance_port: iport.parse().map_err(|_| at(format!("bad port {iport}")))?,
+            }),
+            (["zone", zone], Some(lb)) => lb.zones.push(zone.to_string()),
+            (["instance", id, host, port, zone], Some(lb)) => {
+                let host = match host.parse() {
+                    Ok(ip) => Host::Ip(ip),
+                    Err(_) => Host::Name(host.to_string()),
+                };
+                let port = match *port {
+                    "-" => None,
+                    p => Some(p.parse().map_err(|_| at(format!("bad port {p}")))?),
+                };
+                let instance = Instance {
+                    id: id.to_string(),
+                    host,
+                    port,
+                    zone: zone.to_string(),
+                };
+                lb.registered.push(Registered {
+                    instance,
+                    slot: 0,
+                    serial: 0,
+                    draining_until: None,
+                });
+            }
+            (["health", target, interval, timeout, healthy, unhealthy], Some(lb)) => {
+                let target = parse_health_target(target).map_err(at)?;
+                let num = |s: &str| s.parse::<u32>().map_err(|_| at(format!("bad number {s}")));
+                let small = |s: &str| s.parse::<u8>().map_err(|_| at(format!("bad number {s}")));
+                lb.health_check = HealthCheck::new(
+                    target,
+                    num(interval)?,
+                    num(timeout)?,
+                    small(healthy)?,
+                    small(unhealthy)?,
+                )
+                .map_err(|e| at(e.to_string()))?;
+            }
+            (["attributes", cross, idle, draining, timeout, desync], Some(lb)) => {
+                let num = |s: &str| s.parse::<u32>().map_err(|_| at(format!("bad number {s}")));
+                lb.attributes = Attributes {
+                    cross_zone: *cross == "true",
+                    idle_timeout: num(idle)?,
+                    draining: *draining == "true",
+                    draining_timeout: num(timeout)?,
+                    desync_mode: desync.to_string(),
+                };
+            }
+            (["tag", key, value], Some(lb)) => lb.tags.push((key.to_string(), value.to_string())),
+            (["end"], Some(_)) => lbs.extend(current.take()),
+            _ => return Err(at(format!("unexpected record '{raw}'"))),
+        }
+    }
+    if current.is_some() {
+        return Err("the last load balancer is not terminated by 'end'".to_string());
+    }
+    Ok(lbs)
+}
+
+fn protocol(text: &str) -> Option<Protocol> {
+    [
+        Protocol::Http,
+        Protocol::Https,
+        Protocol::Tcp,
+        Protocol::Ssl,
+    ]
+    .into_iter()
+    .find(|p| p.as_str() == text)
+}
+
+fn bool_text(b: bool) -> &'static str {
+    if b {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+fn line(out: &mut String, fields: &[&str]) {
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        escape(out, field);
+    }
+    out.push('\n');
+}
+
+/// Bytes outside a safe set become `%XX`, so no field holds a space or a line break.
+fn escape(out: &mut String, field: &str) {
+    if field.is_empty() {
+        out.push_str("%00");
+        return;
+    }
+    for b in field.bytes() {
+        if b.is_ascii_alphanumeric() || b".-_:/@=[]".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
+fn unescape(field: &str) -> Result<String, String> {
+    if field == "%00" {
+        return Ok(String::new());
+    }
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            let byte = hex
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or("bad escape")?;
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "field is not UTF-8".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::model::Model;
+
+    #[test]
+    fn round_trips_every_field() {
+        let mut m = Model::new(vec![]);
+        let l = Listener {
+            protocol: Protocol::Http,
+            port: 80,
+            instance_protocol: Protocol::Http,
+            instance_port: 8080,
+        };
+        m.create(
+            "web",
+            vec![l],
+            vec!["zone-a".into(), "zone b".into()],
+            "internal",
+            vec![
+                ("Name".into(), "my web, tier 1".into()),
+                ("e".into(), "".into()),
+            ],
+        )
+        .unwrap();
+        m.register("web", &["127.0.0.3:9000".into()]).unwrap();
+        let text = encode(&m.lbs);
+        let back = decode(&text).unwrap();
+        assert_eq!(back.len(), 1);
+        let (a, b) = (&m.lbs[0], &back[0]);
+        assert_eq!(a.listeners, b.listeners);
+        assert_eq!(a.zones, b.zones);
+        assert_eq!(a.tags, b.tags);
+        assert_eq!(a.health_check, b.health_check);
+        assert_eq!(a.attributes, b.attributes);
+        assert_eq!(a.registered[0].instance, b.registered[0].instance);
+        assert_eq!(
+            a.created.duration_since(UNIX_EPOCH).unwrap().as_millis(),
+            b.created.duration_since(UNIX_EPOCH).unwrap().as_millis()
+        );
+    }
+
+    #[test]
+    fn refuses_damaged_files() {
+        assert!(decode("").is_err());
+        assert!(decode("something else\n").is_err());
+        assert!(decode("clb-state 1\nlb web 0 internal\n").is_err());
+        assert!(decode("clb-state 1\nlb web x internal\nend\n").is_err());
+        assert!(decode("clb-state 1\nlistener HTTP 80 HTTP 80\n").is_err());
+        assert!(decode("clb-state 1\nlb web 0 internal\nzone %G1\nend\n").is_err());
+        assert_eq!(decode("clb-state 1\n").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn saves_atomically_and_loads_back() {
+        let dir = std::env::temp_dir().join(format!("clb-state-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let file = StateFile::new(dir.join("state"));
+        assert!(file.load().unwrap().is_empty());
+        let mut m = Model::new(vec![]);
+        let l = Listener {
+            protocol: Protocol::Http,
+            port: 80,
+            instance_protocol: Protocol::Http,
+            instance_port: 80,
+        };
+        m.create("web", vec![l], vec!["a".into()], "internal", vec![])
+            .unwrap();
+        file.save(&m.lbs).unwrap();
+        assert_eq!(file.load().unwrap()[0].name, "web");
+        assert_eq!(
+            fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary file left behind"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
