@@ -14,13 +14,14 @@ use crate::config::{
 use getopts::{Fail, Matches, Options};
 use std::collections::HashSet;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 /// What the process should do, as the command line asks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    Run(Config),
+    /// Boxed: a configuration is large and this enum is built once.
+    Run(Box<Config>),
     /// Print this text (the `--help` page) and exit 0.
     Help(String),
     /// Print this line and exit 0.
@@ -43,20 +44,21 @@ const DEFAULT_NAME: &str = "default";
 const WORKERS_RANGE: (u64, u64) = (1, 256);
 const MAX_CONNECTIONS_RANGE: (u64, u64) = (1, 1_000_000);
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+const DEFAULT_API_PORT: u16 = 9900;
+/// DESIGN §4: draining on for the flags' load balancer, 300 s (spec §5.2 range 1–3600).
+const DEFAULT_DRAINING: u32 = 300;
+const DRAINING_RANGE: (u64, u64) = (1, 3600);
 
 /// Flags of DESIGN §4 that are recognised but refused, with the feature each belongs to.
 /// The repeatable ones are declared repeatable so that repeating them still gets this
 /// answer, not "given more than once".
 const NOT_BUILT: &[(&str, &str, Occurs)] = &[
-    ("draining", "connection draining is", Occurs::Once),
     ("sticky", "sticky sessions are", Occurs::Once),
     ("desync-mode", "desync mitigation modes are", Occurs::Once),
     ("proxy-protocol", "proxy protocol is", Occurs::Many),
     ("cert", "TLS certificates are", Occurs::Many),
     ("key", "TLS certificates are", Occurs::Many),
-    ("state", "the state file is", Occurs::Once),
     ("access-log", "access logs are", Occurs::Once),
-    ("api-credentials", "API credentials are", Occurs::Once),
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -77,6 +79,9 @@ fn options() -> Options {
         .optopt("", "workers", "", "N")
         .optopt("", "max-connections", "", "N")
         .optopt("", "api", "", "ADDR|off")
+        .optopt("", "api-credentials", "", "FILE")
+        .optopt("", "state", "", "FILE")
+        .optopt("", "draining", "", "S|off")
         .optopt("", "health-check", "", "TARGET")
         .optopt("", "health-interval", "", "S")
         .optopt("", "health-timeout", "", "S")
@@ -156,19 +161,39 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
         "a whole number",
     )?
     .map_or(DEFAULT_MAX_CONNECTIONS, to_usize);
-    if let Some(api) = m.opt_str("api") {
-        if api != "off" {
+    let api_credentials = m.opt_str("api-credentials").map(std::path::PathBuf::from);
+    let api = match m.opt_str("api").as_deref() {
+        Some("off") => None,
+        None => Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT))),
+        Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+            flag_error("api", text, "must be IP:PORT (e.g. 127.0.0.1:9900) or off")
+        })?),
+    };
+    if let Some(addr) = api {
+        // Unauthenticated changes to a load balancer must not be reachable off the host.
+        if api_credentials.is_none() && !addr.ip().is_loopback() {
             return Err(flag_error(
                 "api",
-                &api,
-                "the control API is not supported yet; use --api off or leave the flag out",
+                &addr.to_string(),
+                "binds only a loopback address unless --api-credentials is given",
             ));
         }
     }
+    let state = m.opt_str("state").map(std::path::PathBuf::from);
+    let draining = match m.opt_str("draining").as_deref() {
+        None => Some(DEFAULT_DRAINING),
+        Some("off") => None,
+        Some(_) => Some(
+            number(&m, "draining", DRAINING_RANGE, "a whole number of seconds")?
+                .map_or(DEFAULT_DRAINING, |n| {
+                    u32::try_from(n).unwrap_or(DEFAULT_DRAINING)
+                }),
+        ),
+    };
 
     let health_check = health_check(&m, &listeners)?;
 
-    Ok(Command::Run(Config {
+    Ok(Command::Run(Box::new(Config {
         load_balancer: LoadBalancer {
             name,
             listeners,
@@ -178,12 +203,16 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             idle_timeout,
             health_check,
         },
+        draining,
         runtime: Runtime {
             bind,
             workers,
             max_connections,
+            api,
+            state,
+            api_credentials,
         },
-    }))
+    })))
 }
 
 fn version() -> String {
@@ -438,8 +467,14 @@ Usage: clb [OPTIONS]
       --bind ADDR              address the listeners bind (default 0.0.0.0)
       --workers N              event loops, {workers_min}-{workers_max} (default: number of cores)
       --max-connections N      client connections per worker, {conn_min}-{conn_max} (default {DEFAULT_MAX_CONNECTIONS})
-      --api ADDR|off           control API, /metrics and status page (default off; only off is
-                               supported yet)
+      --api ADDR|off           ELB Query API (aws elb --endpoint-url http://ADDR) (default
+                               127.0.0.1:9900); a non-loopback ADDR needs --api-credentials
+      --api-credentials FILE   require SigV4-signed API requests with this key: lines
+                               aws_access_key_id = ... and aws_secret_access_key = ...
+      --state FILE             API changes are saved here (atomically, before the answer) and
+                               reloaded at start
+      --draining S|off         connection draining timeout of this load balancer, 1-3600
+                               (default 300)
       --health-check TARGET    HTTP:PORT/PATH or TCP:PORT (HTTPS and SSL not supported yet);
                                an instance with its own PORT is probed there
                                (default TCP:<first listener's instance port>)
@@ -451,16 +486,13 @@ Usage: clb [OPTIONS]
   -V, --version                print the version and exit
 
 Recognised but not supported yet (giving one is refused):
-      --draining S|off         connection draining timeout, 1-3600 (default 300)
       --sticky lb[:S]|app:COOKIE
                                sticky sessions: an AWSELB cookie for S seconds, or for the life
                                of the application's COOKIE
       --desync-mode MODE       monitor, defensive (default) or strictest
       --proxy-protocol PORT    send proxy protocol v1 to this instance port; repeatable
       --cert FILE --key FILE   PEM chain and key for https/ssl listeners; repeatable pairs (SNI)
-      --state FILE             where API changes are persisted and reloaded from
       --access-log FILE|-      ELB access-log lines
-      --api-credentials FILE   SigV4 credentials the control API requires
 
 RUST_LOG sets the log level. A refused flag prints one line and exits 2.
 ",
@@ -485,7 +517,7 @@ mod tests {
 
     fn run(line: &str) -> Config {
         match parse(&args(line)) {
-            Ok(Command::Run(config)) => config,
+            Ok(Command::Run(config)) => *config,
             other => panic!("{line}: {other:?}"),
         }
     }

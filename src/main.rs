@@ -1,6 +1,7 @@
 //! The `clb` binary: flags to configuration, configuration to running workers.
 
 use clb::cli::{self, Command};
+use clb::control::sigv4::load_credentials;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -21,28 +22,47 @@ fn main() -> ExitCode {
         }
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let running = match clb::runtime::start(&config) {
+    let credentials = match &config.runtime.api_credentials {
+        None => None,
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| load_credentials(&text))
+        {
+            Ok(credentials) => Some(credentials),
+            Err(e) => {
+                eprintln!("clb: --api-credentials '{}': {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let running = match clb::runtime::start(&config, credentials) {
         Ok(running) => running,
         Err(e) => {
             eprintln!("clb: {e}");
             return ExitCode::from(1);
         }
     };
-    let lb = &config.load_balancer;
-    for view in &running.topology.listeners {
-        let l = &view.listener;
-        log::info!(
-            "load balancer {}: listener {}:{} -> {}:{} on {}:{} ({} instances, {} workers)",
-            lb.name,
-            l.protocol.as_str(),
-            l.port,
-            l.instance_protocol.as_str(),
-            l.instance_port,
-            config.runtime.bind,
-            l.port,
-            view.backends.len(),
-            config.runtime.workers
-        );
+    for lb in &running.load_balancers {
+        for l in &lb.listeners {
+            log::info!(
+                "load balancer {}: listener {}:{} -> {}:{} on {}:{} ({} instances, {} workers)",
+                lb.name,
+                l.protocol.as_str(),
+                l.port,
+                l.instance_protocol.as_str(),
+                l.instance_port,
+                config.runtime.bind,
+                l.port,
+                lb.registered.len(),
+                config.runtime.workers
+            );
+        }
+    }
+    match config.runtime.api {
+        Some(addr) => {
+            log::info!("control API on http://{addr} (aws elb --endpoint-url http://{addr})")
+        }
+        None => log::info!("control API off"),
     }
     match running.wait() {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,55 +1,93 @@
-//! Starting clb: the topology built from the configuration, every listening socket
-//! bound, and one worker thread per event loop.
+//! Starting clb: the model from the state file and the flags, the topology built from
+//! it, every listening socket bound, one worker thread per event loop, and the control
+//! thread.
 //!
-//! Everything that can fail at start-up (a name that does not resolve, a port in use)
-//! fails here, before any thread starts, with an error that names what failed.
+//! Everything that can fail at start-up (a damaged state file, a name that does not
+//! resolve, a port in use) fails here, before any thread starts, with an error that
+//! names what failed.
 
 use crate::backend::health::{InFlight, MAX_SLOTS};
-use crate::config::{Config, Topology, TopologyError};
-use crate::worker::{self, ListenError, Settings, Worker, WorkerHandle};
+use crate::config::Config;
+use crate::control::model::{LbState, Model};
+use crate::control::plane::Plane;
+use crate::control::server::Server;
+use crate::control::sigv4::Credentials;
+use crate::control::state::StateFile;
+use crate::worker::{self, ListenError, Settings, Worker};
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 #[derive(Debug)]
 pub enum StartError {
-    Topology(TopologyError),
+    State(String),
+    Config(String),
     Listen(ListenError),
-    Worker(io::Error),
+    Api(SocketAddr, io::Error),
+    Thread(io::Error),
 }
 
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StartError::Topology(e) => e.fmt(f),
+            StartError::State(e) => write!(f, "state file {e}"),
+            StartError::Config(e) => f.write_str(e),
             StartError::Listen(e) => e.fmt(f),
-            StartError::Worker(e) => write!(f, "cannot start a worker: {e}"),
+            StartError::Api(addr, e) => write!(f, "cannot listen on {addr} for the API: {e}"),
+            StartError::Thread(e) => write!(f, "cannot start a thread: {e}"),
         }
     }
 }
 
 impl std::error::Error for StartError {}
 
-/// A running clb: its worker threads.
+/// A running clb: its worker threads and the control thread.
 pub struct Running {
-    pub topology: Arc<Topology>,
-    workers: Vec<JoinHandle<io::Result<()>>>,
-    /// How to send each worker a new topology.
-    pub handles: Vec<WorkerHandle>,
-    /// Each worker's in-flight requests per health-board slot.
-    pub in_flight: Vec<Arc<InFlight>>,
+    /// What the load balancers looked like at start.
+    pub load_balancers: Vec<LbState>,
+    threads: Vec<JoinHandle<io::Result<()>>>,
 }
 
-pub fn start(config: &Config) -> Result<Running, StartError> {
-    let topology = Arc::new(
-        Topology::from_load_balancers(std::slice::from_ref(&config.load_balancer))
-            .map_err(StartError::Topology)?,
-    );
+pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Running, StartError> {
     let runtime = &config.runtime;
+    let flags_lb = &config.load_balancer;
+    let mut model = Model::new(flags_lb.instances.clone());
+    let state = runtime.state.as_ref().map(StateFile::new);
+    if let Some(state) = &state {
+        for lb in state.load().map_err(StartError::State)? {
+            model
+                .insert(lb)
+                .map_err(|e| StartError::State(format!("{}: {e}", state.path().display())))?;
+        }
+    }
+    // README: the state file's definition of the flags' load balancer wins once it has one.
+    if model.lb(&flags_lb.name).is_ok() {
+        log::info!(
+            "load balancer {}: defined by the state file; its flags are not applied",
+            flags_lb.name
+        );
+    } else {
+        model
+            .insert(LbState::from_flags(flags_lb, config.draining))
+            .map_err(|e| StartError::Config(e.to_string()))?;
+    }
+    let topology = Arc::new(
+        model
+            .topology()
+            .map_err(|e| StartError::Config(e.to_string()))?,
+    );
     let sockets = worker::bind_listeners(&topology, runtime.bind, runtime.workers)
         .map_err(StartError::Listen)?;
-    let mut workers = Vec::with_capacity(sockets.len());
+    let api = match runtime.api {
+        Some(addr) => {
+            Some(std::net::TcpListener::bind(addr).map_err(|e| StartError::Api(addr, e))?)
+        }
+        None => None,
+    };
+
+    let mut threads = Vec::with_capacity(sockets.len() + 1);
     let mut handles = Vec::with_capacity(sockets.len());
     let mut in_flight = Vec::with_capacity(sockets.len());
     for (id, listening) in sockets.into_iter().enumerate() {
@@ -61,30 +99,46 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         };
         let (worker, handle) =
             Worker::new(id, topology.clone(), listening, settings, counts.clone())
-                .map_err(StartError::Worker)?;
+                .map_err(StartError::Thread)?;
         handles.push(handle);
         in_flight.push(counts);
-        let handle = std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("clb-worker-{id}"))
             .spawn(move || worker.run())
-            .map_err(StartError::Worker)?;
-        workers.push(handle);
+            .map_err(StartError::Thread)?;
+        threads.push(thread);
     }
-    Ok(Running {
+
+    let load_balancers = model.lbs.clone();
+    let ports = topology.listeners.iter().map(|l| l.listener.port).collect();
+    let plane = Plane {
+        model,
         topology,
-        workers,
-        handles,
+        workers: handles,
         in_flight,
+        bind: runtime.bind,
+        state,
+        ports,
+    };
+    let server = Server::new(plane, api, credentials).map_err(StartError::Thread)?;
+    let control = std::thread::Builder::new()
+        .name("clb-control".to_string())
+        .spawn(move || server.run())
+        .map_err(StartError::Thread)?;
+    threads.push(control);
+    Ok(Running {
+        load_balancers,
+        threads,
     })
 }
 
 impl Running {
-    /// Waits for the workers; they stop only if their poll fails.
+    /// Waits for the threads; they stop only if a poll fails.
     pub fn wait(self) -> io::Result<()> {
-        for handle in self.workers {
+        for handle in self.threads {
             match handle.join() {
                 Ok(result) => result?,
-                Err(_) => return Err(io::Error::other("a worker thread panicked")),
+                Err(_) => return Err(io::Error::other("a thread panicked")),
             }
         }
         Ok(())

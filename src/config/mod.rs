@@ -6,7 +6,7 @@
 
 mod health;
 mod spec;
-mod topology;
+pub mod topology;
 
 pub use health::{
     parse_health_target, HealthCheck, HealthCheckError, HealthProtocol, HealthTarget,
@@ -111,12 +111,20 @@ pub struct Runtime {
     pub workers: usize,
     /// Client connections per worker; beyond it the worker stops accepting until one closes.
     pub max_connections: usize,
+    /// Where the control API listens; `None` with `--api off`.
+    pub api: Option<std::net::SocketAddr>,
+    /// The state file API changes are saved to and reloaded from.
+    pub state: Option<std::path::PathBuf>,
+    /// The SigV4 credentials file the API requires.
+    pub api_credentials: Option<std::path::PathBuf>,
 }
 
 /// The whole configuration the process starts from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub load_balancer: LoadBalancer,
+    /// Connection draining timeout of the flags' load balancer, seconds; `None`: off.
+    pub draining: Option<u32>,
     pub runtime: Runtime,
 }
 

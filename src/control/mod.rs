@@ -7,6 +7,9 @@
 pub mod actions;
 pub mod error;
 pub mod model;
+pub mod plane;
 pub mod query;
+pub mod server;
+pub mod sigv4;
 pub mod state;
 pub mod xml;

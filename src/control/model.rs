@@ -78,6 +78,7 @@ pub struct InstanceHealth {
     pub description: &'static str,
 }
 
+#[derive(Clone)]
 pub struct Model {
     pub lbs: Vec<LbState>,
     /// `--instance` flags: how ids resolve to addresses and zones.

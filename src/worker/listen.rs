@@ -9,6 +9,7 @@ use super::Listening;
 use crate::config::Topology;
 use mio::net::TcpListener;
 use socket2::{Domain, Protocol, Socket, Type};
+use std::collections::HashSet;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -36,12 +37,55 @@ pub fn bind_listeners(
     bind: IpAddr,
     workers: usize,
 ) -> Result<Vec<Vec<Listening>>, ListenError> {
+    bind_each(topo, 0..topo.listeners.len(), bind, workers, |_| true)
+}
+
+/// Binds the listeners `new` has and `old` did not (by load balancer and port). Ports in
+/// `ours` were this process's before, possibly still held by a worker that has not yet
+/// applied the change that released them, so they skip the exclusivity check.
+pub fn bind_new_listeners(
+    old: &Topology,
+    new: &Topology,
+    bind: IpAddr,
+    workers: usize,
+    ours: &HashSet<u16>,
+) -> Result<Vec<Vec<Listening>>, ListenError> {
+    let key = |t: &Topology, l: &crate::config::topology::ListenerView| {
+        (
+            t.lbs
+                .get(l.lb)
+                .map(|lb| lb.name.clone())
+                .unwrap_or_default(),
+            l.listener.port,
+        )
+    };
+    let existing: HashSet<(String, u16)> = old.listeners.iter().map(|l| key(old, l)).collect();
+    let fresh: Vec<usize> = (0..new.listeners.len())
+        .filter(|&i| !existing.contains(&key(new, &new.listeners[i])))
+        .collect();
+    bind_each(new, fresh.into_iter(), bind, workers, |port| {
+        !ours.contains(&port)
+    })
+}
+
+fn bind_each(
+    topo: &Topology,
+    listeners: impl Iterator<Item = usize>,
+    bind: IpAddr,
+    workers: usize,
+    exclusive: impl Fn(u16) -> bool,
+) -> Result<Vec<Vec<Listening>>, ListenError> {
     let mut per_worker: Vec<Vec<Listening>> = (0..workers).map(|_| Vec::new()).collect();
-    for (index, view) in topo.listeners.iter().enumerate() {
+    for index in listeners {
+        let Some(view) = topo.listeners.get(index) else {
+            continue;
+        };
         let addr = SocketAddr::new(bind, view.listener.port);
         let fail = |error| ListenError { addr, error };
-        // Bound and released at once: it only proves the port is not someone else's.
-        drop(socket(addr, false).map_err(fail)?);
+        if exclusive(view.listener.port) {
+            // Bound and released at once: it only proves the port is not someone else's.
+            drop(socket(addr, false).map_err(fail)?);
+        }
         for sockets in per_worker.iter_mut() {
             let sock = socket(addr, true).map_err(fail)?;
             sockets.push(Listening {

@@ -16,7 +16,7 @@ mod swap;
 pub mod timers;
 pub mod token;
 
-pub use listen::{bind_listeners, ListenError};
+pub use listen::{bind_listeners, bind_new_listeners, ListenError};
 pub use probe::health_unit_from_env;
 pub use swap::Control;
 

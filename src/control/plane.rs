@@ -1,0 +1,98 @@
+//! The control plane's state and the one way it changes: `apply`.
+//!
+//! A mutating action runs on a copy of the model; only when the copy yields a topology,
+//! its new listeners are bound, and the state file holds it, does the copy replace the
+//! model and go out to every worker. So an answered change is durable and live, and a
+//! refused one leaves nothing behind.
+
+use super::actions;
+use super::error::ApiError;
+use super::model::Model;
+use super::query::Params;
+use super::state::StateFile;
+use crate::backend::health::InFlight;
+use crate::config::Topology;
+use crate::worker::{bind_new_listeners, Control, WorkerHandle};
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct Plane {
+    pub model: Model,
+    pub topology: Arc<Topology>,
+    pub workers: Vec<WorkerHandle>,
+    pub in_flight: Vec<Arc<InFlight>>,
+    pub bind: IpAddr,
+    pub state: Option<StateFile>,
+    /// Every port this process has bound: still ours while workers catch up.
+    pub ports: HashSet<u16>,
+}
+
+impl Plane {
+    /// Runs one API action; mutating ones are persisted and published before the answer.
+    pub fn run(
+        &mut self,
+        params: &Params,
+        request_id: &str,
+        now: Instant,
+    ) -> Result<String, ApiError> {
+        let action = params.action().unwrap_or("");
+        if !actions::mutates(action) {
+            return actions::run(&mut self.model, params, request_id, now);
+        }
+        let mut next = self.model.clone();
+        let answer = actions::run(&mut next, params, request_id, now)?;
+        self.commit(next)?;
+        Ok(answer)
+    }
+
+    /// Ends drains that are done; called on a timer while any drain is running.
+    pub fn tick(&mut self, now: Instant) {
+        if !self.model.draining() {
+            return;
+        }
+        let mut next = self.model.clone();
+        let in_flight = &self.in_flight;
+        let changed = next.finish_draining(now, |slot| in_flight.iter().map(|w| w.get(slot)).sum());
+        if changed {
+            if let Err(e) = self.commit(next) {
+                log::error!("ending connection draining: {e}");
+            }
+        }
+    }
+
+    fn commit(&mut self, next: Model) -> Result<(), ApiError> {
+        let topology = Arc::new(
+            next.topology()
+                .map_err(|e| ApiError::invalid_instance(e.to_string()))?,
+        );
+        let sockets = bind_new_listeners(
+            &self.topology,
+            &topology,
+            self.bind,
+            self.workers.len(),
+            &self.ports,
+        )
+        .map_err(|e| ApiError::invalid_configuration(format!("{e}")))?;
+        self.ports
+            .extend(topology.listeners.iter().map(|l| l.listener.port));
+        if let Some(state) = &self.state {
+            state.save(&next.lbs).map_err(|e| {
+                log::error!("state file: {e}");
+                ApiError::internal(format!("The change could not be saved: {e}"))
+            })?;
+        }
+        self.model = next;
+        self.topology = topology.clone();
+        for (worker, listening) in self.workers.iter().zip(sockets) {
+            if !worker.send(Control::Topology {
+                topology: topology.clone(),
+                listening,
+            }) {
+                log::error!("a worker has stopped; it did not take the new configuration");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,348 @@
+//! The control thread: its own mio loop serving the Query API over HTTP/1.1, and the
+//! timer that ends connection draining.
+//!
+//! API traffic is light and each answer is computed at once, so a connection is just a
+//! bounded input buffer and an output buffer: requests are read whole (head ≤ 64 KiB,
+//! body ≤ 1 MiB), answered in order, and the connection kept alive as HTTP/1.1 allows.
+
+use super::plane::Plane;
+use super::query;
+use super::sigv4::{self, Credentials, SignedRequest};
+use super::xml;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant, SystemTime};
+
+const LISTENER: Token = Token(usize::MAX);
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_BODY: usize = 1024 * 1024;
+const MAX_CONNECTIONS: usize = 256;
+const IDLE: Duration = Duration::from_secs(60);
+/// How often draining is checked while an instance drains.
+const DRAIN_TICK: Duration = Duration::from_millis(100);
+
+struct Conn {
+    sock: TcpStream,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    close_after: bool,
+    last_active: Instant,
+}
+
+pub struct Server {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    conns: Slab<Conn>,
+    plane: Plane,
+    credentials: Option<Credentials>,
+}
+
+impl Server {
+    pub fn new(
+        plane: Plane,
+        listener: Option<std::net::TcpListener>,
+        credentials: Option<Credentials>,
+    ) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let listener = match listener {
+            Some(std) => {
+                std.set_nonblocking(true)?;
+                let mut l = TcpListener::from_std(std);
+                poll.registry()
+                    .register(&mut l, LISTENER, Interest::READABLE)?;
+                Some(l)
+            }
+            None => None,
+        };
+        Ok(Server {
+            poll,
+            listener,
+            conns: Slab::new(),
+            plane,
+            credentials,
+        })
+    }
+
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let timeout = if self.plane.model.draining() {
+                DRAIN_TICK
+            } else {
+                Duration::from_secs(1)
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    Token(key) => self.serve(key),
+                }
+            }
+            let now = Instant::now();
+            self.plane.tick(now);
+            self.conns
+                .retain(|_, c| now.duration_since(c.last_active) < IDLE);
+        }
+    }
+
+    fn accept(&mut self) {
+        let Some(listener) = self.listener.as_ref() else {
+            return;
+        };
+        loop {
+            match listener.accept() {
+                Ok((mut sock, _)) => {
+                    if self.conns.len() >= MAX_CONNECTIONS {
+                        continue;
+                    }
+                    let entry = self.conns.vacant_entry();
+                    if self
+                        .poll
+                        .registry()
+                        .register(
+                            &mut sock,
+                            Token(entry.key()),
+                            Interest::READABLE | Interest::WRITABLE,
+                        )
+                        .is_ok()
+                    {
+                        entry.insert(Conn {
+                            sock,
+                            input: Vec::new(),
+                            output: Vec::new(),
+                            close_after: false,
+                            last_active: Instant::now(),
+                        });
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::warn!("API accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn serve(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.last_active = Instant::now();
+        let mut closed = false;
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match conn.sock.read(&mut chunk) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => {
+                    conn.input.extend_from_slice(&chunk[..n]);
+                    if conn.input.len() > MAX_HEAD + MAX_BODY {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        while !self.conns.get(key).is_some_and(|c| c.close_after) {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            let input = std::mem::take(&mut conn.input);
+            let (consumed, response, close) = match self.answer(&input) {
+                Some(answer) => answer,
+                None => {
+                    if let Some(conn) = self.conns.get_mut(key) {
+                        conn.input = input;
+                    }
+                    break;
+                }
+            };
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            conn.input = input[consumed.min(input.len())..].to_vec();
+            conn.output.extend_from_slice(&response);
+            conn.close_after |= close;
+        }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        while !conn.output.is_empty() {
+            match conn.sock.write(&conn.output) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => {
+                    conn.output.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        if closed || (conn.close_after && conn.output.is_empty()) {
+            self.conns.remove(key);
+        }
+    }
+
+    /// One whole request at the front of `input`: (bytes used, response, close after).
+    /// `None` while the request is incomplete.
+    fn answer(&mut self, input: &[u8]) -> Option<(usize, Vec<u8>, bool)> {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        let head_len = match req.parse(input) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) if input.len() <= MAX_HEAD => return None,
+            Ok(httparse::Status::Partial) => {
+                return Some((input.len(), plain(431, "request head too large"), true))
+            }
+            Err(_) => return Some((input.len(), plain(400, "malformed request"), true)),
+        };
+        let method = req.method.unwrap_or("");
+        let target = req.path.unwrap_or("/");
+        let mut length = 0usize;
+        let mut close = req.version == Some(0);
+        for h in req.headers.iter() {
+            if h.name.eq_ignore_ascii_case("content-length") {
+                match std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                {
+                    Some(n) if n <= MAX_BODY => length = n,
+                    _ => {
+                        return Some((
+                            input.len(),
+                            plain(413, "body too large or bad Content-Length"),
+                            true,
+                        ))
+                    }
+                }
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                return Some((input.len(), plain(411, "Content-Length required"), true));
+            } else if h.name.eq_ignore_ascii_case("connection") {
+                close |= h.value.eq_ignore_ascii_case(b"close");
+            }
+        }
+        if input.len() < head_len + length {
+            return None;
+        }
+        let body = &input[head_len..head_len + length];
+        let header_list: Vec<(&str, &[u8])> =
+            req.headers.iter().map(|h| (h.name, h.value)).collect();
+        let (path, query_string) = target.split_once('?').unwrap_or((target, ""));
+        let response = self.handle(method, path, query_string, &header_list, body);
+        Some((head_len + length, response, close))
+    }
+
+    fn handle(
+        &mut self,
+        method: &str,
+        path: &str,
+        query_string: &str,
+        headers: &[(&str, &[u8])],
+        body: &[u8],
+    ) -> Vec<u8> {
+        let request_id = xml::request_id();
+        if method != "GET" && method != "POST" {
+            return plain(405, "the API takes GET and POST");
+        }
+        if let Some(creds) = &self.credentials {
+            let signed = SignedRequest {
+                method,
+                path,
+                query: query_string,
+                headers,
+                body,
+            };
+            if let Err(e) = sigv4::verify(&signed, creds, SystemTime::now()) {
+                return xml_response(
+                    e.status(),
+                    &xml::error(e.code(), &e.message(), &request_id, true),
+                    &request_id,
+                );
+            }
+        }
+        let form = if method == "POST" { body } else { b"" };
+        let params = match query::parse(query_string.as_bytes(), form) {
+            Ok(params) => params,
+            Err(e) => {
+                return xml_response(
+                    e.status(),
+                    &xml::error(e.code(), &e.message(), &request_id, true),
+                    &request_id,
+                )
+            }
+        };
+        if params.is_empty() && method == "GET" {
+            return plain(200, "clb control API: ELB 2012-06-01 Query protocol\n");
+        }
+        let action = params.action().unwrap_or("-").to_string();
+        match self.plane.run(&params, &request_id, Instant::now()) {
+            Ok(body) => {
+                log::debug!("API {action}: ok ({request_id})");
+                xml_response(200, &body, &request_id)
+            }
+            Err(e) => {
+                log::info!("API {action}: {e} ({request_id})");
+                xml_response(
+                    e.status,
+                    &xml::error(e.code, &e.message, &request_id, e.sender()),
+                    &request_id,
+                )
+            }
+        }
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        431 => "Request Header Fields Too Large",
+        _ => "Internal Server Error",
+    }
+}
+
+fn xml_response(status: u16, body: &str, request_id: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nx-amzn-RequestId: {request_id}\r\n\r\n{body}",
+        reason(status),
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn plain(status: u16, text: &str) -> Vec<u8> {
+    let connection = if status >= 400 { "close" } else { "keep-alive" };
+    format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{text}",
+        reason(status),
+        text.len()
+    )
+    .into_bytes()
+}
