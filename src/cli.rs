@@ -695,7 +695,10 @@ mod tests {
             ("--max-connections 0", "--max-connections '0': must be a whole number from 1 to 1000000"),
             ("--max-connections 1000001", "--max-connections '1000001': must be a whole number from 1 to 1000000"),
             ("--bind localhost", "--bind 'localhost': must be an IP address, e.g. 0.0.0.0, 127.0.0.1 or ::"),
-            ("--api 127.0.0.1:9900", "--api '127.0.0.1:9900': the control API is not supported yet; use --api off or leave the flag out"),
+            ("--api 10.0.0.1:9900", "--api '10.0.0.1:9900': binds only a loopback address unless --api-credentials is given"),
+            ("--api 9900", "--api '9900': must be IP:PORT (e.g. 127.0.0.1:9900) or off"),
+            ("--draining 0", "--draining '0': must be a whole number of seconds from 1 to 3600"),
+            ("--draining 3601", "--draining '3601': must be a whole number of seconds from 1 to 3600"),
         ];
         for (flags, want) in cases {
             assert_eq!(refused(&format!("-l http:80 {flags}")), want);

@@ -86,17 +86,25 @@ impl fmt::Display for QueryError {
                 if param.is_empty() {
                     write!(f, "The query string is malformed: {reason}.")
                 } else {
-                    write!(f, "The query string is malformed at parameter '{param}': {reason}.")
+                    let at = "The query string is malformed at parameter";
+                    write!(f, "{at} '{param}': {reason}.")
                 }
             }
-            QueryError::Duplicate { param } => write!(f, "The parameter {param} is given more than once."),
+            QueryError::Duplicate { param } => {
+                write!(f, "The parameter {param} is given more than once.")
+            }
             QueryError::Missing { param } => {
                 write!(f, "The request must contain the parameter {param}.")
             }
             // ELB's ValidationError wording, so scripts written against AWS read the same.
-            QueryError::Invalid { param, value, constraint } => write!(
+            QueryError::Invalid {
+                param,
+                value,
+                constraint,
+            } => write!(
                 f,
-                "1 validation error detected: Value '{value}' at '{param}' failed to satisfy constraint: {constraint}"
+                "1 validation error detected: Value '{value}' at '{param}' \
+                 failed to satisfy constraint: {constraint}"
             ),
         }
     }
