@@ -34,3 +34,153 @@ pub fn request_head(data: &[u8]) {
     assert!(names().all(|n| n != "connection" && n != "keep-alive" && n != "upgrade"));
     assert_eq!(names().filter(|n| n == "host").count(), 1);
 }
+
+/// Query/form parameters of the API. Invariants: no panic; an accepted request has at
+/// most the documented number of parameters, and every list accessor stays in bounds.
+pub fn api_query(data: &[u8]) {
+    use crate::control::query;
+    let split = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+    let (q, body) = data.split_at(split);
+    let Ok(params) = query::parse(q, body.get(1..).unwrap_or(&[])) else {
+        return;
+    };
+    assert!(params.len() <= query::MAX_PARAMS);
+    let _ = (params.action(), params.version());
+    for prefix in [
+        "Listeners",
+        "Instances",
+        "LoadBalancerNames",
+        "Tags",
+        "LoadBalancerAttributes.AdditionalAttributes",
+    ] {
+        assert!(params.members(prefix).len() <= query::MAX_PARAMS);
+        for m in params.member_structs(prefix) {
+            let _ = (
+                m.get("Key"),
+                m.bool("Enabled"),
+                m.u32("InstancePort"),
+                m.members("PolicyNames"),
+            );
+        }
+    }
+}
+
+/// SigV4: Authorization parsing and canonicalisation of arbitrary requests. Invariant: a
+/// request signed by `sign` verifies, whatever its path, query, headers and body.
+pub fn sigv4(data: &[u8]) {
+    use crate::control::sigv4::{self, Credentials, SignedRequest};
+    let _ = sigv4::parse_authorization(data);
+    let text = String::from_utf8_lossy(data);
+    let mut parts = text.splitn(3, '\n');
+    let (path, query, body) = (
+        parts.next().unwrap_or("/"),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+    );
+    let creds = Credentials {
+        access_key_id: "AKIDFUZZ".into(),
+        secret: "secret".into(),
+    };
+    let amz_date = "20260101T000000Z";
+    let base = [
+        ("Host", &b"127.0.0.1:9900"[..]),
+        ("X-Amz-Date", amz_date.as_bytes()),
+    ];
+    let unsigned = SignedRequest {
+        method: "POST",
+        path,
+        query,
+        headers: &base,
+        body: body.as_bytes(),
+    };
+    let _ = sigv4::canonical_request(&unsigned, "host;x-amz-date", false);
+    let Ok(authorization) =
+        sigv4::sign(&unsigned, &creds, "us-east-1", amz_date, "host;x-amz-date")
+    else {
+        return;
+    };
+    let headers = [
+        base[0],
+        base[1],
+        ("Authorization", authorization.as_bytes()),
+    ];
+    let signed = SignedRequest {
+        headers: &headers,
+        ..unsigned
+    };
+    let secs = sigv4::parse_amz_date(amz_date).unwrap_or(0);
+    let now =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0));
+    assert_eq!(
+        sigv4::verify(&signed, &creds, now),
+        Ok(()),
+        "a signed request must verify"
+    );
+}
+
+/// The state file. Invariant: whatever decodes encodes to text that decodes the same.
+pub fn state_file(data: &[u8]) {
+    use crate::control::state::{decode, encode};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(lbs) = decode(text) else { return };
+    let again = decode(&encode(&lbs)).unwrap_or_else(|e| panic!("re-decoding failed: {e}"));
+    assert_eq!(encode(&again), encode(&lbs));
+}
+
+/// Flag value parsers: listener, instance and health-check target specs, and the
+/// command line as a whole. Invariant: no panic, and accepted values print back parseably.
+pub fn flag_specs(data: &[u8]) {
+    use crate::config::{parse_health_target, parse_instance, parse_listener, parse_zones};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = parse_listener(text);
+    let _ = parse_instance(text);
+    let _ = parse_zones(text);
+    if let Ok(target) = parse_health_target(text) {
+        assert_eq!(parse_health_target(&target.to_string()), Ok(target));
+    }
+    let args: Vec<String> = text.split(' ').map(String::from).collect();
+    let _ = crate::cli::parse(&args);
+}
+
+/// Chunked decoding and response heads. Invariant: the decoder accounts for every byte
+/// exactly once and never claims more than it was given, in any split.
+pub fn chunked_and_response(data: &[u8]) {
+    use crate::http::chunked::ChunkedDecoder;
+    let split = data.first().map_or(1, |&b| b as usize % 7 + 1);
+    let mut decoder = ChunkedDecoder::new();
+    let mut used = 0;
+    'outer: for piece in data.chunks(split) {
+        let mut rest = piece;
+        while !rest.is_empty() && !decoder.is_done() {
+            match decoder.next_run(rest) {
+                Ok(run) if run.len == 0 => break 'outer,
+                Ok(run) => {
+                    assert!(run.len <= rest.len());
+                    used += run.len;
+                    rest = &rest[run.len..];
+                }
+                Err(_) => break 'outer,
+            }
+        }
+    }
+    assert!(used <= data.len());
+    let req = crate::http::request::RequestInfo {
+        head_len: 0,
+        http10: data.len() % 2 == 0,
+        keep_alive: true,
+        is_head: data.len() % 3 == 0,
+        idempotent: true,
+        body: crate::http::framing::Body::Done,
+        expect_continue: false,
+        close_after: false,
+    };
+    let mut out = BufPool::new(1).get();
+    if let Ok(Parse::Complete(info)) = crate::http::response::forward_head(data, &req, &mut out) {
+        assert!(info.head_len <= data.len());
+        assert!(out.bytes().ends_with(b"\r\n\r\n") || (info.informational && !info.forwarded));
+    }
+}

@@ -23,3 +23,28 @@ fn replay(target: &str, run: fn(&[u8])) {
 fn request_head_corpus() {
     replay("request_head", clb::fuzzing::request_head);
 }
+
+#[test]
+fn api_query_corpus() {
+    replay("api_query", clb::fuzzing::api_query);
+}
+
+#[test]
+fn sigv4_corpus() {
+    replay("sigv4", clb::fuzzing::sigv4);
+}
+
+#[test]
+fn state_file_corpus() {
+    replay("state_file", clb::fuzzing::state_file);
+}
+
+#[test]
+fn flag_specs_corpus() {
+    replay("flag_specs", clb::fuzzing::flag_specs);
+}
+
+#[test]
+fn chunked_and_response_corpus() {
+    replay("chunked_and_response", clb::fuzzing::chunked_and_response);
+}
