@@ -170,9 +170,9 @@ pub fn chunked_and_response(data: &[u8]) {
     assert!(used <= data.len());
     let req = crate::http::request::RequestInfo {
         head_len: 0,
-        http10: data.len() % 2 == 0,
+        http10: data.len().is_multiple_of(2),
         keep_alive: true,
-        is_head: data.len() % 3 == 0,
+        is_head: data.len().is_multiple_of(3),
         idempotent: true,
         body: crate::http::framing::Body::Done,
         expect_continue: false,

@@ -123,7 +123,14 @@ pub struct Clb {
     child: Child,
     /// The HTTP listener clients connect to.
     pub addr: SocketAddr,
+    /// The control API, when `--api` named an address (not `off`).
+    pub api: Option<SocketAddr>,
     log: PathBuf,
+    /// What clb was started with, so [`Clb::restart`] can start it again.
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    /// The logs of the runs before the last [`Clb::restart`], printed on a panic too.
+    earlier_logs: String,
 }
 
 impl Clb {
@@ -159,6 +166,7 @@ impl Clb {
             Some(other) => other.parse().map_err(|e| format!("--bind {other}: {e}"))?,
         };
         let addr = SocketAddr::new(bind, port);
+        let api = flag_value(args, &["--api"]).and_then(|a| a.parse::<SocketAddr>().ok());
         let log = std::env::temp_dir().join(format!(
             "clb-test-{}-{}-{port}.log",
             std::process::id(),
@@ -180,7 +188,19 @@ impl Clb {
             .stderr(stderr)
             .spawn()
             .map_err(|e| format!("spawn clb: {e}"))?;
-        let mut clb = Clb { child, addr, log };
+        let mut clb = Clb {
+            child,
+            addr,
+            api,
+            log,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            earlier_logs: String::new(),
+        };
+        let listening = |a: &SocketAddr| TcpStream::connect_timeout(a, Duration::from_millis(200));
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(Some(status)) = clb.child.try_wait() {
@@ -189,13 +209,13 @@ impl Clb {
                     "clb {args:?} exited ({status}) before listening on {addr}; log:\n{log}"
                 ));
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            if listening(&addr).is_ok() && api.as_ref().is_none_or(|a| listening(a).is_ok()) {
                 return Ok(clb);
             }
             if Instant::now() >= deadline {
                 let log = clb.log_text();
                 return Err(format!(
-                    "clb {args:?} did not listen on {addr} within {START_TIMEOUT:?}; log:\n{log}"
+                    "clb {args:?} did not listen on {addr} (and --api {api:?}) within {START_TIMEOUT:?}; log:\n{log}"
                 ));
             }
             thread::sleep(Duration::from_millis(10));
@@ -215,10 +235,26 @@ impl Clb {
 
     /// [`Clb::http`] with extra environment variables for clb.
     pub fn http_env(instances: &[Instance], extra: &[&str], env: &[(&str, &str)]) -> Clb {
+        Clb::http_with(instances, extra, env, false)
+    }
+
+    /// [`Clb::http_env`] with the control API on a free port of 127.0.0.1
+    /// ([`Clb::api`]) instead of `--api off`; returns once the API accepts connections
+    /// too.
+    pub fn http_api(instances: &[Instance], extra: &[&str], env: &[(&str, &str)]) -> Clb {
+        Clb::http_with(instances, extra, env, true)
+    }
+
+    fn http_with(instances: &[Instance], extra: &[&str], env: &[(&str, &str)], api: bool) -> Clb {
         let mut last = String::new();
         for _ in 0..3 {
             let port = free_port("127.0.0.1");
             let listener = format!("http:{port}:http:80");
+            let api_addr = if api {
+                format!("127.0.0.1:{}", free_port("127.0.0.1"))
+            } else {
+                "off".to_string()
+            };
             let specs: Vec<String> = instances.iter().map(Instance::spec).collect();
             let mut args = vec![
                 "--listener",
@@ -226,7 +262,7 @@ impl Clb {
                 "--bind",
                 "127.0.0.1",
                 "--api",
-                "off",
+                &api_addr,
             ];
             for spec in &specs {
                 args.push("--instance");
@@ -302,6 +338,38 @@ impl Clb {
         self.child.id()
     }
 
+    /// The control API's address; panics if clb was started with `--api off`.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api.expect("clb was started without an --api address")
+    }
+
+    /// Kills clb with SIGKILL (no chance to clean up) and waits for it to be gone.
+    pub fn kill_now(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills clb with SIGKILL and starts it again with the same flags and environment;
+    /// returns once it listens again (the previous log is kept for a panic report).
+    pub fn restart(&mut self) {
+        self.kill_now();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let mut next = Clb::start_env(&args, &env);
+        next.earlier_logs = format!(
+            "{}----- clb log before restart ({:?}) -----\n{}\n",
+            self.earlier_logs,
+            self.log,
+            self.log_text()
+        );
+        std::mem::swap(self, &mut next);
+        // `next` now holds the dead process: its drop removes its log file.
+    }
+
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
@@ -338,7 +406,8 @@ impl Drop for Clb {
         let _ = self.child.wait();
         if thread::panicking() {
             eprintln!(
-                "----- clb log ({:?}) -----\n{}\n----- end of clb log -----",
+                "{}----- clb log ({:?}) -----\n{}\n----- end of clb log -----",
+                self.earlier_logs,
                 self.log,
                 self.log_text()
             );
