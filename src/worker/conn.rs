@@ -67,8 +67,13 @@ pub enum Phase {
     /// Waiting for a request head.
     ReadHead,
     Exchange(Exchange),
-    /// Writing a last answer; then the write side is shut down.
-    Closing,
+    /// Writing a last answer; then the write side is shut down. `linger`: the client may
+    /// still be sending (clb answered before reading its whole request), so its bytes
+    /// are read and dropped before the close, or the close would reset the connection
+    /// and destroy the answer in flight.
+    Closing {
+        linger: bool,
+    },
     /// Write side shut; reading and discarding until EOF so the answer is not lost to a reset.
     Linger,
 }

@@ -21,7 +21,7 @@ use crate::http::request::Parse;
 use crate::http::response::{self, MAX_RESPONSE_HEAD};
 use mio::net::TcpStream;
 use mio::Interest;
-use std::io::{self, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -112,41 +112,41 @@ impl Worker {
             }
         }
 
-        // Request: the rewritten head, then the body straight from the client's buffer.
-        if let Some(head) = ex.head.as_ref() {
-            while ex.head_sent < head.len() && u.ready.writable {
-                match u.sock.write(&head.bytes()[ex.head_sent..]) {
-                    Ok(0) => return Outcome::Failed(Failure::Reset),
-                    Ok(n) => {
-                        ex.head_sent += n;
+        // Request: the rewritten head, then the body straight from the client's buffer,
+        // together in one write when both are there.
+        let head_left = ex
+            .head
+            .as_ref()
+            .map_or(0, |h| h.len().saturating_sub(ex.head_sent));
+        if head_left > 0 || !ex.request.finished() {
+            let prefix: &[u8] = match ex.head.as_ref() {
+                Some(head) if head_left > 0 => &head.bytes()[ex.head_sent..],
+                _ => &[],
+            };
+            let rbuf = c.rbuf.get_or_insert_with(|| self.bufs.get());
+            match ex
+                .request
+                .pump(prefix, rbuf, &mut u.sock, &mut u.ready.writable)
+            {
+                Ok(moved) => {
+                    ex.head_sent += moved.prefix;
+                    if moved.any() {
                         u.deadline.at = now + u.idle;
                         progress = true;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => u.ready.writable = false,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => return Outcome::Failed(Failure::Reset),
+                }
+                Err(PipeError::Framing(e)) => {
+                    log::debug!("client {}: bad request body: {e}", c.peer);
+                    return Outcome::Answer(Canned::BadRequest);
+                }
+                Err(PipeError::Write(e)) => {
+                    log::debug!("client {}: instance write failed: {e}", c.peer);
+                    return Outcome::Failed(Failure::Reset);
                 }
             }
         }
         let head_sent = ex.head.as_ref().is_none_or(|h| ex.head_sent >= h.len());
         if head_sent && !ex.request.finished() {
-            if let Some(rbuf) = c.rbuf.as_mut() {
-                match ex.request.pump(rbuf, &mut u.sock, &mut u.ready.writable) {
-                    Ok(0) => {}
-                    Ok(_) => {
-                        u.deadline.at = now + u.idle;
-                        progress = true;
-                    }
-                    Err(PipeError::Framing(e)) => {
-                        log::debug!("client {}: bad request body: {e}", c.peer);
-                        return Outcome::Answer(Canned::BadRequest);
-                    }
-                    Err(PipeError::Write(e)) => {
-                        log::debug!("client {}: instance write failed: {e}", c.peer);
-                        return Outcome::Failed(Failure::Reset);
-                    }
-                }
-            }
             if !ex.request.finished()
                 && c.ready.readable
                 && !c.rbuf.as_ref().is_some_and(Buf::is_full)
@@ -219,23 +219,29 @@ impl Worker {
             }
         }
         if let Response::Body { pipe, .. } = &mut ex.response {
-            // Heads and clb's own bytes reach the client before any body byte.
-            if c.wbuf.is_none() {
-                if let Some(rbuf) = u.rbuf.as_mut() {
-                    match pipe.pump(rbuf, &mut c.sock, &mut c.ready.writable) {
-                        Ok(0) => {}
-                        Ok(_) => {
+            // The response head (and any answer queued before it) leads the body, in the
+            // same write.
+            {
+                let prefix: &[u8] = c.wbuf.as_ref().map_or(&[], |w| w.bytes());
+                let rbuf = u.rbuf.get_or_insert_with(|| self.bufs.get());
+                match pipe.pump(prefix, rbuf, &mut c.sock, &mut c.ready.writable) {
+                    Ok(moved) => {
+                        if let Some(wbuf) = c.wbuf.as_mut() {
+                            wbuf.consume(moved.prefix);
+                        }
+                        self.bufs.release_if_empty(&mut c.wbuf);
+                        if moved.any() {
                             c.deadline.at = now + c.idle;
                             progress = true;
                         }
-                        Err(PipeError::Framing(e)) => {
-                            log::debug!("instance response to {}: {e}", c.peer);
-                            return Outcome::Abort;
-                        }
-                        Err(PipeError::Write(e)) => {
-                            log::debug!("client {}: write failed: {e}", c.peer);
-                            return Outcome::Abort;
-                        }
+                    }
+                    Err(PipeError::Framing(e)) => {
+                        log::debug!("instance response to {}: {e}", c.peer);
+                        return Outcome::Abort;
+                    }
+                    Err(PipeError::Write(e)) => {
+                        log::debug!("client {}: write failed: {e}", c.peer);
+                        return Outcome::Abort;
                     }
                 }
                 if !pipe.finished()
@@ -414,7 +420,9 @@ impl Worker {
             return Step::Close;
         };
         c.phase = if close || c.read_closed {
-            Phase::Closing
+            Phase::Closing {
+                linger: !ex.request.finished(),
+            }
         } else {
             Phase::ReadHead
         };

@@ -91,6 +91,7 @@ fn bind_each(
             sockets.push(Listening {
                 sock: TcpListener::from_std(sock.into()),
                 listener: index,
+                addr,
             });
         }
     }
@@ -104,6 +105,8 @@ fn socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
         sock.set_reuse_port(true)?;
     }
     sock.set_nonblocking(true)?;
+    // Inherited by every accepted connection: no setsockopt per connection.
+    sock.set_tcp_nodelay(true)?;
     sock.bind(&addr.into())?;
     if reuse_port {
         sock.listen(BACKLOG)?;

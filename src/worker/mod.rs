@@ -32,6 +32,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Waker};
 use slab::Slab;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,6 +50,9 @@ const POOLED_BUFFERS: usize = 4096;
 pub struct Listening {
     pub sock: TcpListener,
     pub listener: usize,
+    /// The address it is bound to; its IP is every accepted connection's local address
+    /// unless it is the wildcard.
+    pub addr: SocketAddr,
 }
 
 /// How the control side reaches a worker: a message, then a wake-up of its poll.
@@ -240,6 +244,7 @@ impl Worker {
                 return;
             };
             let listener = listening.listener;
+            let bind = listening.addr;
             let (mut sock, peer) = match listening.sock.accept() {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -251,10 +256,14 @@ impl Worker {
                     return;
                 }
             };
-            let _ = sock.set_nodelay(true);
-            let local = match sock.local_addr() {
-                Ok(addr) => addr,
-                Err(_) => continue,
+            // TCP_NODELAY comes from the listening socket (Linux copies it on accept).
+            let local = if bind.ip().is_unspecified() {
+                match sock.local_addr() {
+                    Ok(addr) => addr,
+                    Err(_) => continue,
+                }
+            } else {
+                bind
             };
             let Some(view) = self.topo.listeners.get(listener) else {
                 continue;

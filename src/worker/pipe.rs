@@ -8,12 +8,25 @@
 use super::buffer::Buf;
 use crate::http::chunked::ChunkError;
 use crate::http::framing::Body;
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 
 #[derive(Debug)]
 pub enum PipeError {
     Framing(ChunkError),
     Write(io::Error),
+}
+
+/// What one `pump` took: bytes of the prefix written, bytes of the source consumed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Moved {
+    pub prefix: usize,
+    pub body: usize,
+}
+
+impl Moved {
+    pub fn any(&self) -> bool {
+        self.prefix + self.body > 0
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -41,30 +54,26 @@ impl Pipe {
         self.ready == 0 && self.body.is_done()
     }
 
-    /// Writes as much of the body as is buffered and the destination takes. Returns the
-    /// number of bytes taken from `src` (written or skipped framing).
+    /// Writes `prefix` (a head not yet sent), then as much of the body as is buffered
+    /// and the destination takes. A head and the body bytes already buffered go out in one
+    /// vectored write: one segment instead of two, which on loopback is most of the cost.
     pub fn pump(
         &mut self,
+        prefix: &[u8],
         src: &mut Buf,
         dst: &mut impl Write,
         writable: &mut bool,
-    ) -> Result<usize, PipeError> {
-        let mut moved = 0;
+    ) -> Result<Moved, PipeError> {
+        let mut moved = Moved::default();
         loop {
-            if self.ready == 0 {
-                if self.body.is_done() || src.is_empty() {
-                    return Ok(moved);
-                }
+            if self.ready == 0 && !self.body.is_done() && !src.is_empty() {
                 let run = self
                     .body
                     .next_run(src.bytes())
                     .map_err(PipeError::Framing)?;
-                if run.len == 0 {
-                    return Ok(moved);
-                }
-                if !run.payload && self.dechunk {
+                if run.len > 0 && !run.payload && self.dechunk {
                     src.consume(run.len);
-                    moved += run.len;
+                    moved.body += run.len;
                     continue;
                 }
                 self.ready = run.len;
@@ -80,16 +89,28 @@ impl Pipe {
                     self.ready += more.len;
                 }
             }
-            if !*writable {
+            let pending = &prefix[moved.prefix..];
+            if (self.ready == 0 && pending.is_empty()) || !*writable {
                 return Ok(moved);
             }
-            match dst.write(&src.bytes()[..self.ready]) {
+            let body = &src.bytes()[..self.ready];
+            let written = if pending.is_empty() {
+                dst.write(body)
+            } else if body.is_empty() {
+                dst.write(pending)
+            } else {
+                dst.write_vectored(&[IoSlice::new(pending), IoSlice::new(body)])
+            };
+            match written {
                 Ok(0) => return Err(PipeError::Write(io::ErrorKind::WriteZero.into())),
                 Ok(n) => {
-                    src.consume(n);
-                    self.ready -= n;
-                    self.started = true;
-                    moved += n;
+                    let from_prefix = n.min(pending.len());
+                    let from_body = n - from_prefix;
+                    moved.prefix += from_prefix;
+                    src.consume(from_body);
+                    self.ready -= from_body;
+                    self.started |= from_body > 0;
+                    moved.body += from_body;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     *writable = false;
@@ -124,7 +145,7 @@ mod tests {
         let mut pipe = Pipe::new(Body::chunked(), false);
         let mut out = Vec::new();
         let mut writable = true;
-        pipe.pump(&mut src, &mut out, &mut writable).unwrap();
+        pipe.pump(&[], &mut src, &mut out, &mut writable).unwrap();
         assert!(pipe.finished());
         assert_eq!(out, b"3\r\nabc\r\n0\r\n\r\n");
         assert_eq!(src.bytes(), b"GET / HTTP/1.1\r\n");
@@ -137,7 +158,7 @@ mod tests {
         let mut pipe = Pipe::new(Body::chunked(), true);
         let mut out = Vec::new();
         let mut writable = true;
-        pipe.pump(&mut src, &mut out, &mut writable).unwrap();
+        pipe.pump(&[], &mut src, &mut out, &mut writable).unwrap();
         assert!(pipe.finished());
         assert_eq!(out, b"abcde");
     }
@@ -149,9 +170,16 @@ mod tests {
         let mut pipe = Pipe::new(Body::Length(5), false);
         let mut out = Vec::new();
         let mut writable = false;
-        assert_eq!(pipe.pump(&mut src, &mut out, &mut writable).unwrap(), 0);
+        assert!(!pipe
+            .pump(&[], &mut src, &mut out, &mut writable)
+            .unwrap()
+            .any());
         writable = true;
-        assert_eq!(pipe.pump(&mut src, &mut out, &mut writable).unwrap(), 3);
+        let moved = pipe
+            .pump(b"HEAD", &mut src, &mut out, &mut writable)
+            .unwrap();
+        assert_eq!(moved, Moved { prefix: 4, body: 3 });
+        assert_eq!(out, b"HEADabc");
         assert!(!pipe.finished());
     }
 }

@@ -53,7 +53,16 @@ impl Worker {
     }
 
     fn step(&mut self, key: usize) -> Step {
-        let flushed = match self.flush_client(key) {
+        // While a response body streams, the exchange writes the client's pending bytes
+        // itself, in one write with the body.
+        let streaming = self.clients.get(key).is_some_and(|c| {
+            matches!(&c.phase, Phase::Exchange(ex) if matches!(ex.response, Response::Body { .. }))
+        });
+        let flushed = match if streaming {
+            Ok(false)
+        } else {
+            self.flush_client(key)
+        } {
             Ok(flushed) => flushed,
             Err(()) => return Step::Close,
         };
@@ -63,7 +72,7 @@ impl Worker {
         let step = match client.phase {
             Phase::ReadHead => self.read_head(key),
             Phase::Exchange(_) => self.exchange(key),
-            Phase::Closing => self.closing(key),
+            Phase::Closing { linger } => self.closing(key, linger),
             Phase::Linger => self.linger(key),
         };
         match step {
@@ -204,18 +213,23 @@ impl Worker {
         c.phase = if keep {
             Phase::ReadHead
         } else {
-            Phase::Closing
+            Phase::Closing { linger: true }
         };
         Step::Progress
     }
 
-    fn closing(&mut self, key: usize) -> Step {
+    fn closing(&mut self, key: usize, linger: bool) -> Step {
         let now = self.now;
         let Some(c) = self.clients.get_mut(key) else {
             return Step::Close;
         };
         if c.wbuf.is_some() {
             return Step::Wait;
+        }
+        // Nothing unread and nothing more expected: a plain close sends FIN, not RST.
+        let unread = c.rbuf.as_ref().is_some_and(|b| !b.is_empty()) || c.ready.readable;
+        if !linger && !unread {
+            return Step::Close;
         }
         if c.sock.shutdown(Shutdown::Write).is_err() || c.read_closed {
             return Step::Close;
@@ -251,7 +265,9 @@ impl Worker {
         let Some(mut c) = self.clients.try_remove(key) else {
             return;
         };
-        if let Phase::Exchange(ex) = std::mem::replace(&mut c.phase, Phase::Closing) {
+        if let Phase::Exchange(ex) =
+            std::mem::replace(&mut c.phase, Phase::Closing { linger: true })
+        {
             self.drop_exchange(ex);
         }
         self.bufs.release(&mut c.rbuf);
@@ -275,7 +291,7 @@ impl Worker {
         let partial_head = c.rbuf.as_ref().is_some_and(|b| !b.is_empty());
         let action = match &c.phase {
             Phase::ReadHead if partial_head => Action::Answer(Canned::RequestTimeout),
-            Phase::ReadHead | Phase::Closing | Phase::Linger => Action::Close,
+            Phase::ReadHead | Phase::Closing { .. } | Phase::Linger => Action::Close,
             Phase::Exchange(ex) => match ex.response {
                 // A request body the client stopped sending (spec §11: 408).
                 Response::AwaitHead if !ex.request.finished() => {
@@ -293,7 +309,9 @@ impl Worker {
                 self.drive(key);
             }
             Action::FailExchange(canned) => {
-                if let Phase::Exchange(ex) = std::mem::replace(&mut c.phase, Phase::Closing) {
+                if let Phase::Exchange(ex) =
+                    std::mem::replace(&mut c.phase, Phase::Closing { linger: true })
+                {
                     self.fail_exchange(key, ex, canned);
                 }
                 self.drive(key);
