@@ -35,8 +35,10 @@ fuzz:
 		$(CARGO) +nightly fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS); \
 	done
 
+# clb against nginx and HAProxy on loopback (issue 5): about 8 minutes, writes
+# tests/bench/results.md. ROUNDS=, DURATION= (seconds per run) or QUICK=1 (about 1.5 min).
 bench:
-	@echo "make bench: not built yet (issue 5)"
+	tests/bench/run.sh
 
 # Health-probe cost: 1,000 instances every 5 s (issue 3); needs nginx, about 40 s.
 bench-probes:

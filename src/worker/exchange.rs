@@ -145,21 +145,21 @@ impl Worker {
                 }
             }
         }
+        // More of the request body from the client, once the head is out.
         let head_sent = ex.head.as_ref().is_none_or(|h| ex.head_sent >= h.len());
-        if head_sent && !ex.request.finished() {
-            if !ex.request.finished()
-                && c.ready.readable
-                && !c.rbuf.as_ref().is_some_and(Buf::is_full)
-            {
-                let rbuf = c.rbuf.get_or_insert_with(|| self.bufs.get());
-                match read_some(rbuf, &mut c.sock, &mut c.ready) {
-                    // The client left in the middle of its request.
-                    Ok(ReadOutcome::Eof) | Err(_) => return Outcome::Abort,
-                    Ok(ReadOutcome::Blocked) => {}
-                    Ok(ReadOutcome::Data) => {
-                        c.deadline.at = now + c.idle;
-                        progress = true;
-                    }
+        if head_sent
+            && !ex.request.finished()
+            && c.ready.readable
+            && !c.rbuf.as_ref().is_some_and(Buf::is_full)
+        {
+            let rbuf = c.rbuf.get_or_insert_with(|| self.bufs.get());
+            match read_some(rbuf, &mut c.sock, &mut c.ready) {
+                // The client left in the middle of its request.
+                Ok(ReadOutcome::Eof) | Err(_) => return Outcome::Abort,
+                Ok(ReadOutcome::Blocked) => {}
+                Ok(ReadOutcome::Data) => {
+                    c.deadline.at = now + c.idle;
+                    progress = true;
                 }
             }
         }
