@@ -51,10 +51,7 @@ enum Outcome {
 
 impl Worker {
     pub(super) fn exchange(&mut self, key: usize) -> Step {
-        let Some(c) = self.clients.get_mut(key) else {
-            return Step::Close;
-        };
-        let Phase::Exchange(mut ex) = std::mem::replace(&mut c.phase, Phase::ReadHead) else {
+        let Some(mut ex) = self.take_exchange(key) else {
             return Step::Close;
         };
         match self.advance(key, &mut ex) {
@@ -71,16 +68,12 @@ impl Worker {
     }
 
     fn resume(&mut self, key: usize, ex: Exchange, step: Step) -> Step {
-        match self.clients.get_mut(key) {
-            Some(c) => {
-                c.phase = Phase::Exchange(ex);
-                step
-            }
-            None => {
-                self.drop_exchange(ex);
-                Step::Close
-            }
+        if !self.clients.contains(key) {
+            self.drop_exchange(ex);
+            return Step::Close;
         }
+        self.put_exchange(key, ex);
+        step
     }
 
     /// Moves every byte that can move now, in both directions.
@@ -497,18 +490,19 @@ impl Worker {
             self.close_upstream(uk);
             return;
         };
-        let Some(c) = self.clients.get_mut(key) else {
+        if !self.clients.contains(key) {
             self.close_upstream(uk);
             return;
-        };
-        let awaiting =
-            matches!(&c.phase, Phase::Exchange(ex) if matches!(ex.response, Response::AwaitHead));
+        }
+        let awaiting = self
+            .exchange_of(key)
+            .is_some_and(|ex| matches!(ex.response, Response::AwaitHead));
         if !awaiting {
             // The instance stalled mid-response: nothing can be said to the client any more.
             self.close_client(key);
             return;
         }
-        let Phase::Exchange(ex) = std::mem::replace(&mut c.phase, Phase::ReadHead) else {
+        let Some(ex) = self.take_exchange(key) else {
             return;
         };
         let failure = if connected {

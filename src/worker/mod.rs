@@ -85,6 +85,7 @@ pub struct Worker {
     in_flight: Arc<InFlight>,
     clients: Slab<Client>,
     upstreams: Slab<Upstream>,
+    exchanges: Slab<conn::Exchange>,
     probes: Slab<probe::Probe>,
     bufs: BufPool,
     timers: Timers,
@@ -122,6 +123,7 @@ impl Worker {
             in_flight,
             clients: Slab::new(),
             upstreams: Slab::new(),
+            exchanges: Slab::new(),
             probes: Slab::new(),
             bufs: BufPool::new(POOLED_BUFFERS),
             timers: Timers::default(),
@@ -306,6 +308,37 @@ impl Worker {
                 idle,
             });
             self.arm_client(key);
+        }
+    }
+
+    /// The client's exchange, moved out of the slab (the phase becomes `ReadHead`).
+    fn take_exchange(&mut self, key: usize) -> Option<conn::Exchange> {
+        let c = self.clients.get_mut(key)?;
+        match std::mem::replace(&mut c.phase, conn::Phase::ReadHead) {
+            conn::Phase::Exchange(xk) => self.exchanges.try_remove(xk),
+            other => {
+                c.phase = other;
+                None
+            }
+        }
+    }
+
+    /// Parks `ex` in the slab as the client's exchange.
+    fn put_exchange(&mut self, key: usize, ex: conn::Exchange) -> bool {
+        if !self.clients.contains(key) {
+            return false;
+        }
+        let xk = self.exchanges.insert(ex);
+        if let Some(c) = self.clients.get_mut(key) {
+            c.phase = conn::Phase::Exchange(xk);
+        }
+        true
+    }
+
+    fn exchange_of(&self, key: usize) -> Option<&conn::Exchange> {
+        match self.clients.get(key)?.phase {
+            conn::Phase::Exchange(xk) => self.exchanges.get(xk),
+            _ => None,
         }
     }
 

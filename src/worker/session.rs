@@ -45,19 +45,17 @@ impl Worker {
 
     fn after_drive(&mut self, key: usize) {
         self.arm_client(key);
-        if let Some(Phase::Exchange(ex)) = self.clients.get(key).map(|c| &c.phase) {
-            if let Some(upstream) = ex.upstream {
-                self.arm_upstream(upstream);
-            }
+        if let Some(upstream) = self.exchange_of(key).and_then(|ex| ex.upstream) {
+            self.arm_upstream(upstream);
         }
     }
 
     fn step(&mut self, key: usize) -> Step {
         // While a response body streams, the exchange writes the client's pending bytes
         // itself, in one write with the body.
-        let streaming = self.clients.get(key).is_some_and(|c| {
-            matches!(&c.phase, Phase::Exchange(ex) if matches!(ex.response, Response::Body { .. }))
-        });
+        let streaming = self
+            .exchange_of(key)
+            .is_some_and(|ex| matches!(ex.response, Response::Body { .. }));
         let flushed = match if streaming {
             Ok(false)
         } else {
@@ -193,8 +191,8 @@ impl Worker {
             response: Response::AwaitHead,
         };
         if self.attach_upstream(key, &mut ex, false) {
-            if let Some(c) = self.clients.get_mut(key) {
-                c.phase = Phase::Exchange(ex);
+            if !self.put_exchange(key, ex) {
+                return Step::Close;
             }
             Step::Progress
         } else {
@@ -262,14 +260,12 @@ impl Worker {
     }
 
     pub(super) fn close_client(&mut self, key: usize) {
+        if let Some(ex) = self.take_exchange(key) {
+            self.drop_exchange(ex);
+        }
         let Some(mut c) = self.clients.try_remove(key) else {
             return;
         };
-        if let Phase::Exchange(ex) =
-            std::mem::replace(&mut c.phase, Phase::Closing { linger: true })
-        {
-            self.drop_exchange(ex);
-        }
         self.bufs.release(&mut c.rbuf);
         self.bufs.release(&mut c.wbuf);
         drop(c);
@@ -289,10 +285,13 @@ impl Worker {
             return;
         };
         let partial_head = c.rbuf.as_ref().is_some_and(|b| !b.is_empty());
-        let action = match &c.phase {
-            Phase::ReadHead if partial_head => Action::Answer(Canned::RequestTimeout),
-            Phase::ReadHead | Phase::Closing { .. } | Phase::Linger => Action::Close,
-            Phase::Exchange(ex) => match ex.response {
+        let exchange = match c.phase {
+            Phase::Exchange(xk) => self.exchanges.get(xk),
+            _ => None,
+        };
+        let action = match (&c.phase, exchange) {
+            (Phase::ReadHead, _) if partial_head => Action::Answer(Canned::RequestTimeout),
+            (Phase::Exchange(_), Some(ex)) => match ex.response {
                 // A request body the client stopped sending (spec §11: 408).
                 Response::AwaitHead if !ex.request.finished() => {
                     Action::FailExchange(Canned::RequestTimeout)
@@ -302,6 +301,7 @@ impl Worker {
                 // A client that stopped reading the response.
                 Response::Body { .. } => Action::Close,
             },
+            _ => Action::Close,
         };
         match action {
             Action::Answer(canned) => {
@@ -309,9 +309,7 @@ impl Worker {
                 self.drive(key);
             }
             Action::FailExchange(canned) => {
-                if let Phase::Exchange(ex) =
-                    std::mem::replace(&mut c.phase, Phase::Closing { linger: true })
-                {
+                if let Some(ex) = self.take_exchange(key) {
                     self.fail_exchange(key, ex, canned);
                 }
                 self.drive(key);

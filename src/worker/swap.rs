@@ -116,7 +116,10 @@ impl Worker {
                     c.zone = self.balancer.assign_zone(&new, view.lb);
                 }
             }
-            if let Phase::Exchange(ex) = &mut c.phase {
+            if let Some(ex) = match c.phase {
+                Phase::Exchange(xk) => self.exchanges.get_mut(xk),
+                _ => None,
+            } {
                 ex.instance = maps.instance(ex.instance);
                 ex.backend = maps.backend(ex.backend);
                 if ex.instance == GONE {
@@ -137,10 +140,7 @@ impl Worker {
 
     /// Spec §5.5: an in-flight request to an instance that left without draining.
     fn cut_exchange(&mut self, key: usize) {
-        let Some(c) = self.clients.get_mut(key) else {
-            return;
-        };
-        let Phase::Exchange(ex) = std::mem::replace(&mut c.phase, Phase::ReadHead) else {
+        let Some(ex) = self.take_exchange(key) else {
             return;
         };
         match self.fail_exchange(key, ex, Canned::GatewayTimeout) {
