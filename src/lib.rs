@@ -14,4 +14,5 @@ pub mod control;
 pub mod fuzzing;
 pub mod http;
 pub mod runtime;
+pub mod sys;
 pub mod worker;

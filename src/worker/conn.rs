@@ -94,6 +94,8 @@ pub struct Exchange {
     /// Any response byte arrived from the instance.
     pub response_started: bool,
     pub response: Response,
+    /// The kernel pipe a large response body is spliced through, once splicing started.
+    pub kernel: Option<crate::sys::KernelPipe>,
 }
 
 pub enum Response {

@@ -19,11 +19,19 @@ use crate::backend::balancer::Tried;
 use crate::http::canned::Canned;
 use crate::http::request::Parse;
 use crate::http::response::{self, MAX_RESPONSE_HEAD};
+use crate::sys::KernelPipe;
 use mio::net::TcpStream;
 use mio::Interest;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+/// Bodies with at least this much left (after what was read with the head) are spliced.
+const SPLICE_MIN: u64 = 64 * 1024;
+/// Kernel pipe size asked for: fewer, larger splices per body.
+const PIPE_SIZE: usize = 256 * 1024;
+/// Empty pipes a worker keeps for the next large body.
+const MAX_POOLED_PIPES: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Failure {
@@ -212,9 +220,9 @@ impl Worker {
             }
         }
         if let Response::Body { pipe, .. } = &mut ex.response {
-            // The response head (and any answer queued before it) leads the body, in the
-            // same write.
-            {
+            if ex.kernel.is_none() {
+                // The response head (and any answer queued before it) leads the body, in
+                // the same write.
                 let prefix: &[u8] = c.wbuf.as_ref().map_or(&[], |w| w.bytes());
                 let rbuf = u.rbuf.get_or_insert_with(|| self.bufs.get());
                 match pipe.pump(prefix, rbuf, &mut c.sock, &mut c.ready.writable) {
@@ -237,24 +245,53 @@ impl Worker {
                         return Outcome::Abort;
                     }
                 }
-                if !pipe.finished()
-                    && u.ready.readable
-                    && !u.rbuf.as_ref().is_some_and(Buf::is_full)
-                {
-                    let rbuf = u.rbuf.get_or_insert_with(|| self.bufs.get());
-                    match read_some(rbuf, &mut u.sock, &mut u.ready) {
-                        Ok(ReadOutcome::Eof) if pipe.source_closed() => progress = true,
-                        // Cut short: the client's connection is closed so it sees the truncation.
-                        Ok(ReadOutcome::Eof) | Err(_) => return Outcome::Abort,
-                        Ok(ReadOutcome::Blocked) => {}
-                        Ok(ReadOutcome::Data) => {
+                // The rest of a large body of known length goes kernel to kernel, once
+                // nothing of it is left in user space (ordering: buffered bytes first).
+                let drained = c.wbuf.is_none() && u.rbuf.as_ref().is_none_or(Buf::is_empty);
+                if drained && pipe.splice_worthy(SPLICE_MIN) {
+                    ex.kernel = self.pipes.pop().or_else(|| KernelPipe::new(PIPE_SIZE).ok());
+                }
+            }
+            if let Some(kernel) = ex.kernel.as_mut() {
+                match splice_body(
+                    kernel,
+                    pipe,
+                    &mut u.sock,
+                    &mut u.ready,
+                    &mut c.sock,
+                    &mut c.ready,
+                ) {
+                    Ok((from_instance, to_client)) => {
+                        if from_instance {
                             u.deadline.at = now + u.idle;
-                            progress = true;
                         }
+                        if to_client {
+                            c.deadline.at = now + c.idle;
+                        }
+                        progress |= from_instance || to_client;
+                    }
+                    Err(e) => {
+                        log::debug!("client {}: spliced body failed: {e}", c.peer);
+                        return Outcome::Abort;
                     }
                 }
-                self.bufs.release_if_empty(&mut u.rbuf);
+            } else if !pipe.finished()
+                && u.ready.readable
+                && !u.rbuf.as_ref().is_some_and(Buf::is_full)
+            {
+                let rbuf = u.rbuf.get_or_insert_with(|| self.bufs.get());
+                match read_some(rbuf, &mut u.sock, &mut u.ready) {
+                    Ok(ReadOutcome::Eof) if pipe.source_closed() => progress = true,
+                    // Cut short: the client's connection is closed so it sees the truncation.
+                    Ok(ReadOutcome::Eof) | Err(_) => return Outcome::Abort,
+                    Ok(ReadOutcome::Blocked) => {}
+                    Ok(ReadOutcome::Data) => {
+                        u.deadline.at = now + u.idle;
+                        progress = true;
+                    }
+                }
             }
+            self.bufs.release_if_empty(&mut u.rbuf);
         }
 
         if let Response::Body {
@@ -263,7 +300,8 @@ impl Worker {
             client_close,
         } = &ex.response
         {
-            if pipe.finished() && c.wbuf.is_none() {
+            let spliced_out = ex.kernel.as_ref().is_none_or(|k| k.buffered == 0);
+            if pipe.finished() && c.wbuf.is_none() && spliced_out {
                 let request_done = ex.request.finished();
                 let clean =
                     u.rbuf.as_ref().is_none_or(Buf::is_empty) && !u.ready.hup && still_idle(u);
@@ -403,11 +441,22 @@ impl Worker {
 
     fn release_exchange(&mut self, ex: &mut Exchange) {
         self.bufs.release(&mut ex.head);
+        self.release_kernel_pipe(ex);
         self.detach(ex, false);
+    }
+
+    /// An empty pipe is kept for the next large body; one still holding bytes is closed.
+    fn release_kernel_pipe(&mut self, ex: &mut Exchange) {
+        if let Some(kernel) = ex.kernel.take() {
+            if kernel.buffered == 0 && self.pipes.len() < MAX_POOLED_PIPES {
+                self.pipes.push(kernel);
+            }
+        }
     }
 
     fn finish(&mut self, key: usize, mut ex: Exchange, reuse: bool, close: bool) -> Step {
         self.bufs.release(&mut ex.head);
+        self.release_kernel_pipe(&mut ex);
         self.detach(&mut ex, reuse);
         let Some(c) = self.clients.get_mut(key) else {
             return Step::Close;
@@ -526,6 +575,48 @@ fn connect_status(sock: &TcpStream) -> io::Result<bool> {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+/// Moves a spliced body: instance socket → kernel pipe → client socket, as far as both
+/// sides allow. Returns whether bytes came from the instance, and went to the client.
+fn splice_body(
+    kernel: &mut KernelPipe,
+    pipe: &mut Pipe,
+    from: &mut TcpStream,
+    from_ready: &mut Ready,
+    to: &mut TcpStream,
+    to_ready: &mut Ready,
+) -> io::Result<(bool, bool)> {
+    let (mut from_instance, mut to_client) = (false, false);
+    loop {
+        let mut moved = false;
+        let left = pipe.length_left();
+        if left > 0 && kernel.room() > 0 && from_ready.readable {
+            match kernel.fill_from(from, usize::try_from(left).unwrap_or(usize::MAX)) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => {
+                    pipe.spliced(n);
+                    from_instance = true;
+                    moved = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => from_ready.readable = false,
+                Err(e) => return Err(e),
+            }
+        }
+        if kernel.buffered > 0 && to_ready.writable {
+            match kernel.drain_to(to) {
+                Ok(n) => {
+                    to_client |= n > 0;
+                    moved |= n > 0;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => to_ready.writable = false,
+                Err(e) => return Err(e),
+            }
+        }
+        if !moved {
+            return Ok((from_instance, to_client));
+        }
     }
 }
 

@@ -86,6 +86,8 @@ pub struct Worker {
     clients: Slab<Client>,
     upstreams: Slab<Upstream>,
     exchanges: Slab<conn::Exchange>,
+    /// Empty kernel pipes for splicing large bodies.
+    pipes: Vec<crate::sys::KernelPipe>,
     probes: Slab<probe::Probe>,
     bufs: BufPool,
     timers: Timers,
@@ -124,6 +126,7 @@ impl Worker {
             clients: Slab::new(),
             upstreams: Slab::new(),
             exchanges: Slab::new(),
+            pipes: Vec::new(),
             probes: Slab::new(),
             bufs: BufPool::new(POOLED_BUFFERS),
             timers: Timers::default(),

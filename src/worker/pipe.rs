@@ -122,6 +122,33 @@ impl Pipe {
         }
     }
 
+    /// True when the rest of the body has a known length of at least `min` bytes, and
+    /// nothing classified is waiting in user space: it may be spliced.
+    pub fn splice_worthy(&self, min: u64) -> bool {
+        self.ready == 0 && !self.dechunk && matches!(self.body, Body::Length(n) if n >= min)
+    }
+
+    /// Bytes of a length-delimited body not yet moved.
+    pub fn length_left(&self) -> u64 {
+        match self.body {
+            Body::Length(n) => n,
+            _ => 0,
+        }
+    }
+
+    /// `n` body bytes went through the kernel instead of the buffer.
+    pub fn spliced(&mut self, n: usize) {
+        if let Body::Length(left) = self.body {
+            let left = left.saturating_sub(n as u64);
+            self.body = if left == 0 {
+                Body::Done
+            } else {
+                Body::Length(left)
+            };
+            self.started = true;
+        }
+    }
+
     /// The source closed: a close-delimited body is now complete.
     pub fn source_closed(&mut self) -> bool {
         if self.body == Body::UntilClose {

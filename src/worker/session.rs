@@ -189,6 +189,7 @@ impl Worker {
             retried: false,
             response_started: false,
             response: Response::AwaitHead,
+            kernel: None,
         };
         if self.attach_upstream(key, &mut ex, false) {
             if !self.put_exchange(key, ex) {
