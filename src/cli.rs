@@ -9,8 +9,9 @@
 use crate::config::{
     parse_health_target, parse_instance, parse_listener, parse_zones, valid_load_balancer_name,
     Config, HealthCheck, HealthCheckError, HealthProtocol, Instance, Listener, LoadBalancer,
-    Protocol, Runtime, DEFAULT_IDLE_TIMEOUT, DEFAULT_ZONE, IDLE_TIMEOUT_RANGE,
+    Runtime, DEFAULT_IDLE_TIMEOUT, DEFAULT_ZONE, IDLE_TIMEOUT_RANGE,
 };
+use crate::tcp::proxy_protocol::Version as ProxyVersion;
 use getopts::{Fail, Matches, Options};
 use std::collections::HashSet;
 use std::fmt;
@@ -55,7 +56,6 @@ const DRAINING_RANGE: (u64, u64) = (1, 3600);
 const NOT_BUILT: &[(&str, &str, Occurs)] = &[
     ("sticky", "sticky sessions are", Occurs::Once),
     ("desync-mode", "desync mitigation modes are", Occurs::Once),
-    ("proxy-protocol", "proxy protocol is", Occurs::Many),
     ("cert", "TLS certificates are", Occurs::Many),
     ("key", "TLS certificates are", Occurs::Many),
     ("access-log", "access logs are", Occurs::Once),
@@ -82,6 +82,7 @@ fn options() -> Options {
         .optopt("", "api-credentials", "", "FILE")
         .optopt("", "state", "", "FILE")
         .optopt("", "draining", "", "S|off")
+        .optmulti("", "proxy-protocol", "", "[v2:]PORT")
         .optopt("", "health-check", "", "TARGET")
         .optopt("", "health-interval", "", "S")
         .optopt("", "health-timeout", "", "S")
@@ -192,6 +193,28 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
     };
 
     let health_check = health_check(&m, &listeners)?;
+    let mut proxy_protocol: Vec<(u16, ProxyVersion)> = Vec::new();
+    for text in m.opt_strs("proxy-protocol") {
+        let (version, port) = match text.strip_prefix("v2:") {
+            Some(port) => (ProxyVersion::V2, port),
+            None => (ProxyVersion::V1, text.strip_prefix("v1:").unwrap_or(&text)),
+        };
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0 && port.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| {
+                flag_error(
+                    "proxy-protocol",
+                    &text,
+                    "must be an instance port 1-65535, or v2:PORT",
+                )
+            })?;
+        if proxy_protocol.iter().any(|(p, _)| *p == port) {
+            return Err(flag_error("proxy-protocol", &text, "port given twice"));
+        }
+        proxy_protocol.push((port, version));
+    }
 
     Ok(Command::Run(Box::new(Config {
         load_balancer: LoadBalancer {
@@ -202,6 +225,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             cross_zone,
             idle_timeout,
             health_check,
+            proxy_protocol,
         },
         draining,
         runtime: Runtime {
@@ -279,16 +303,16 @@ fn listeners(specs: &[String]) -> Result<Vec<Listener>, CliError> {
     Ok(listeners)
 }
 
-/// Only plain HTTP on both sides is built; the parser accepts all four protocols so
-/// this is the one place to widen when TLS or layer 4 lands.
+/// HTTP and TCP are built; the parser accepts all four protocols so this is the one
+/// place to widen when TLS lands.
 fn unbuilt_listener(listener: &Listener) -> Option<String> {
-    if listener.protocol != Protocol::Http {
+    if listener.protocol.is_tls() {
         return Some(format!(
             "{} listeners are not supported yet",
             listener.protocol.as_str()
         ));
     }
-    if listener.instance_protocol != Protocol::Http {
+    if listener.instance_protocol.is_tls() {
         return Some(format!(
             "{} instance protocol is not supported yet",
             listener.instance_protocol.as_str()
@@ -455,7 +479,7 @@ Usage: clb [OPTIONS]
   -n, --name NAME              load balancer name: 1 to 32 of A-Z a-z 0-9 '-' (default \"{DEFAULT_NAME}\")
   -l, --listener SPEC          PROTO:PORT[:INSTANCE_PROTO:INSTANCE_PORT]; PROTO is http, https,
                                tcp or ssl; repeatable, at least one; e.g. http:8080:http:80,
-                               https:8443:http:80, tcp:5432 (only http to http is supported yet)
+                               https:8443:http:80, tcp:5432 (https and ssl not supported yet)
   -i, --instance SPEC          ID=HOST[:PORT][@ZONE], repeatable (none: every request gets 503);
                                HOST is an IPv4 address, [IPv6] or a DNS name; a PORT overrides the
                                listeners' instance port; ZONE defaults to {DEFAULT_ZONE}
@@ -475,6 +499,9 @@ Usage: clb [OPTIONS]
                                reloaded at start
       --draining S|off         connection draining timeout of this load balancer, 1-3600
                                (default 300)
+      --proxy-protocol [v2:]PORT
+                               send a PROXY protocol header (v1, or v2) first on every TCP
+                               listener connection to this instance port; repeatable
       --health-check TARGET    HTTP:PORT/PATH or TCP:PORT (HTTPS and SSL not supported yet);
                                an instance with its own PORT is probed there
                                (default TCP:<first listener's instance port>)
@@ -490,7 +517,6 @@ Recognised but not supported yet (giving one is refused):
                                sticky sessions: an AWSELB cookie for S seconds, or for the life
                                of the application's COOKIE
       --desync-mode MODE       monitor, defensive (default) or strictest
-      --proxy-protocol PORT    send proxy protocol v1 to this instance port; repeatable
       --cert FILE --key FILE   PEM chain and key for https/ssl listeners; repeatable pairs (SNI)
       --access-log FILE|-      ELB access-log lines
 
@@ -643,8 +669,8 @@ mod tests {
             refused("-l http:80:tcp:80").starts_with("--listener 'http:80:tcp:80': HTTP cannot")
         );
         assert_eq!(
-            refused("-l tcp:5432"),
-            "--listener 'tcp:5432': TCP listeners are not supported yet"
+            run("-l tcp:5432").load_balancer.listeners[0].instance_port,
+            5432
         );
         assert_eq!(
             refused("-l https:8443:http:80"),
@@ -720,9 +746,15 @@ mod tests {
             );
         }
         assert_eq!(
-            refused("-l http:80 --proxy-protocol 80 --proxy-protocol 81"),
-            "--proxy-protocol '80': proxy protocol is not supported yet"
+            refused("-l tcp:80 --proxy-protocol 80 --proxy-protocol v2:80"),
+            "--proxy-protocol 'v2:80': port given twice"
         );
+        assert_eq!(
+            refused("-l tcp:80 --proxy-protocol x"),
+            "--proxy-protocol 'x': must be an instance port 1-65535, or v2:PORT"
+        );
+        let c = run("-l tcp:80 --proxy-protocol 80 --proxy-protocol v2:81");
+        assert_eq!(c.load_balancer.proxy_protocol.len(), 2);
     }
 
     #[test]

@@ -15,4 +15,5 @@ pub mod fuzzing;
 pub mod http;
 pub mod runtime;
 pub mod sys;
+pub mod tcp;
 pub mod worker;

@@ -106,6 +106,31 @@ impl Balancer {
         tried: &mut Tried,
         now: Instant,
     ) -> Option<Pick> {
+        self.choose(topo, listener, zone, tried, now, false)
+    }
+
+    /// TCP listeners (spec §4.1): the next in-scope instance after the last one picked,
+    /// per connection, whatever its load.
+    pub fn pick_round_robin(
+        &mut self,
+        topo: &Topology,
+        listener: usize,
+        zone: Option<usize>,
+        tried: &mut Tried,
+        now: Instant,
+    ) -> Option<Pick> {
+        self.choose(topo, listener, zone, tried, now, true)
+    }
+
+    fn choose(
+        &mut self,
+        topo: &Topology,
+        listener: usize,
+        zone: Option<usize>,
+        tried: &mut Tried,
+        now: Instant,
+        round_robin: bool,
+    ) -> Option<Pick> {
         let view = topo.listeners.get(listener)?;
         let lb = topo.lbs.get(view.lb)?;
         let n = view.backends.len();
@@ -138,7 +163,12 @@ impl Balancer {
                 .copied()
                 .flatten()
                 .is_some_and(|at| now.saturating_duration_since(at) < REFUSED_HOLD);
-            let load = self.outstanding.get(target.instance).copied().unwrap_or(0);
+            // Round robin ranks everyone alike, so the least recently picked wins.
+            let load = if round_robin {
+                0
+            } else {
+                self.outstanding.get(target.instance).copied().unwrap_or(0)
+            };
             let last = self.last_pick.get(target.instance).copied().unwrap_or(0);
             let rank = (refused, load, last);
             if best.is_none_or(|(best_rank, _, _)| rank < best_rank) {
@@ -209,6 +239,7 @@ mod tests {
             cross_zone,
             idle_timeout: Duration::from_secs(60),
             health_check: crate::config::HealthCheck::default_for(80),
+            proxy_protocol: Vec::new(),
         };
         let topo = Topology::from_load_balancers(&[lb]).unwrap();
         for i in 0..topo.instances.len() {
@@ -243,6 +274,22 @@ mod tests {
             counts[pick(&mut b, &t, Some(i % 2)).unwrap()] += 1;
         }
         assert_eq!(counts, [75, 75, 150]);
+    }
+
+    #[test]
+    fn round_robin_ignores_load() {
+        let t = topo(true, &[("i-1", "a"), ("i-2", "a"), ("i-3", "b")]);
+        let mut b = Balancer::new(&t);
+        b.begin(0);
+        b.begin(0);
+        let picks: Vec<usize> = (0..6)
+            .map(|_| {
+                b.pick_round_robin(&t, 0, None, &mut Tried::default(), Instant::now())
+                    .unwrap()
+                    .instance
+            })
+            .collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
     }
 
     #[test]

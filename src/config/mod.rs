@@ -102,6 +102,8 @@ pub struct LoadBalancer {
     pub cross_zone: bool,
     pub idle_timeout: Duration,
     pub health_check: HealthCheck,
+    /// Instance ports that get a PROXY protocol header first (spec §8), and its version.
+    pub proxy_protocol: Vec<(u16, crate::tcp::proxy_protocol::Version)>,
 }
 
 /// Process-wide settings that are not part of any load balancer.

@@ -24,6 +24,8 @@ use std::time::Duration;
 pub struct Backend {
     pub instance: usize,
     pub addr: SocketAddr,
+    /// A PROXY protocol header opens every connection to this back end.
+    pub proxy_protocol: Option<crate::tcp::proxy_protocol::Version>,
 }
 
 #[derive(Clone, Debug)]
@@ -139,8 +141,17 @@ impl Topology {
                     let view = &topo.instances[instance];
                     let addr =
                         SocketAddr::new(view.ip, view.port.unwrap_or(listener.instance_port));
+                    let proxy_protocol = lb
+                        .proxy_protocol
+                        .iter()
+                        .find(|(port, _)| *port == addr.port())
+                        .map(|(_, v)| *v);
                     let index = *backend_index.entry((instance, addr)).or_insert_with(|| {
-                        topo.backends.push(Backend { instance, addr });
+                        topo.backends.push(Backend {
+                            instance,
+                            addr,
+                            proxy_protocol,
+                        });
                         topo.backends.len() - 1
                     });
                     backends.push(index);
@@ -260,6 +271,7 @@ mod tests {
             cross_zone: true,
             idle_timeout: Duration::from_secs(60),
             health_check: HealthCheck::default_for(8080),
+            proxy_protocol: Vec::new(),
         }
     }
 

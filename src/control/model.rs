@@ -67,6 +67,8 @@ pub struct LbState {
     pub health_check: HealthCheck,
     pub attributes: Attributes,
     pub tags: Vec<(String, String)>,
+    /// Instance ports with a PROXY protocol header (flags now; the policy API later).
+    pub proxy_protocol: Vec<(u16, crate::tcp::proxy_protocol::Version)>,
 }
 
 /// One row of DescribeInstanceHealth.
@@ -173,6 +175,7 @@ impl Model {
             health_check,
             attributes: Attributes::default(),
             tags: Vec::new(),
+            proxy_protocol: Vec::new(),
         };
         add_listeners(&mut lb, listeners)?;
         add_tags(&mut lb, tags)?;
@@ -556,6 +559,7 @@ impl LbState {
                 desync_mode: "defensive".to_string(),
             },
             tags: Vec::new(),
+            proxy_protocol: lb.proxy_protocol.clone(),
         }
     }
 
@@ -583,6 +587,7 @@ impl LbState {
             cross_zone: self.attributes.cross_zone,
             idle_timeout: Duration::from_secs(self.attributes.idle_timeout.into()),
             health_check: self.health_check.clone(),
+            proxy_protocol: self.proxy_protocol.clone(),
         };
         let registrations = self
             .registered
@@ -609,11 +614,9 @@ fn add_listeners(lb: &mut LbState, listeners: Vec<Listener>) -> Result<(), ApiEr
                 listener.instance_protocol.as_str()
             )));
         }
-        if listener.protocol != crate::config::Protocol::Http
-            || listener.instance_protocol != crate::config::Protocol::Http
-        {
+        if listener.protocol.is_tls() || listener.instance_protocol.is_tls() {
             return Err(ApiError::unsupported_protocol(format!(
-                "Listener on port {}: only HTTP to HTTP is supported yet by clb",
+                "Listener on port {}: HTTPS and SSL are not supported yet by clb",
                 listener.port
             )));
         }

@@ -9,6 +9,7 @@
 
 use super::model::{Attributes, LbState, Registered};
 use crate::config::{parse_health_target, HealthCheck, Host, Instance, Listener, Protocol};
+use crate::tcp::proxy_protocol::Version;
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::Write as _;
@@ -130,6 +131,13 @@ pub fn encode(lbs: &[LbState]) -> String {
         for (key, value) in &lb.tags {
             line(&mut out, &["tag", key, value]);
         }
+        for (port, version) in &lb.proxy_protocol {
+            let v = match version {
+                Version::V1 => "v1",
+                Version::V2 => "v2",
+            };
+            line(&mut out, &["proxy", &port.to_string(), v]);
+        }
         line(&mut out, &["end"]);
     }
     out
@@ -171,6 +179,7 @@ pub fn decode(text: &str) -> Result<Vec<LbState>, String> {
                     health_check: HealthCheck::default_for(80),
                     attributes: Attributes::default(),
                     tags: Vec::new(),
+                    proxy_protocol: Vec::new(),
                 });
             }
             (["listener", p, port, ip, iport], Some(lb)) => lb.listeners.push(Listener {
@@ -226,6 +235,15 @@ pub fn decode(text: &str) -> Result<Vec<LbState>, String> {
                 };
             }
             (["tag", key, value], Some(lb)) => lb.tags.push((key.to_string(), value.to_string())),
+            (["proxy", port, version], Some(lb)) => {
+                let port = port.parse().map_err(|_| at(format!("bad port {port}")))?;
+                let version = match *version {
+                    "v1" => Version::V1,
+                    "v2" => Version::V2,
+                    other => return Err(at(format!("bad proxy protocol version {other}"))),
+                };
+                lb.proxy_protocol.push((port, version));
+            }
             (["end"], Some(_)) => lbs.extend(current.take()),
             _ => return Err(at(format!("unexpected record '{raw}'"))),
         }

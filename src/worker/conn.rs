@@ -66,6 +66,8 @@ pub enum Phase {
     /// A request in flight: the key of its `Exchange` in the worker's exchange slab,
     /// so an idle client's slab entry stays small (an exchange is most of the state).
     Exchange(usize),
+    /// A TCP listener's connection: the key of its `Tunnel` in the worker's slab.
+    Tunnel(usize),
     /// Writing a last answer; then the write side is shut down. `linger`: the client may
     /// still be sending (clb answered before reading its whole request), so its bytes
     /// are read and dropped before the close, or the close would reset the connection

@@ -543,6 +543,21 @@ impl Worker {
             self.close_upstream(uk);
             return;
         }
+        if matches!(
+            self.clients.get(key).map(|c| &c.phase),
+            Some(Phase::Tunnel(_))
+        ) {
+            let step = if connected {
+                Step::Close
+            } else {
+                self.tunnel_connect_timed_out(key)
+            };
+            match step {
+                Step::Close => self.close_client(key),
+                _ => self.drive(key),
+            }
+            return;
+        }
         let awaiting = self
             .exchange_of(key)
             .is_some_and(|ex| matches!(ex.response, Response::AwaitHead));
@@ -567,7 +582,7 @@ impl Worker {
 }
 
 /// Completes a non-blocking connect: `Ok(false)` while still in progress.
-fn connect_status(sock: &TcpStream) -> io::Result<bool> {
+pub(super) fn connect_status(sock: &TcpStream) -> io::Result<bool> {
     if let Some(e) = sock.take_error()? {
         return Err(e);
     }

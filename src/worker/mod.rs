@@ -15,6 +15,7 @@ mod session;
 mod swap;
 pub mod timers;
 pub mod token;
+mod tunnel;
 
 pub use listen::{bind_listeners, bind_new_listeners, ListenError};
 pub use probe::health_unit_from_env;
@@ -86,6 +87,7 @@ pub struct Worker {
     clients: Slab<Client>,
     upstreams: Slab<Upstream>,
     exchanges: Slab<conn::Exchange>,
+    tunnels: Slab<tunnel::Tunnel>,
     /// Empty kernel pipes for splicing large bodies.
     pipes: Vec<crate::sys::KernelPipe>,
     probes: Slab<probe::Probe>,
@@ -126,6 +128,7 @@ impl Worker {
             clients: Slab::new(),
             upstreams: Slab::new(),
             exchanges: Slab::new(),
+            tunnels: Slab::new(),
             pipes: Vec::new(),
             probes: Slab::new(),
             bufs: BufPool::new(POOLED_BUFFERS),
@@ -311,6 +314,12 @@ impl Worker {
                 idle,
             });
             self.arm_client(key);
+            if tunnel::is_tcp_listener(self, listener) {
+                match self.start_tunnel(key) {
+                    session::Step::Close => self.close_client(key),
+                    _ => self.drive(key),
+                }
+            }
         }
     }
 

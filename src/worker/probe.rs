@@ -446,6 +446,7 @@ mod tests {
             cross_zone: true,
             idle_timeout: Duration::from_secs(60),
             health_check: HealthCheck::default_for(80),
+            proxy_protocol: Vec::new(),
         };
         let topo = Topology::from_load_balancers(&[lb]).unwrap();
         let owners: Vec<usize> = (0..100).map(|i| owner(&topo, i, 2)).collect();

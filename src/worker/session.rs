@@ -45,7 +45,11 @@ impl Worker {
 
     fn after_drive(&mut self, key: usize) {
         self.arm_client(key);
-        if let Some(upstream) = self.exchange_of(key).and_then(|ex| ex.upstream) {
+        let upstream = match self.clients.get(key).map(|c| &c.phase) {
+            Some(Phase::Tunnel(tk)) => self.tunnels.get(*tk).and_then(|t| t.upstream),
+            _ => self.exchange_of(key).and_then(|ex| ex.upstream),
+        };
+        if let Some(upstream) = upstream {
             self.arm_upstream(upstream);
         }
     }
@@ -70,6 +74,7 @@ impl Worker {
         let step = match client.phase {
             Phase::ReadHead => self.read_head(key),
             Phase::Exchange(_) => self.exchange(key),
+            Phase::Tunnel(tk) => self.tunnel(key, tk),
             Phase::Closing { linger } => self.closing(key, linger),
             Phase::Linger => self.linger(key),
         };
@@ -267,6 +272,11 @@ impl Worker {
         let Some(mut c) = self.clients.try_remove(key) else {
             return;
         };
+        if let Phase::Tunnel(tk) = c.phase {
+            if let Some(mut tunnel) = self.tunnels.try_remove(tk) {
+                self.release_tunnel(&mut tunnel);
+            }
+        }
         self.bufs.release(&mut c.rbuf);
         self.bufs.release(&mut c.wbuf);
         drop(c);

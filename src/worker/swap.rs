@@ -116,6 +116,16 @@ impl Worker {
                     c.zone = self.balancer.assign_zone(&new, view.lb);
                 }
             }
+            if let Phase::Tunnel(tk) = c.phase {
+                if let Some(t) = self.tunnels.get_mut(tk) {
+                    t.instance = maps.instance(t.instance);
+                    t.backend = maps.backend(t.backend);
+                    // A TCP connection to an instance that left cannot be answered: it closes.
+                    if t.instance == GONE {
+                        orphans.push(key);
+                    }
+                }
+            }
             if let Some(ex) = match c.phase {
                 Phase::Exchange(xk) => self.exchanges.get_mut(xk),
                 _ => None,

@@ -51,7 +51,7 @@ fn create_checks_names_duplicates_and_listeners() {
     let none = m.create("empty", vec![], vec!["zone-a".into()], "internal", vec![]);
     assert_eq!(none.unwrap_err().code, "ValidationError");
     let tcp = Listener {
-        protocol: Protocol::Tcp,
+        protocol: Protocol::Ssl,
         port: 5432,
         instance_protocol: Protocol::Tcp,
         instance_port: 5432,

@@ -1,0 +1,314 @@
+//! TCP listeners: a client connection tied to one instance connection, bytes forwarded
+//! both ways untouched (spec §1.9), round robin per connection (§4.1).
+//!
+//! Each direction is a close-delimited pipe through the reading side's buffer. End of
+//! stream is passed on as a half-close (`shutdown(Write)` towards the other side) once
+//! everything before it is written, so protocols that half-close keep working; the
+//! tunnel ends when both directions have. A PROXY protocol header, when the instance
+//! port asks for one, is the first thing the instance receives.
+
+use super::conn::{Deadline, Phase, Ready, Upstream};
+use super::exchange::{read_some, ReadOutcome};
+use super::pipe::Pipe;
+use super::session::Step;
+use super::token::{self, Kind};
+use super::{Worker, CONNECT_TIMEOUT};
+use crate::backend::balancer::Tried;
+use crate::http::framing::Body;
+use crate::tcp::proxy_protocol;
+use mio::net::TcpStream;
+use mio::Interest;
+use std::net::Shutdown;
+
+pub struct Tunnel {
+    pub upstream: Option<usize>,
+    pub backend: usize,
+    pub instance: usize,
+    pub slot: usize,
+    pub tried: Tried,
+    /// Client → instance: the PROXY header first, then the client's bytes.
+    header: Vec<u8>,
+    header_sent: usize,
+    up: Pipe,
+    up_eof: bool,
+    up_shut: bool,
+    /// Instance → client.
+    down: Pipe,
+    down_eof: bool,
+    down_shut: bool,
+}
+
+enum Flow {
+    Progress,
+    Wait,
+    /// The connect failed: try the next instance.
+    Refused,
+    Close,
+}
+
+impl Worker {
+    /// A new connection on a TCP listener: pick an instance and connect to it.
+    pub(super) fn start_tunnel(&mut self, key: usize) -> Step {
+        let mut tunnel = Tunnel {
+            upstream: None,
+            backend: 0,
+            instance: 0,
+            slot: usize::MAX,
+            tried: Tried::default(),
+            header: Vec::new(),
+            header_sent: 0,
+            up: Pipe::new(Body::UntilClose, false),
+            up_eof: false,
+            up_shut: false,
+            down: Pipe::new(Body::UntilClose, false),
+            down_eof: false,
+            down_shut: false,
+        };
+        if !self.connect_tunnel(key, &mut tunnel) {
+            return Step::Close;
+        }
+        let tk = self.tunnels.insert(tunnel);
+        match self.clients.get_mut(key) {
+            Some(c) => {
+                c.phase = Phase::Tunnel(tk);
+                Step::Progress
+            }
+            None => {
+                let mut tunnel = self.tunnels.remove(tk);
+                self.release_tunnel(&mut tunnel);
+                Step::Close
+            }
+        }
+    }
+
+    /// Connects to the next instance in round-robin order; false when none is left.
+    fn connect_tunnel(&mut self, key: usize, tunnel: &mut Tunnel) -> bool {
+        let now = self.now;
+        let Some((listener, zone, idle, peer, local)) = self
+            .clients
+            .get(key)
+            .map(|c| (c.listener, c.zone, c.idle, c.peer, c.local))
+        else {
+            return false;
+        };
+        while let Some(pick) =
+            self.balancer
+                .pick_round_robin(&self.topo, listener, zone, &mut tunnel.tried, now)
+        {
+            let Some(backend) = self.topo.backends.get(pick.backend) else {
+                continue;
+            };
+            let (addr, proxy) = (backend.addr, backend.proxy_protocol);
+            let sock = match TcpStream::connect(addr) {
+                Ok(sock) => sock,
+                Err(e) => {
+                    log::debug!("connect to {addr} failed: {e}");
+                    self.balancer.refused(pick.backend, now);
+                    continue;
+                }
+            };
+            let generation = self.generations.issue();
+            let entry = self.upstreams.vacant_entry();
+            let uk = entry.key();
+            let mut sock = sock;
+            let registered = self.poll.registry().register(
+                &mut sock,
+                token::encode(Kind::Backend, generation, uk),
+                Interest::READABLE | Interest::WRITABLE,
+            );
+            if registered.is_err() {
+                continue;
+            }
+            entry.insert(Upstream {
+                sock,
+                generation,
+                backend: pick.backend,
+                ready: Ready::default(),
+                connected: false,
+                rbuf: None,
+                owner: Some(key),
+                deadline: Deadline::new(now + CONNECT_TIMEOUT.min(idle)),
+                idle,
+            });
+            tunnel.header.clear();
+            if let Some(version) = proxy {
+                proxy_protocol::encode(version, peer, local, &mut tunnel.header);
+            }
+            tunnel.header_sent = 0;
+            tunnel.upstream = Some(uk);
+            tunnel.backend = pick.backend;
+            tunnel.instance = pick.instance;
+            tunnel.slot = self
+                .topo
+                .instances
+                .get(pick.instance)
+                .map_or(usize::MAX, |v| v.slot);
+            self.in_flight.begin(tunnel.slot);
+            return true;
+        }
+        false
+    }
+
+    pub(super) fn release_tunnel(&mut self, tunnel: &mut Tunnel) {
+        if let Some(uk) = tunnel.upstream.take() {
+            self.in_flight.end(tunnel.slot);
+            self.close_upstream(uk);
+        }
+    }
+
+    /// The connect to the instance timed out: same as refused.
+    pub(super) fn tunnel_connect_timed_out(&mut self, key: usize) -> Step {
+        let Some(Phase::Tunnel(tk)) = self.clients.get(key).map(|c| &c.phase) else {
+            return Step::Close;
+        };
+        let tk = *tk;
+        let Some(mut tunnel) = self.tunnels.try_remove(tk) else {
+            return Step::Close;
+        };
+        self.balancer.refused(tunnel.backend, self.now);
+        self.release_tunnel(&mut tunnel);
+        let connected = self.connect_tunnel(key, &mut tunnel);
+        let new_key = self.tunnels.insert(tunnel);
+        if let Some(c) = self.clients.get_mut(key) {
+            c.phase = Phase::Tunnel(new_key);
+        }
+        if connected {
+            Step::Progress
+        } else {
+            Step::Close
+        }
+    }
+
+    pub(super) fn tunnel(&mut self, key: usize, tk: usize) -> Step {
+        let Some(mut tunnel) = self.tunnels.try_remove(tk) else {
+            return Step::Close;
+        };
+        let flow = self.flow(key, &mut tunnel);
+        let step = match flow {
+            Flow::Progress => Step::Progress,
+            Flow::Wait => Step::Wait,
+            Flow::Refused => {
+                if let Some(backend) = self.topo.backends.get(tunnel.backend) {
+                    log::debug!("connect to {} refused", backend.addr);
+                }
+                self.balancer.refused(tunnel.backend, self.now);
+                self.release_tunnel(&mut tunnel);
+                if self.connect_tunnel(key, &mut tunnel) {
+                    Step::Progress
+                } else {
+                    Step::Close
+                }
+            }
+            Flow::Close => Step::Close,
+        };
+        let new_key = self.tunnels.insert(tunnel);
+        if let Some(c) = self.clients.get_mut(key) {
+            c.phase = Phase::Tunnel(new_key);
+        }
+        step
+    }
+
+    fn flow(&mut self, key: usize, t: &mut Tunnel) -> Flow {
+        let now = self.now;
+        let Some(uk) = t.upstream else {
+            return Flow::Refused;
+        };
+        let (Some(c), Some(u)) = (self.clients.get_mut(key), self.upstreams.get_mut(uk)) else {
+            return Flow::Close;
+        };
+        let mut progress = false;
+        if !u.connected {
+            if !u.ready.writable && !u.ready.readable {
+                return Flow::Wait;
+            }
+            match super::exchange::connect_status(&u.sock) {
+                Ok(true) => {
+                    u.connected = true;
+                    progress = true;
+                }
+                Ok(false) => {
+                    u.ready = Ready::default();
+                    return Flow::Wait;
+                }
+                Err(_) => return Flow::Refused,
+            }
+        }
+
+        // Client → instance.
+        let rbuf = c.rbuf.get_or_insert_with(|| self.bufs.get());
+        match t.up.pump(
+            &t.header[t.header_sent..],
+            rbuf,
+            &mut u.sock,
+            &mut u.ready.writable,
+        ) {
+            Ok(moved) => {
+                t.header_sent += moved.prefix;
+                progress |= moved.any();
+            }
+            Err(_) => return Flow::Close,
+        }
+        if !t.up_eof && c.ready.readable && !rbuf.is_full() {
+            match read_some(rbuf, &mut c.sock, &mut c.ready) {
+                Ok(ReadOutcome::Data) => progress = true,
+                Ok(ReadOutcome::Eof) => {
+                    t.up_eof = true;
+                    progress = true;
+                }
+                Ok(ReadOutcome::Blocked) => {}
+                Err(_) => return Flow::Close,
+            }
+        }
+        if t.up_eof && !t.up_shut && rbuf.is_empty() && t.header_sent == t.header.len() {
+            let _ = u.sock.shutdown(Shutdown::Write);
+            t.up_shut = true;
+            progress = true;
+        }
+        self.bufs.release_if_empty(&mut c.rbuf);
+
+        // Instance → client.
+        let rbuf = u.rbuf.get_or_insert_with(|| self.bufs.get());
+        match t.down.pump(&[], rbuf, &mut c.sock, &mut c.ready.writable) {
+            Ok(moved) => progress |= moved.any(),
+            Err(_) => return Flow::Close,
+        }
+        if !t.down_eof && u.ready.readable && !rbuf.is_full() {
+            match read_some(rbuf, &mut u.sock, &mut u.ready) {
+                Ok(ReadOutcome::Data) => progress = true,
+                Ok(ReadOutcome::Eof) => {
+                    t.down_eof = true;
+                    progress = true;
+                }
+                Ok(ReadOutcome::Blocked) => {}
+                Err(_) => return Flow::Close,
+            }
+        }
+        if t.down_eof && !t.down_shut && rbuf.is_empty() {
+            let _ = c.sock.shutdown(Shutdown::Write);
+            t.down_shut = true;
+            progress = true;
+        }
+        self.bufs.release_if_empty(&mut u.rbuf);
+
+        if t.up_shut && t.down_shut {
+            return Flow::Close;
+        }
+        if progress {
+            // Idle means no byte either way (spec §6.4): activity keeps both sides alive.
+            c.deadline.at = now + c.idle;
+            u.deadline.at = now + u.idle;
+            Flow::Progress
+        } else {
+            Flow::Wait
+        }
+    }
+}
+
+/// An accepted connection on a TCP listener starts a tunnel at once.
+pub(super) fn is_tcp_listener(worker: &Worker, listener: usize) -> bool {
+    worker
+        .topo
+        .listeners
+        .get(listener)
+        .is_some_and(|l| !l.listener.protocol.is_http())
+}
