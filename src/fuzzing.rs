@@ -184,3 +184,21 @@ pub fn chunked_and_response(data: &[u8]) {
         assert!(out.bytes().ends_with(b"\r\n\r\n") || (info.informational && !info.forwarded));
     }
 }
+
+/// PROXY protocol: parse arbitrary bytes; encode what parsed and read it back the same.
+pub fn proxy_protocol(data: &[u8]) {
+    use crate::tcp::proxy_protocol::{canonical, encode, parse};
+    let Ok(header) = parse(data) else { return };
+    assert!(header.len <= data.len());
+    if let Some((source, destination)) = header.addresses {
+        let mut out = Vec::new();
+        encode(header.version, source, destination, &mut out);
+        let again = parse(&out).unwrap_or_else(|e| panic!("re-parse failed: {e:?}"));
+        assert_eq!(again.len, out.len());
+        // The encoder writes IPv4-mapped IPv6 addresses as IPv4.
+        let (source, destination) = (canonical(source), canonical(destination));
+        if source.is_ipv4() == destination.is_ipv4() {
+            assert_eq!(again.addresses, Some((source, destination)));
+        }
+    }
+}

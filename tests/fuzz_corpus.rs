@@ -48,3 +48,8 @@ fn flag_specs_corpus() {
 fn chunked_and_response_corpus() {
     replay("chunked_and_response", clb::fuzzing::chunked_and_response);
 }
+
+#[test]
+fn proxy_protocol_corpus() {
+    replay("proxy_protocol", clb::fuzzing::proxy_protocol);
+}

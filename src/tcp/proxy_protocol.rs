@@ -76,7 +76,7 @@ pub fn encode(version: Version, client: SocketAddr, local: SocketAddr, out: &mut
 }
 
 /// IPv4-mapped IPv6 addresses (a dual-stack listener) are written as IPv4.
-fn canonical(addr: SocketAddr) -> SocketAddr {
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => SocketAddr::new(IpAddr::V4(v4), addr.port()),

@@ -1,0 +1,3 @@
+#![no_main]
+// Invariants live in `clb::fuzzing::proxy_protocol`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| clb::fuzzing::proxy_protocol(data));
