@@ -45,7 +45,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a closing client connection is read and discarded after clb's last answer.
 const LINGER: Duration = Duration::from_secs(2);
 /// Buffers kept in a worker's free list.
-const POOLED_BUFFERS: usize = 4096;
+const POOLED_BUFFERS: usize = 1024;
 
 /// A listening socket this worker accepts on, and which topology listener it serves.
 pub struct Listening {
