@@ -231,11 +231,19 @@ fn create_describe_and_delete_a_load_balancer() {
     );
 }
 
+/// TCP→TCP is accepted; HTTPS and SSL, on either side, are not built yet.
 #[test]
 fn create_refuses_other_protocols_and_bad_names() {
     let clb = clb_api(&[], &[]);
     let mut boto = Boto::new(clb.api_addr());
-    for (proto, instance_proto) in [("TCP", "TCP"), ("SSL", "TCP"), ("HTTPS", "HTTP")] {
+    for (proto, instance_proto) in [
+        ("SSL", "TCP"),
+        ("SSL", "SSL"),
+        ("HTTPS", "HTTP"),
+        ("HTTPS", "HTTPS"),
+        ("TCP", "SSL"),
+        ("HTTP", "HTTPS"),
+    ] {
         let mut params = create_params("proto-lb", free_port("127.0.0.1"), 80, &["zone-a"]);
         params[1].1 = proto.to_string();
         params[3].1 = instance_proto.to_string();
@@ -249,9 +257,40 @@ fn create_refuses_other_protocols_and_bad_names() {
         assert_eq!(
             (e.code.as_str(), e.status),
             ("UnsupportedProtocol", 400),
-            "{proto}: {e:?}"
+            "{proto} -> {instance_proto}: {e:?}"
         );
     }
+    // TCP -> TCP: created, described as such, listening.
+    let tcp_port = free_port("127.0.0.1");
+    let mut params = create_params("tcp-lb", tcp_port, 5432, &["zone-a"]);
+    params[1].1 = "TCP".into();
+    params[3].1 = "TCP".into();
+    let created = boto.ok("CreateLoadBalancer", &params);
+    assert_eq!(created.get("DNSName"), "tcp-lb.elb.localhost");
+    let described = boto.ok(
+        "DescribeLoadBalancers",
+        &one("LoadBalancerNames.0", "tcp-lb"),
+    );
+    let l = "LoadBalancerDescriptions.0.ListenerDescriptions.0.Listener";
+    assert_eq!(
+        described.get(&format!("{l}.Protocol")),
+        "TCP",
+        "{described}"
+    );
+    assert_eq!(
+        described.get(&format!("{l}.LoadBalancerPort")),
+        tcp_port.to_string()
+    );
+    assert_eq!(
+        described.get(&format!("{l}.InstanceProtocol")),
+        "TCP",
+        "{described}"
+    );
+    assert_eq!(described.get(&format!("{l}.InstancePort")), "5432");
+    assert!(
+        wait_until(SOON, || accepts(lb_addr(tcp_port))),
+        "TCP listener {tcp_port} not listening within {SOON:?}"
+    );
     let long = "a".repeat(33);
     for name in ["-lead", "trail-", "under_score", "dot.ted", long.as_str()] {
         let params = create_params(name, free_port("127.0.0.1"), 80, &["zone-a"]);
@@ -269,7 +308,7 @@ fn create_refuses_other_protocols_and_bad_names() {
     let all = boto.ok("DescribeLoadBalancers", &[] as &[(&str, &str)]);
     assert_eq!(
         all.field_of_each("LoadBalancerDescriptions", "LoadBalancerName"),
-        [longest.as_str(), "default"]
+        [longest.as_str(), "default", "tcp-lb"]
     );
 }
 
@@ -303,7 +342,10 @@ fn the_twenty_first_load_balancer_is_too_many() {
 
 #[test]
 fn listeners_are_added_and_removed() {
-    let clb = clb_api(&[], &[]);
+    // An HTTP echo instance: through a TCP listener its answer shows the request as the
+    // client sent it, byte for byte (no X-Forwarded-* added).
+    let b1 = Backend::echo(IP1, "i-lst");
+    let clb = clb_api(&[b1.instance("zone-a")], &[]);
     let mut boto = Boto::new(clb.api_addr());
     let port = create_lb(&mut boto, "lst", 8081, &["zone-a"]);
     let port2 = free_port("127.0.0.1");
@@ -330,16 +372,45 @@ fn listeners_are_added_and_removed() {
         "DuplicateListener",
         400,
     );
+    // HTTPS and SSL are not built yet.
+    for (proto, instance_proto) in [("HTTPS", "HTTP"), ("SSL", "TCP")] {
+        let mut tls = one("LoadBalancerName", "lst");
+        tls.extend(listener(0, free_port("127.0.0.1"), 80));
+        tls[1].1 = proto.into();
+        tls[3].1 = instance_proto.into();
+        tls.push((
+            "Listeners.0.SSLCertificateId".into(),
+            "arn:aws:iam::123456789012:server-certificate/test".into(),
+        ));
+        boto.expect_err(
+            "CreateLoadBalancerListeners",
+            &tls,
+            "UnsupportedProtocol",
+            400,
+        );
+    }
+    // TCP -> TCP is added, and routes like a listener from the flags: bytes untouched
+    // to a registered healthy instance (its own port overrides the instance port 80).
+    let tcp_port = free_port("127.0.0.1");
     let mut tcp = one("LoadBalancerName", "lst");
-    tcp.extend(listener(0, free_port("127.0.0.1"), 80));
+    tcp.extend(listener(0, tcp_port, 80));
     tcp[1].1 = "TCP".into();
     tcp[3].1 = "TCP".into();
-    boto.expect_err(
-        "CreateLoadBalancerListeners",
-        &tcp,
-        "UnsupportedProtocol",
-        400,
+    boto.ok("CreateLoadBalancerListeners", &tcp);
+    boto.ok(
+        "RegisterInstancesWithLoadBalancer",
+        &with_instances("lst", &["i-lst"]),
     );
+    wait_health(&mut boto, "lst", "i-lst", "InService", WAIT);
+    assert!(
+        wait_until(SOON, || accepts(lb_addr(tcp_port))),
+        "TCP listener {tcp_port} not listening within {SOON:?}"
+    );
+    let request =
+        "GET /through-tcp HTTP/1.1\r\nHost: lst.example\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n";
+    let r = Client::connect(lb_addr(tcp_port)).request(request);
+    assert_eq!(r.instance(), Some("i-lst"), "{}", r.status_line);
+    assert_eq!(echoed(&r), request, "the instance saw another request");
     let mut unknown = one("LoadBalancerName", "nope");
     unknown.extend(listener(0, free_port("127.0.0.1"), 80));
     boto.expect_err(
@@ -353,14 +424,24 @@ fn listeners_are_added_and_removed() {
     del.extend(one("LoadBalancerPorts.0", &port2.to_string()));
     boto.ok("DeleteLoadBalancerListeners", &del);
     let described = boto.ok("DescribeLoadBalancers", &one("LoadBalancerNames.0", "lst"));
+    let mut want = vec![port.to_string(), tcp_port.to_string()];
+    want.sort();
     assert_eq!(
         described.field_of_each(
             "LoadBalancerDescriptions.0.ListenerDescriptions",
             "Listener.LoadBalancerPort"
         ),
-        [port.to_string()]
+        want
     );
     boto.expect_err("DeleteLoadBalancerListeners", &del, "ListenerNotFound", 400);
+    // The TCP listener goes the same way.
+    let mut del_tcp = one("LoadBalancerName", "lst");
+    del_tcp.extend(one("LoadBalancerPorts.0", &tcp_port.to_string()));
+    boto.ok("DeleteLoadBalancerListeners", &del_tcp);
+    assert!(
+        wait_until(SOON, || !accepts(lb_addr(tcp_port))),
+        "deleted TCP listener {tcp_port} still accepts after {SOON:?}"
+    );
 }
 
 #[test]

@@ -1626,3 +1626,409 @@ pub fn assert_canned(response: &Response, status_line: &str) {
         String::from_utf8_lossy(&response.head)
     );
 }
+
+// ---------------------------------------------------------------------------------
+// TCP listeners
+// ---------------------------------------------------------------------------------
+
+/// The health check [`Clb::tcp`] gives clb unless the test gives its own: a connect to
+/// each instance's own port (every [`TcpBackend`] accepts it and sees no byte).
+pub const DEFAULT_TCP_HEALTH_CHECK: &str = "TCP:80";
+
+impl Clb {
+    /// A TCP listener (`tcp:PORT:tcp:80`) on a free port of 127.0.0.1 in front of
+    /// `instances`, with the control API off and `--health-check TCP:80` unless `extra`
+    /// gives one; returns once every instance expected healthy is logged InService.
+    pub fn tcp(instances: &[Instance], extra: &[&str]) -> Clb {
+        Clb::tcp_on("127.0.0.1", instances, extra)
+    }
+
+    /// [`Clb::tcp`] with the listener bound to `bind` (e.g. `::1`).
+    pub fn tcp_on(bind: &str, instances: &[Instance], extra: &[&str]) -> Clb {
+        Clb::listening(
+            &|port| format!("tcp:{port}:tcp:80"),
+            bind,
+            instances,
+            extra,
+            &[],
+            DEFAULT_TCP_HEALTH_CHECK,
+        )
+    }
+
+    /// The general form of [`Clb::http`] and [`Clb::tcp`]: the listener `listener(port)`
+    /// on a free port of `bind`, `--api off`, each of `instances`, `default_check` unless
+    /// `extra` has a `--health-check`, then `extra`. Returns once every instance expected
+    /// healthy is logged InService; retries with another port if the one picked was
+    /// taken before clb bound it.
+    pub fn listening(
+        listener: &dyn Fn(u16) -> String,
+        bind: &str,
+        instances: &[Instance],
+        extra: &[&str],
+        env: &[(&str, &str)],
+        default_check: &str,
+    ) -> Clb {
+        let mut last = String::new();
+        for _ in 0..3 {
+            let spec = listener(free_port(bind));
+            let specs: Vec<String> = instances.iter().map(Instance::spec).collect();
+            let mut args = vec!["--listener", &spec, "--bind", bind, "--api", "off"];
+            for s in &specs {
+                args.push("--instance");
+                args.push(s);
+            }
+            if !extra.contains(&"--health-check") {
+                args.extend_from_slice(&["--health-check", default_check]);
+            }
+            args.extend_from_slice(extra);
+            match Clb::try_start_env(&args, env) {
+                Ok(mut clb) => {
+                    let expected: Vec<&Instance> =
+                        instances.iter().filter(|i| i.expect_healthy).collect();
+                    if let Err(e) = clb.wait_in_service(&expected, IN_SERVICE_TIMEOUT) {
+                        panic!("clb {args:?}: {e}");
+                    }
+                    return clb;
+                }
+                Err(e) => last = e,
+            }
+        }
+        panic!("clb did not start in 3 tries: {last}");
+    }
+}
+
+/// What a [`TcpBackend`] does on each connection.
+#[derive(Clone, Debug)]
+pub enum TcpBehavior {
+    /// Writes back every byte it reads, as it reads it; on EOF it half-closes its own
+    /// write side (everything read has been written back by then) and closes.
+    Echo,
+    /// Writes `len` bytes of [`pattern`] at once, half-closes its write side, then
+    /// reads (and records) until EOF.
+    SendThenHalfClose(usize),
+}
+
+/// The most bytes a [`TcpBackend`] keeps of one connection (it counts them all).
+pub const TCP_RECORD_CAP: usize = 4 << 20;
+
+/// One connection as a [`TcpBackend`] saw it.
+#[derive(Clone, Debug, Default)]
+pub struct TcpConnLog {
+    /// Every byte received, in order (the first [`TCP_RECORD_CAP`]).
+    pub received: Vec<u8>,
+    /// How many bytes were received.
+    pub total: usize,
+    /// A read returned EOF: the peer (clb) shut down its write side or closed.
+    pub eof: bool,
+    /// The connection was reset (a read failed) instead.
+    pub reset: bool,
+    /// The instance is done with the connection and has closed it.
+    pub done: bool,
+}
+
+struct TcpBackendState {
+    name: String,
+    behavior: Mutex<TcpBehavior>,
+    conns: Mutex<Vec<TcpConnLog>>,
+    open: AtomicUsize,
+    dead: AtomicBool,
+}
+
+/// A test instance for TCP listeners: a thread per connection on `IP:free port`,
+/// which logs every connection (a TCP health probe is one that carries no byte).
+pub struct TcpBackend {
+    pub addr: SocketAddr,
+    state: Arc<TcpBackendState>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl TcpBackend {
+    pub fn start(ip_str: &str, name: &str, behavior: TcpBehavior) -> TcpBackend {
+        let listener = bind_unique(ip_str);
+        let addr = listener.local_addr().expect("instance addr");
+        let state = Arc::new(TcpBackendState {
+            name: name.to_string(),
+            behavior: Mutex::new(behavior),
+            conns: Mutex::new(Vec::new()),
+            open: AtomicUsize::new(0),
+            dead: AtomicBool::new(false),
+        });
+        let st = Arc::clone(&state);
+        let acceptor = thread::spawn(move || tcp_accept_loop(listener, st));
+        TcpBackend {
+            addr,
+            state,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    pub fn echo(ip_str: &str, name: &str) -> TcpBackend {
+        TcpBackend::start(ip_str, name, TcpBehavior::Echo)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    /// The `--instance` flag for this backend, expected healthy.
+    pub fn instance(&self, zone: &str) -> Instance {
+        Instance::new(&self.state.name, self.addr, zone).expecting_healthy(true)
+    }
+
+    pub fn set_behavior(&self, behavior: TcpBehavior) {
+        *self.state.behavior.lock().expect("behavior lock") = behavior;
+    }
+
+    /// Every connection accepted so far, in order of arrival (probes included).
+    pub fn conns(&self) -> Vec<TcpConnLog> {
+        self.state.conns.lock().expect("conns lock").clone()
+    }
+
+    /// The connections that carried at least one byte, in order of arrival.
+    pub fn data_conns(&self) -> Vec<TcpConnLog> {
+        self.conns().into_iter().filter(|c| c.total > 0).collect()
+    }
+
+    /// How many connections were accepted (probes included).
+    pub fn accepted(&self) -> usize {
+        self.state.conns.lock().expect("conns lock").len()
+    }
+
+    /// Connections open right now.
+    pub fn open_connections(&self) -> usize {
+        self.state.open.load(Ordering::SeqCst)
+    }
+
+    /// The first connection whose bytes start with `prefix`, if any.
+    pub fn conn_starting_with(&self, prefix: &[u8]) -> Option<TcpConnLog> {
+        self.conns()
+            .into_iter()
+            .find(|c| c.received.starts_with(prefix))
+    }
+
+    /// The instance dies: its listener closes (connects are refused from now on) and
+    /// every open connection is closed.
+    pub fn kill(&mut self) {
+        if !self.state.dead.swap(true, Ordering::SeqCst) {
+            let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        }
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        wait_until(Duration::from_secs(5), || self.open_connections() == 0);
+    }
+}
+
+impl Drop for TcpBackend {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn tcp_accept_loop(listener: TcpListener, state: Arc<TcpBackendState>) {
+    for stream in listener.incoming() {
+        if state.dead.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(stream) = stream else { continue };
+        let index = {
+            let mut conns = state.conns.lock().expect("conns lock");
+            conns.push(TcpConnLog::default());
+            conns.len() - 1
+        };
+        state.open.fetch_add(1, Ordering::SeqCst);
+        let st = Arc::clone(&state);
+        thread::spawn(move || {
+            serve_tcp(stream, index, &st);
+            st.conns.lock().expect("conns lock")[index].done = true;
+            st.open.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+}
+
+fn serve_tcp(mut stream: TcpStream, index: usize, state: &TcpBackendState) {
+    if stream.set_read_timeout(Some(BACKEND_TICK)).is_err()
+        || stream.set_write_timeout(Some(READ_TIMEOUT)).is_err()
+    {
+        return;
+    }
+    let behavior = state.behavior.lock().expect("behavior lock").clone();
+    let echo = match behavior {
+        TcpBehavior::Echo => true,
+        TcpBehavior::SendThenHalfClose(len) => {
+            // A probe connection may be gone already: the writes fail, reading still
+            // sees its end.
+            if write_pattern(&mut stream, 0, len) {
+                let _ = stream.shutdown(Shutdown::Write);
+            }
+            false
+        }
+    };
+    let mut chunk = vec![0u8; 65536];
+    loop {
+        if state.dead.load(Ordering::SeqCst) {
+            return;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => {
+                state.conns.lock().expect("conns lock")[index].eof = true;
+                if echo {
+                    let _ = stream.shutdown(Shutdown::Write);
+                }
+                return;
+            }
+            Ok(n) => {
+                {
+                    let mut conns = state.conns.lock().expect("conns lock");
+                    let log = &mut conns[index];
+                    log.total += n;
+                    let keep = n.min(TCP_RECORD_CAP.saturating_sub(log.received.len()));
+                    log.received.extend_from_slice(&chunk[..keep]);
+                }
+                if echo && stream.write_all(&chunk[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                state.conns.lock().expect("conns lock")[index].reset = true;
+                return;
+            }
+        }
+    }
+}
+
+/// A raw TCP connection to `addr` with [`READ_TIMEOUT`] on every read and write.
+pub fn tcp_connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(READ_TIMEOUT))
+        .expect("timeout");
+    stream
+        .set_write_timeout(Some(READ_TIMEOUT))
+        .expect("timeout");
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+}
+
+/// Reads exactly `n` bytes; `Err` says what arrived instead (EOF, reset or timeout
+/// after so many bytes).
+pub fn read_exactly(stream: &mut TcpStream, n: usize) -> Result<Vec<u8>, String> {
+    let mut out = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        match stream.read(&mut out[got..]) {
+            Ok(0) => {
+                return Err(format!(
+                    "EOF after {got} of {n} bytes: {:?}",
+                    preview(&out[..got])
+                ))
+            }
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_timeout(&e) => {
+                return Err(format!(
+                    "read timed out after {got} of {n} bytes: {:?}",
+                    preview(&out[..got])
+                ))
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{e} after {got} of {n} bytes: {:?}",
+                    preview(&out[..got])
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads until EOF, at most `max` bytes and for at most `within`; `Err` says what
+/// happened instead (a reset, a timeout, too many bytes).
+pub fn read_to_eof(
+    stream: &mut TcpStream,
+    max: usize,
+    within: Duration,
+) -> Result<Vec<u8>, String> {
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; 65536];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "no EOF within {within:?}; {} bytes so far",
+                out.len()
+            ));
+        }
+        stream
+            .set_read_timeout(Some(left.min(READ_TIMEOUT)))
+            .expect("timeout");
+        match stream.read(&mut chunk) {
+            Ok(0) => return Ok(out),
+            Ok(k) => {
+                out.extend_from_slice(&chunk[..k]);
+                if out.len() > max {
+                    return Err(format!("more than {max} bytes before EOF"));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_timeout(&e) => {
+                return Err(format!("no EOF: read timed out after {} bytes", out.len()))
+            }
+            Err(e) => return Err(format!("{e} after {} bytes instead of EOF", out.len())),
+        }
+    }
+}
+
+/// Whether `stream` ends (EOF or reset) within `within` with nothing unread before the
+/// end; `Err` says what arrived instead.
+pub fn expect_eof(stream: &mut TcpStream, within: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    let mut chunk = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("connection still open after {within:?}"));
+        }
+        stream.set_read_timeout(Some(left)).expect("timeout");
+        match stream.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                return Err(format!(
+                    "unexpected bytes instead of the end: {:?}",
+                    preview(&chunk[..n])
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_timeout(&e) => {}
+            Err(_) => return Ok(()),
+        }
+    }
+}
+
+/// The first bytes of `bytes`, escaped, for failure messages.
+pub fn preview(bytes: &[u8]) -> String {
+    let head = &bytes[..bytes.len().min(120)];
+    let mut s: String = head.escape_ascii().to_string();
+    if bytes.len() > head.len() {
+        s.push_str(&format!("... ({} bytes)", bytes.len()));
+    }
+    s
+}
+
+/// Where `got` first differs from `want`, for failure messages about large payloads.
+pub fn first_difference(got: &[u8], want: &[u8]) -> String {
+    match got.iter().zip(want).position(|(a, b)| a != b) {
+        Some(i) => format!(
+            "byte {i} differs: got {:?}, want {:?} (lengths {} and {})",
+            preview(&got[i..]),
+            preview(&want[i..]),
+            got.len(),
+            want.len()
+        ),
+        None if got.len() == want.len() => "equal".to_string(),
+        None => format!("lengths differ: got {}, want {}", got.len(), want.len()),
+    }
+}
