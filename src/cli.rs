@@ -51,21 +51,11 @@ const DEFAULT_DRAINING: u32 = 300;
 const DRAINING_RANGE: (u64, u64) = (1, 3600);
 
 /// Flags of DESIGN §4 that are recognised but refused, with the feature each belongs to.
-/// The repeatable ones are declared repeatable so that repeating them still gets this
-/// answer, not "given more than once".
-const NOT_BUILT: &[(&str, &str, Occurs)] = &[
-    ("sticky", "sticky sessions are", Occurs::Once),
-    ("desync-mode", "desync mitigation modes are", Occurs::Once),
-    ("cert", "TLS certificates are", Occurs::Many),
-    ("key", "TLS certificates are", Occurs::Many),
-    ("access-log", "access logs are", Occurs::Once),
+const NOT_BUILT: &[(&str, &str)] = &[
+    ("sticky", "sticky sessions are"),
+    ("desync-mode", "desync mitigation modes are"),
+    ("access-log", "access logs are"),
 ];
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Occurs {
-    Once,
-    Many,
-}
 
 fn options() -> Options {
     let mut opts = Options::new();
@@ -83,6 +73,9 @@ fn options() -> Options {
         .optopt("", "state", "", "FILE")
         .optopt("", "draining", "", "S|off")
         .optmulti("", "proxy-protocol", "", "[v2:]PORT")
+        .optmulti("", "cert", "", "FILE")
+        .optmulti("", "key", "", "FILE")
+        .optopt("", "ssl-policy", "", "NAME")
         .optopt("", "health-check", "", "TARGET")
         .optopt("", "health-interval", "", "S")
         .optopt("", "health-timeout", "", "S")
@@ -90,11 +83,8 @@ fn options() -> Options {
         .optopt("", "unhealthy-threshold", "", "N")
         .optflag("h", "help", "")
         .optflag("V", "version", "");
-    for &(long, _, occurs) in NOT_BUILT {
-        match occurs {
-            Occurs::Once => opts.optopt("", long, "", "VALUE"),
-            Occurs::Many => opts.optmulti("", long, "", "VALUE"),
-        };
+    for &(long, _) in NOT_BUILT {
+        opts.optopt("", long, "", "VALUE");
     }
     opts
 }
@@ -193,6 +183,27 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
     };
 
     let health_check = health_check(&m, &listeners)?;
+    let (cert_files, key_files) = (m.opt_strs("cert"), m.opt_strs("key"));
+    if cert_files.len() != key_files.len() {
+        return Err(CliError(format!(
+            "--cert and --key come in pairs: {} --cert and {} --key given",
+            cert_files.len(),
+            key_files.len()
+        )));
+    }
+    let certs: Vec<crate::tls::CertPair> = cert_files
+        .into_iter()
+        .zip(key_files)
+        .map(|(cert, key)| crate::tls::CertPair {
+            cert: cert.into(),
+            key: key.into(),
+        })
+        .collect();
+    let ssl_policy = m
+        .opt_str("ssl-policy")
+        .unwrap_or_else(|| crate::tls::DEFAULT_POLICY.to_owned());
+    crate::tls::check_policy(&ssl_policy)
+        .map_err(|why| flag_error("ssl-policy", &ssl_policy, &why))?;
     let mut proxy_protocol: Vec<(u16, ProxyVersion)> = Vec::new();
     for text in m.opt_strs("proxy-protocol") {
         let (version, port) = match text.strip_prefix("v2:") {
@@ -235,6 +246,8 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             api,
             state,
             api_credentials,
+            certs,
+            ssl_policy,
         },
     })))
 }
@@ -262,7 +275,7 @@ fn dashed(name: &str) -> String {
 }
 
 fn refuse_unbuilt(m: &Matches) -> Result<(), CliError> {
-    for &(long, feature, _) in NOT_BUILT {
+    for &(long, feature) in NOT_BUILT {
         if let Some(value) = m.opt_strs(long).first() {
             return Err(flag_error(
                 long,
@@ -306,15 +319,9 @@ fn listeners(specs: &[String]) -> Result<Vec<Listener>, CliError> {
 /// HTTP and TCP are built; the parser accepts all four protocols so this is the one
 /// place to widen when TLS lands.
 fn unbuilt_listener(listener: &Listener) -> Option<String> {
-    if listener.protocol.is_tls() {
-        return Some(format!(
-            "{} listeners are not supported yet",
-            listener.protocol.as_str()
-        ));
-    }
     if listener.instance_protocol.is_tls() {
         return Some(format!(
-            "{} instance protocol is not supported yet",
+            "{} instance protocol (TLS to instances) is not supported yet",
             listener.instance_protocol.as_str()
         ));
     }
@@ -479,7 +486,7 @@ Usage: clb [OPTIONS]
   -n, --name NAME              load balancer name: 1 to 32 of A-Z a-z 0-9 '-' (default \"{DEFAULT_NAME}\")
   -l, --listener SPEC          PROTO:PORT[:INSTANCE_PROTO:INSTANCE_PORT]; PROTO is http, https,
                                tcp or ssl; repeatable, at least one; e.g. http:8080:http:80,
-                               https:8443:http:80, tcp:5432 (https and ssl not supported yet)
+                               https:8443:http:80, tcp:5432, ssl:443:tcp:80 (TLS to instances not yet)
   -i, --instance SPEC          ID=HOST[:PORT][@ZONE], repeatable (none: every request gets 503);
                                HOST is an IPv4 address, [IPv6] or a DNS name; a PORT overrides the
                                listeners' instance port; ZONE defaults to {DEFAULT_ZONE}
@@ -499,6 +506,11 @@ Usage: clb [OPTIONS]
                                reloaded at start
       --draining S|off         connection draining timeout of this load balancer, 1-3600
                                (default 300)
+      --cert FILE --key FILE   PEM certificate chain and key (RSA or ECDSA) for https and ssl
+                               listeners; repeatable pairs, chosen by SNI, the first is the
+                               default (none: a self-signed certificate for localhost)
+      --ssl-policy NAME        ELB security policy (default ELBSecurityPolicy-TLS-1-2-2017-01,
+                               the one rustls can honour)
       --proxy-protocol [v2:]PORT
                                send a PROXY protocol header (v1, or v2) first on every TCP
                                listener connection to this instance port; repeatable
@@ -517,7 +529,6 @@ Recognised but not supported yet (giving one is refused):
                                sticky sessions: an AWSELB cookie for S seconds, or for the life
                                of the application's COOKIE
       --desync-mode MODE       monitor, defensive (default) or strictest
-      --cert FILE --key FILE   PEM chain and key for https/ssl listeners; repeatable pairs (SNI)
       --access-log FILE|-      ELB access-log lines
 
 RUST_LOG sets the log level. A refused flag prints one line and exits 2.
@@ -637,7 +648,7 @@ mod tests {
             "version",
         ]
         .to_vec();
-        longs.extend(NOT_BUILT.iter().map(|&(long, _, _)| long));
+        longs.extend(NOT_BUILT.iter().map(|&(long, _)| long));
         for long in longs {
             assert!(help.contains(&format!("--{long} ")), "help lacks --{long}");
             // Every flag in the help is one getopts knows.
@@ -673,17 +684,19 @@ mod tests {
             5432
         );
         assert_eq!(
-            refused("-l https:8443:http:80"),
-            "--listener 'https:8443:http:80': HTTPS listeners are not supported yet"
+            run("-l https:8443:http:80").load_balancer.listeners.len(),
+            1
         );
         assert_eq!(
-            refused("-l ssl:443"),
-            "--listener 'ssl:443': SSL listeners are not supported yet"
+            refused("-l ssl:443:ssl:443"),
+            "--listener 'ssl:443:ssl:443': SSL instance protocol (TLS to instances) is not supported yet"
         );
-        assert_eq!(
-            refused("-l http:80:https:443"),
-            "--listener 'http:80:https:443': HTTPS instance protocol is not supported yet"
+        assert_eq!(run("-l ssl:443:tcp:80").load_balancer.listeners.len(), 1);
+        assert!(
+            refused("-l http:80:https:443").ends_with("(TLS to instances) is not supported yet")
         );
+        assert!(refused("-l http:80 --ssl-policy ELBSecurityPolicy-2016-08").contains("rustls"));
+        assert!(refused("-l http:80 --cert a.pem").starts_with("--cert and --key come in pairs"));
         assert_eq!(
             refused("-l http:80 -l HTTP:80:http:81"),
             "--listener 'HTTP:80:http:81': port 80 already has a listener (one listener per port)"
@@ -739,7 +752,7 @@ mod tests {
 
     #[test]
     fn unbuilt_flags_are_refused_by_name() {
-        for &(long, feature, _) in NOT_BUILT {
+        for &(long, feature) in NOT_BUILT {
             assert_eq!(
                 refused(&format!("-l http:80 --{long} v")),
                 format!("--{long} 'v': {feature} not supported yet")

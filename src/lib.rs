@@ -16,4 +16,5 @@ pub mod http;
 pub mod runtime;
 pub mod sys;
 pub mod tcp;
+pub mod tls;
 pub mod worker;

@@ -87,6 +87,18 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
         None => None,
     };
 
+    let tls = if topology
+        .listeners
+        .iter()
+        .any(|l| l.listener.protocol.is_tls())
+    {
+        Some(
+            crate::tls::server_config(&runtime.certs, &runtime.ssl_policy)
+                .map_err(|e| StartError::Config(e.to_string()))?,
+        )
+    } else {
+        None
+    };
     let mut threads = Vec::with_capacity(sockets.len() + 1);
     let mut handles = Vec::with_capacity(sockets.len());
     let mut in_flight = Vec::with_capacity(sockets.len());
@@ -96,6 +108,7 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
             max_connections: runtime.max_connections,
             workers: runtime.workers,
             health_unit: worker::health_unit_from_env(),
+            tls: tls.clone(),
         };
         let (worker, handle) =
             Worker::new(id, topology.clone(), listening, settings, counts.clone())

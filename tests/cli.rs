@@ -171,12 +171,12 @@ fn unknown_flag_is_refused() {
 /// TCP listeners work now (tests/tcp.rs); the TLS ones are still refused, with the
 /// flag named and "not supported yet" rather than "unknown".
 #[test]
-fn ssl_and_https_listeners_are_not_supported_yet() {
+fn tls_to_instances_is_not_supported_yet() {
     for spec in [
-        "ssl:443",
-        "https:443",
-        "https:443:http:80",
-        "ssl:443:tcp:443",
+        "ssl:443:ssl:443",
+        "https:443:https:443",
+        "http:80:https:443",
+        "tcp:443:ssl:443",
     ] {
         let r = run(&["--listener", spec, "--api", "off"]);
         assert_eq!(r.status.code(), Some(2), "{spec}: stderr: {:?}", r.stderr);

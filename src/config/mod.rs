@@ -119,6 +119,10 @@ pub struct Runtime {
     pub state: Option<std::path::PathBuf>,
     /// The SigV4 credentials file the API requires.
     pub api_credentials: Option<std::path::PathBuf>,
+    /// Certificate and key files for HTTPS and SSL listeners; the first is the default.
+    pub certs: Vec<crate::tls::CertPair>,
+    /// The ELB security policy TLS listeners follow.
+    pub ssl_policy: String,
 }
 
 /// The whole configuration the process starts from.

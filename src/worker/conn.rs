@@ -40,7 +40,7 @@ impl Deadline {
 }
 
 pub struct Client {
-    pub sock: TcpStream,
+    pub sock: super::stream::Stream,
     pub generation: u32,
     pub listener: usize,
     /// Zone this connection is served from when cross-zone balancing is off.

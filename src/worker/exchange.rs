@@ -248,17 +248,17 @@ impl Worker {
                 // The rest of a large body of known length goes kernel to kernel, once
                 // nothing of it is left in user space (ordering: buffered bytes first).
                 let drained = c.wbuf.is_none() && u.rbuf.as_ref().is_none_or(Buf::is_empty);
-                if drained && pipe.splice_worthy(SPLICE_MIN) {
+                if drained && c.sock.plain().is_some() && pipe.splice_worthy(SPLICE_MIN) {
                     ex.kernel = self.pipes.pop().or_else(|| KernelPipe::new(PIPE_SIZE).ok());
                 }
             }
-            if let Some(kernel) = ex.kernel.as_mut() {
+            if let (Some(kernel), Some(to_client)) = (ex.kernel.as_mut(), c.sock.plain()) {
                 match splice_body(
                     kernel,
                     pipe,
                     &mut u.sock,
                     &mut u.ready,
-                    &mut c.sock,
+                    to_client,
                     &mut c.ready,
                 ) {
                     Ok((from_instance, to_client)) => {
@@ -600,7 +600,7 @@ fn splice_body(
     pipe: &mut Pipe,
     from: &mut TcpStream,
     from_ready: &mut Ready,
-    to: &mut TcpStream,
+    to: &TcpStream,
     to_ready: &mut Ready,
 ) -> io::Result<(bool, bool)> {
     let (mut from_instance, mut to_client) = (false, false);
@@ -635,6 +635,24 @@ fn splice_body(
     }
 }
 
+/// A readable source, and whether a read shorter than asked proves it is drained: true
+/// for a socket, false for TLS (plaintext and socket bytes do not match one to one).
+pub(super) trait Drained: io::Read {
+    fn short_read_drains(&self) -> bool;
+}
+
+impl Drained for TcpStream {
+    fn short_read_drains(&self) -> bool {
+        true
+    }
+}
+
+impl Drained for super::stream::Stream {
+    fn short_read_drains(&self) -> bool {
+        !self.is_tls()
+    }
+}
+
 pub(super) enum ReadOutcome {
     Data,
     Eof,
@@ -646,7 +664,7 @@ pub(super) enum ReadOutcome {
 /// next arrival raises a new event).
 pub(super) fn read_some(
     buf: &mut Buf,
-    sock: &mut TcpStream,
+    sock: &mut impl Drained,
     ready: &mut Ready,
 ) -> io::Result<ReadOutcome> {
     let free = buf.free();
@@ -654,7 +672,7 @@ pub(super) fn read_some(
         Ok(0) => Ok(ReadOutcome::Eof),
         Ok(n) => {
             // After a hang-up the next read returns the EOF, and no new event will say so.
-            if n < free && !ready.hup {
+            if n < free && !ready.hup && sock.short_read_drains() {
                 ready.readable = false;
             }
             Ok(ReadOutcome::Data)

@@ -12,6 +12,7 @@ mod listen;
 mod pipe;
 mod probe;
 mod session;
+mod stream;
 mod swap;
 pub mod timers;
 pub mod token;
@@ -76,6 +77,8 @@ pub struct Settings {
     pub workers: usize,
     /// One "second" of health-check interval and timeout (shortened only by tests).
     pub health_unit: Duration,
+    /// The TLS configuration of HTTPS and SSL listeners.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 pub struct Worker {
@@ -277,6 +280,7 @@ impl Worker {
                 continue;
             };
             let lb = view.lb;
+            let tls = view.listener.protocol.is_tls();
             let idle = self
                 .topo
                 .lbs
@@ -298,6 +302,14 @@ impl Worker {
             {
                 continue;
             }
+            let sock = match (&self.settings.tls, tls) {
+                (_, false) => stream::Stream::Plain(sock),
+                (Some(config), true) => match stream::Stream::tls(sock, config.clone()) {
+                    Ok(stream) => stream,
+                    Err(_) => continue,
+                },
+                (None, true) => continue,
+            };
             entry.insert(Client {
                 sock,
                 generation,

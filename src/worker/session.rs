@@ -16,7 +16,6 @@ use crate::http::canned::Canned;
 use crate::http::request::{self, Forwarding, HeadError, Parse, RequestInfo, MAX_HEAD};
 use crate::worker::buffer::Buf;
 use std::io::{self, Write};
-use std::net::Shutdown;
 
 /// Steps one `drive` may take before the session yields to others.
 const MAX_STEPS: usize = 64;
@@ -55,6 +54,17 @@ impl Worker {
     }
 
     fn step(&mut self, key: usize) -> Step {
+        // TLS records rustls queued (handshake, or data the socket did not take) go out
+        // whenever the socket can take them, whatever the phase.
+        if let Some(c) = self.clients.get_mut(key) {
+            if c.sock.is_tls() && c.ready.writable {
+                match c.sock.flush_tls() {
+                    Ok(true) => {}
+                    Ok(false) => c.ready.writable = false,
+                    Err(_) => return Step::Close,
+                }
+            }
+        }
         // While a response body streams, the exchange writes the client's pending bytes
         // itself, in one write with the body.
         let streaming = self
@@ -125,7 +135,7 @@ impl Worker {
                 client_ip: c.peer.ip(),
                 local_ip: c.local.ip(),
                 listener_port: c.local.port(),
-                scheme: "http",
+                scheme: if c.sock.is_tls() { "https" } else { "http" },
             };
             let mut head = self.bufs.get();
             match request::forward_head(rbuf.bytes(), &fwd, &mut head) {
@@ -235,7 +245,7 @@ impl Worker {
         if !linger && !unread {
             return Step::Close;
         }
-        if c.sock.shutdown(Shutdown::Write).is_err() || c.read_closed {
+        if c.sock.shutdown_write().is_err() || c.read_closed {
             return Step::Close;
         }
         c.phase = Phase::Linger;

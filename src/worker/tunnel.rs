@@ -284,7 +284,7 @@ impl Worker {
             }
         }
         if t.down_eof && !t.down_shut && rbuf.is_empty() {
-            let _ = c.sock.shutdown(Shutdown::Write);
+            let _ = c.sock.shutdown_write();
             t.down_shut = true;
             progress = true;
         }

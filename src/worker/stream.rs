@@ -1,0 +1,160 @@
+//! A client connection's byte stream: plain TCP, or TLS terminated here.
+//!
+//! Both read and write like a non-blocking socket, so sessions and tunnels do not care
+//! which they have. TLS needs two things a socket does not: records rustls has queued
+//! (handshake messages, data the socket would not take) are flushed whenever the socket
+//! is writable, even with nothing new to write; and a read may consume socket bytes yet
+//! return `WouldBlock` (a handshake record carries no application data). Writes into
+//! rustls are bounded, so a client that does not read cannot make clb buffer without end.
+
+use mio::net::TcpStream;
+use rustls::ServerConnection;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::Shutdown;
+
+/// Plaintext rustls may hold for a slow reader before writes report `WouldBlock`.
+const TLS_SEND_LIMIT: usize = 64 * 1024;
+
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+pub struct TlsStream {
+    sock: TcpStream,
+    conn: ServerConnection,
+}
+
+impl Stream {
+    pub fn tls(
+        sock: TcpStream,
+        config: std::sync::Arc<rustls::ServerConfig>,
+    ) -> io::Result<Stream> {
+        let mut conn = ServerConnection::new(config).map_err(io::Error::other)?;
+        conn.set_buffer_limit(Some(TLS_SEND_LIMIT));
+        Ok(Stream::Tls(Box::new(TlsStream { sock, conn })))
+    }
+
+    /// The socket, for splicing; `None` for TLS (the kernel cannot see the plaintext).
+    pub fn plain(&self) -> Option<&TcpStream> {
+        match self {
+            Stream::Plain(sock) => Some(sock),
+            Stream::Tls(_) => None,
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
+    /// Writes what rustls has queued. True when nothing is left queued.
+    pub fn flush_tls(&mut self) -> io::Result<bool> {
+        match self {
+            Stream::Plain(_) => Ok(true),
+            Stream::Tls(tls) => tls.flush_records(),
+        }
+    }
+
+    /// TLS: queue close_notify first, so the client can tell a close from a truncation.
+    pub fn shutdown_write(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(sock) => sock.shutdown(Shutdown::Write),
+            Stream::Tls(tls) => {
+                tls.conn.send_close_notify();
+                let _ = tls.flush_records();
+                tls.sock.shutdown(Shutdown::Write)
+            }
+        }
+    }
+}
+
+impl TlsStream {
+    fn flush_records(&mut self) -> io::Result<bool> {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(&mut self.sock) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let tls = match self {
+            Stream::Plain(sock) => return sock.read(buf),
+            Stream::Tls(tls) => tls,
+        };
+        loop {
+            match tls.conn.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            match tls.conn.read_tls(&mut tls.sock) {
+                // The peer closed without close_notify: a truncation, reported as EOF.
+                Ok(0) => return Ok(0),
+                Ok(_) => {
+                    if let Err(e) = tls.conn.process_new_packets() {
+                        // Send the alert rustls prepared, then give up on the connection.
+                        let _ = tls.flush_records();
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                    }
+                    tls.flush_records()?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(sock) => sock.write(buf),
+            Stream::Tls(tls) => {
+                // Whatever rustls still holds goes first; only then is there room.
+                if !tls.flush_records()? {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                let n = tls.conn.writer().write(buf)?;
+                tls.flush_records()?;
+                if n == 0 && !buf.is_empty() {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(sock) => sock.write_vectored(bufs),
+            Stream::Tls(_) => {
+                // rustls frames each write as records anyway: take the slices in turn.
+                let mut total = 0;
+                for buf in bufs.iter().filter(|b| !b.is_empty()) {
+                    match self.write(buf) {
+                        Ok(n) => {
+                            total += n;
+                            if n < buf.len() {
+                                break;
+                            }
+                        }
+                        Err(e) if total > 0 && e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(total)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_tls().map(|_| ())
+    }
+}
