@@ -1,7 +1,9 @@
 //! The `clb` binary: flags to configuration, configuration to running workers.
 
 use clb::cli::{self, Command};
+use clb::control::server::{ControlHandle, Event};
 use clb::control::sigv4::load_credentials;
+use clb::sys::signals;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -35,6 +37,10 @@ fn main() -> ExitCode {
             }
         },
     };
+    // Blocked before any thread starts, so only the signal thread below receives it.
+    if let Err(e) = signals::block(&[signals::HUP]) {
+        log::warn!("cannot block SIGHUP, certificate reload is off: {e}");
+    }
     let running = match clb::runtime::start(&config, credentials) {
         Ok(running) => running,
         Err(e) => {
@@ -64,11 +70,35 @@ fn main() -> ExitCode {
         }
         None => log::info!("control API off"),
     }
+    spawn_signal_thread(running.control.clone());
     match running.wait() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("clb: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// SIGHUP reloads certificate files; the control thread does the work.
+fn spawn_signal_thread(control: ControlHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("clb-signals".to_string())
+        .spawn(move || loop {
+            match signals::wait(&[signals::HUP]) {
+                Ok(_) => {
+                    log::info!("SIGHUP: reloading certificates");
+                    if !control.send(Event::ReloadCertificates) {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    log::error!("waiting for signals failed, SIGHUP is ignored from now: {e}");
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("cannot start the signal thread, SIGHUP is ignored: {e}");
     }
 }

@@ -10,7 +10,7 @@ use crate::backend::health::{InFlight, MAX_SLOTS};
 use crate::config::Config;
 use crate::control::model::{LbState, Model};
 use crate::control::plane::Plane;
-use crate::control::server::Server;
+use crate::control::server::{ControlHandle, Server};
 use crate::control::sigv4::Credentials;
 use crate::control::state::StateFile;
 use crate::worker::{self, ListenError, Settings, Worker};
@@ -48,6 +48,8 @@ pub struct Running {
     /// What the load balancers looked like at start.
     pub load_balancers: Vec<LbState>,
     threads: Vec<JoinHandle<io::Result<()>>>,
+    /// Reaches the control thread (signals).
+    pub control: ControlHandle,
 }
 
 pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Running, StartError> {
@@ -132,16 +134,19 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
         bind: runtime.bind,
         state,
         ports,
+        certs: runtime.certs.clone(),
+        ssl_policy: runtime.ssl_policy.clone(),
     };
-    let server = Server::new(plane, api, credentials).map_err(StartError::Thread)?;
-    let control = std::thread::Builder::new()
+    let (server, control) = Server::new(plane, api, credentials).map_err(StartError::Thread)?;
+    let control_thread = std::thread::Builder::new()
         .name("clb-control".to_string())
         .spawn(move || server.run())
         .map_err(StartError::Thread)?;
-    threads.push(control);
+    threads.push(control_thread);
     Ok(Running {
         load_balancers,
         threads,
+        control,
     })
 }
 

@@ -121,3 +121,48 @@ mod tests {
         assert_eq!(&got, b"hello splice");
     }
 }
+
+/// Signals clb handles itself, on one thread, instead of with async handlers.
+pub mod signals {
+    use std::io;
+
+    fn set(signals: &[libc::c_int]) -> libc::sigset_t {
+        // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise and fill it.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for &s in signals {
+                libc::sigaddset(&mut set, s);
+            }
+            set
+        }
+    }
+
+    /// Blocks `signals` in the calling thread and every thread it starts afterwards, so
+    /// only `wait` receives them. Call before starting any thread.
+    pub fn block(signals: &[libc::c_int]) -> io::Result<()> {
+        let set = set(signals);
+        // SAFETY: `set` is initialised; a null old-set pointer is allowed.
+        let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(rc))
+        }
+    }
+
+    /// Waits for one of `signals` (blocked beforehand) and returns it.
+    pub fn wait(signals: &[libc::c_int]) -> io::Result<libc::c_int> {
+        let set = set(signals);
+        let mut received: libc::c_int = 0;
+        // SAFETY: `set` is initialised and `received` is a valid place to write.
+        let rc = unsafe { libc::sigwait(&set, &mut received) };
+        if rc == 0 {
+            Ok(received)
+        } else {
+            Err(io::Error::from_raw_os_error(rc))
+        }
+    }
+
+    pub const HUP: libc::c_int = libc::SIGHUP;
+}

@@ -27,6 +27,9 @@ pub struct Plane {
     pub state: Option<StateFile>,
     /// Every port this process has bound: still ours while workers catch up.
     pub ports: HashSet<u16>,
+    /// Certificate files and policy, loaded again on SIGHUP.
+    pub certs: Vec<crate::tls::CertPair>,
+    pub ssl_policy: String,
 }
 
 impl Plane {
@@ -59,6 +62,24 @@ impl Plane {
             if let Err(e) = self.commit(next) {
                 log::error!("ending connection draining: {e}");
             }
+        }
+    }
+
+    /// SIGHUP: new TLS handshakes use the certificate files as they are now; a file that
+    /// does not load keeps the old certificates (and says why).
+    pub fn reload_tls(&mut self) {
+        if self.certs.is_empty() {
+            log::info!("no --cert files to reload: the self-signed certificate stays in use");
+            return;
+        }
+        match crate::tls::server_config(&self.certs, &self.ssl_policy) {
+            Ok(config) => {
+                for worker in &self.workers {
+                    worker.send(Control::Tls(config.clone()));
+                }
+                log::info!("certificates reloaded ({} pairs)", self.certs.len());
+            }
+            Err(e) => log::error!("certificates not reloaded, the old ones stay in use: {e}"),
         }
     }
 

@@ -10,12 +10,35 @@ use super::query;
 use super::sigv4::{self, Credentials, SignedRequest};
 use super::xml;
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::io::{self, Read, Write};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 const LISTENER: Token = Token(usize::MAX);
+const WAKER: Token = Token(usize::MAX - 1);
+
+/// What other threads (the signal thread) ask of the control thread.
+pub enum Event {
+    /// SIGHUP: load the certificate files again.
+    ReloadCertificates,
+}
+
+/// How to reach the control thread.
+#[derive(Clone)]
+pub struct ControlHandle {
+    sender: Sender<Event>,
+    waker: Arc<Waker>,
+}
+
+impl ControlHandle {
+    pub fn send(&self, event: Event) -> bool {
+        self.sender.send(event).is_ok() && self.waker.wake().is_ok()
+    }
+}
+
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 1024 * 1024;
 const MAX_CONNECTIONS: usize = 256;
@@ -37,6 +60,7 @@ pub struct Server {
     conns: Slab<Conn>,
     plane: Plane,
     credentials: Option<Credentials>,
+    events: Receiver<Event>,
 }
 
 impl Server {
@@ -44,8 +68,10 @@ impl Server {
         plane: Plane,
         listener: Option<std::net::TcpListener>,
         credentials: Option<Credentials>,
-    ) -> io::Result<Server> {
+    ) -> io::Result<(Server, ControlHandle)> {
         let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let (sender, events) = mpsc::channel();
         let listener = match listener {
             Some(std) => {
                 std.set_nonblocking(true)?;
@@ -56,13 +82,21 @@ impl Server {
             }
             None => None,
         };
-        Ok(Server {
+        let server = Server {
             poll,
             listener,
             conns: Slab::new(),
             plane,
             credentials,
-        })
+            events,
+        };
+        Ok((
+            server,
+            ControlHandle {
+                sender,
+                waker: Arc::new(waker),
+            },
+        ))
     }
 
     pub fn run(mut self) -> io::Result<()> {
@@ -82,6 +116,13 @@ impl Server {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
+                    WAKER => {
+                        while let Ok(event) = self.events.try_recv() {
+                            match event {
+                                Event::ReloadCertificates => self.plane.reload_tls(),
+                            }
+                        }
+                    }
                     Token(key) => self.serve(key),
                 }
             }

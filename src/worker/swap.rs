@@ -25,6 +25,8 @@ pub enum Control {
         topology: Arc<Topology>,
         listening: Vec<Listening>,
     },
+    /// New TLS handshakes use this configuration (SIGHUP); sessions already open keep theirs.
+    Tls(Arc<rustls::ServerConfig>),
 }
 
 /// Marks an index that has no counterpart in the new topology.
@@ -38,6 +40,7 @@ impl Worker {
                     topology,
                     listening,
                 } => self.apply_topology(topology, listening),
+                Control::Tls(config) => self.settings.tls = Some(config),
             }
         }
     }
