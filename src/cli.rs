@@ -8,8 +8,8 @@
 
 use crate::config::{
     parse_health_target, parse_instance, parse_listener, parse_zones, valid_load_balancer_name,
-    Config, HealthCheck, HealthCheckError, HealthProtocol, Instance, Listener, LoadBalancer,
-    Runtime, DEFAULT_IDLE_TIMEOUT, DEFAULT_ZONE, IDLE_TIMEOUT_RANGE,
+    Config, HealthCheck, HealthCheckError, Instance, Listener, LoadBalancer, Runtime,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_ZONE, IDLE_TIMEOUT_RANGE,
 };
 use crate::tcp::proxy_protocol::Version as ProxyVersion;
 use getopts::{Fail, Matches, Options};
@@ -76,6 +76,8 @@ fn options() -> Options {
         .optmulti("", "cert", "", "FILE")
         .optmulti("", "key", "", "FILE")
         .optopt("", "ssl-policy", "", "NAME")
+        .optopt("", "backend-ca", "", "FILE")
+        .optmulti("", "backend-public-key", "", "FILE")
         .optopt("", "health-check", "", "TARGET")
         .optopt("", "health-interval", "", "S")
         .optopt("", "health-timeout", "", "S")
@@ -204,6 +206,14 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
         .unwrap_or_else(|| crate::tls::DEFAULT_POLICY.to_owned());
     crate::tls::check_policy(&ssl_policy)
         .map_err(|why| flag_error("ssl-policy", &ssl_policy, &why))?;
+    let backend_tls = crate::tls::backend::BackendTls {
+        ca: m.opt_str("backend-ca").map(Into::into),
+        public_keys: m
+            .opt_strs("backend-public-key")
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    };
     let mut proxy_protocol: Vec<(u16, ProxyVersion)> = Vec::new();
     for text in m.opt_strs("proxy-protocol") {
         let (version, port) = match text.strip_prefix("v2:") {
@@ -248,6 +258,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             api_credentials,
             certs,
             ssl_policy,
+            backend_tls,
         },
     })))
 }
@@ -297,9 +308,6 @@ fn listeners(specs: &[String]) -> Result<Vec<Listener>, CliError> {
     for spec in specs {
         let listener =
             parse_listener(spec).map_err(|e| flag_error("listener", spec, &e.to_string()))?;
-        if let Some(why) = unbuilt_listener(&listener) {
-            return Err(flag_error("listener", spec, &why));
-        }
         // Spec §1.6: one listener per load balancer port.
         if listeners.iter().any(|l| l.port == listener.port) {
             return Err(flag_error(
@@ -314,18 +322,6 @@ fn listeners(specs: &[String]) -> Result<Vec<Listener>, CliError> {
         listeners.push(listener);
     }
     Ok(listeners)
-}
-
-/// HTTP and TCP are built; the parser accepts all four protocols so this is the one
-/// place to widen when TLS lands.
-fn unbuilt_listener(listener: &Listener) -> Option<String> {
-    if listener.instance_protocol.is_tls() {
-        return Some(format!(
-            "{} instance protocol (TLS to instances) is not supported yet",
-            listener.instance_protocol.as_str()
-        ));
-    }
-    None
 }
 
 fn instances(specs: &[String]) -> Result<Vec<Instance>, CliError> {
@@ -353,19 +349,7 @@ fn health_check(m: &Matches, listeners: &[Listener]) -> Result<HealthCheck, CliE
     let target = match m.opt_str("health-check") {
         None => defaults.target,
         Some(text) => {
-            let target = parse_health_target(&text)
-                .map_err(|why| flag_error("health-check", &text, &why))?;
-            if matches!(target.protocol, HealthProtocol::Https | HealthProtocol::Ssl) {
-                return Err(flag_error(
-                    "health-check",
-                    &text,
-                    &format!(
-                        "{} health checks are not supported yet",
-                        target.protocol.as_str()
-                    ),
-                ));
-            }
-            target
+            parse_health_target(&text).map_err(|why| flag_error("health-check", &text, &why))?
         }
     };
     let interval = opt_u32(m, "health-interval")?.unwrap_or(defaults.interval);
@@ -486,7 +470,7 @@ Usage: clb [OPTIONS]
   -n, --name NAME              load balancer name: 1 to 32 of A-Z a-z 0-9 '-' (default \"{DEFAULT_NAME}\")
   -l, --listener SPEC          PROTO:PORT[:INSTANCE_PROTO:INSTANCE_PORT]; PROTO is http, https,
                                tcp or ssl; repeatable, at least one; e.g. http:8080:http:80,
-                               https:8443:http:80, tcp:5432, ssl:443:tcp:80 (TLS to instances not yet)
+                               https:8443:http:80, tcp:5432, ssl:443:tcp:80, http:80:https:443
   -i, --instance SPEC          ID=HOST[:PORT][@ZONE], repeatable (none: every request gets 503);
                                HOST is an IPv4 address, [IPv6] or a DNS name; a PORT overrides the
                                listeners' instance port; ZONE defaults to {DEFAULT_ZONE}
@@ -511,10 +495,16 @@ Usage: clb [OPTIONS]
                                default (none: a self-signed certificate for localhost)
       --ssl-policy NAME        ELB security policy (default ELBSecurityPolicy-TLS-1-2-2017-01,
                                the one rustls can honour)
+      --backend-ca FILE        HTTPS/SSL instances must present a certificate chained to one in
+                               this PEM file, or one of its certificates itself (default: any
+                               certificate, as ELB without a back-end authentication policy)
+      --backend-public-key FILE
+                               HTTPS/SSL instances must present this public key (PEM PUBLIC KEY,
+                               or a certificate's key); repeatable: any one of them
       --proxy-protocol [v2:]PORT
                                send a PROXY protocol header (v1, or v2) first on every TCP
                                listener connection to this instance port; repeatable
-      --health-check TARGET    HTTP:PORT/PATH or TCP:PORT (HTTPS and SSL not supported yet);
+      --health-check TARGET    HTTP:PORT/PATH, HTTPS:PORT/PATH, TCP:PORT or SSL:PORT;
                                an instance with its own PORT is probed there
                                (default TCP:<first listener's instance port>)
       --health-interval S      seconds between probes of an instance, 5-300 (default 30)
@@ -687,13 +677,22 @@ mod tests {
             run("-l https:8443:http:80").load_balancer.listeners.len(),
             1
         );
+        for spec in [
+            "ssl:443:ssl:443",
+            "ssl:443:tcp:80",
+            "http:80:https:443",
+            "tcp:80:ssl:443",
+        ] {
+            assert_eq!(run(&format!("-l {spec}")).load_balancer.listeners.len(), 1);
+        }
         assert_eq!(
-            refused("-l ssl:443:ssl:443"),
-            "--listener 'ssl:443:ssl:443': SSL instance protocol (TLS to instances) is not supported yet"
-        );
-        assert_eq!(run("-l ssl:443:tcp:80").load_balancer.listeners.len(), 1);
-        assert!(
-            refused("-l http:80:https:443").ends_with("(TLS to instances) is not supported yet")
+            run("-l http:80:https:443 --backend-public-key k.pem --backend-ca ca.pem")
+                .runtime
+                .backend_tls,
+            crate::tls::backend::BackendTls {
+                ca: Some("ca.pem".into()),
+                public_keys: vec!["k.pem".into()],
+            }
         );
         assert!(refused("-l http:80 --ssl-policy ELBSecurityPolicy-2016-08").contains("rustls"));
         assert!(refused("-l http:80 --cert a.pem").starts_with("--cert and --key come in pairs"));

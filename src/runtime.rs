@@ -101,6 +101,8 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
     } else {
         None
     };
+    let backend_tls = crate::tls::backend::client_config(&runtime.backend_tls)
+        .map_err(|e| StartError::Config(e.to_string()))?;
     let mut threads = Vec::with_capacity(sockets.len() + 1);
     let mut handles = Vec::with_capacity(sockets.len());
     let mut in_flight = Vec::with_capacity(sockets.len());
@@ -111,6 +113,7 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
             workers: runtime.workers,
             health_unit: worker::health_unit_from_env(),
             tls: tls.clone(),
+            backend_tls: backend_tls.clone(),
         };
         let (worker, handle) =
             Worker::new(id, topology.clone(), listening, settings, counts.clone())
@@ -136,6 +139,7 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
         ports,
         certs: runtime.certs.clone(),
         ssl_policy: runtime.ssl_policy.clone(),
+        tls_ready: tls.is_some(),
     };
     let (server, control) = Server::new(plane, api, credentials).map_err(StartError::Thread)?;
     let control_thread = std::thread::Builder::new()

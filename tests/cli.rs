@@ -167,26 +167,3 @@ fn malformed_instance_is_refused() {
 fn unknown_flag_is_refused() {
     refused(&["--no-such-flag"], &["no-such-flag"]);
 }
-
-/// TCP listeners work now (tests/tcp.rs); the TLS ones are still refused, with the
-/// flag named and "not supported yet" rather than "unknown".
-#[test]
-fn tls_to_instances_is_not_supported_yet() {
-    for spec in [
-        "ssl:443:ssl:443",
-        "https:443:https:443",
-        "http:80:https:443",
-        "tcp:443:ssl:443",
-    ] {
-        let r = run(&["--listener", spec, "--api", "off"]);
-        assert_eq!(r.status.code(), Some(2), "{spec}: stderr: {:?}", r.stderr);
-        let lines: Vec<&str> = r.stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "{spec}: stderr: {:?}", r.stderr);
-        assert!(
-            lines[0].starts_with("clb: ") && lines[0].contains("not supported yet"),
-            "{spec}: stderr: {:?}",
-            r.stderr
-        );
-        assert!(lines[0].contains(spec), "{spec}: stderr: {:?}", r.stderr);
-    }
-}

@@ -510,13 +510,6 @@ fn unknown_target_protocol_is_refused() {
 }
 
 #[test]
-fn https_and_ssl_targets_are_not_supported_yet() {
-    for target in ["HTTPS:443/index.html", "SSL:443"] {
-        flag_refused(&["--health-check", target], &["not supported yet"]);
-    }
-}
-
-#[test]
 fn range_bounds_are_accepted() {
     let backend = Backend::echo(IP1, "i-1");
     for flags in [["5", "2", "2", "2"], ["300", "60", "10", "10"]] {

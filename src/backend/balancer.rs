@@ -224,6 +224,7 @@ mod tests {
                 port: 80,
                 instance_protocol: Protocol::Http,
                 instance_port: 80,
+                ssl_certificate_id: None,
             }],
             instances: zones
                 .iter()

@@ -15,6 +15,15 @@ pub enum HealthProtocol {
 }
 
 impl HealthProtocol {
+    /// HTTP and HTTPS checks send a request; TCP and SSL ones only connect.
+    pub fn is_http(self) -> bool {
+        matches!(self, HealthProtocol::Http | HealthProtocol::Https)
+    }
+
+    pub fn is_tls(self) -> bool {
+        matches!(self, HealthProtocol::Https | HealthProtocol::Ssl)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             HealthProtocol::Tcp => "TCP",

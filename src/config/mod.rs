@@ -54,6 +54,9 @@ pub struct Listener {
     pub port: u16,
     pub instance_protocol: Protocol,
     pub instance_port: u16,
+    /// The API's `SSLCertificateId` of an HTTPS or SSL listener, kept and shown; the
+    /// certificates served are the `--cert` pairs, chosen by SNI (README).
+    pub ssl_certificate_id: Option<String>,
 }
 
 /// Where an instance's host part points: an address now, or a name resolved at start.
@@ -123,6 +126,8 @@ pub struct Runtime {
     pub certs: Vec<crate::tls::CertPair>,
     /// The ELB security policy TLS listeners follow.
     pub ssl_policy: String,
+    /// How TLS connections to HTTPS and SSL instances are checked.
+    pub backend_tls: crate::tls::backend::BackendTls,
 }
 
 /// The whole configuration the process starts from.

@@ -150,6 +150,7 @@ pub fn parse_listener(s: &str) -> Result<Listener, ListenerSpecError> {
         port,
         instance_protocol,
         instance_port,
+        ssl_certificate_id: None,
     })
 }
 
@@ -314,6 +315,7 @@ mod tests {
             port,
             instance_protocol,
             instance_port,
+            ssl_certificate_id: None,
         }
     }
 

@@ -26,6 +26,8 @@ pub struct Backend {
     pub addr: SocketAddr,
     /// A PROXY protocol header opens every connection to this back end.
     pub proxy_protocol: Option<crate::tcp::proxy_protocol::Version>,
+    /// The listener's instance protocol is HTTPS or SSL: connections start TLS.
+    pub tls: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -112,7 +114,7 @@ impl Topology {
             health,
             ..Topology::default()
         };
-        let mut backend_index: HashMap<(usize, SocketAddr), usize> = HashMap::new();
+        let mut backend_index: HashMap<(usize, SocketAddr, bool), usize> = HashMap::new();
         for (lb_index, (lb, registrations)) in lbs.iter().enumerate() {
             topo.lbs.push(LbView {
                 name: lb.name.clone(),
@@ -146,11 +148,14 @@ impl Topology {
                         .iter()
                         .find(|(port, _)| *port == addr.port())
                         .map(|(_, v)| *v);
-                    let index = *backend_index.entry((instance, addr)).or_insert_with(|| {
+                    let tls = listener.instance_protocol.is_tls();
+                    let key = (instance, addr, tls);
+                    let index = *backend_index.entry(key).or_insert_with(|| {
                         topo.backends.push(Backend {
                             instance,
                             addr,
                             proxy_protocol,
+                            tls,
                         });
                         topo.backends.len() - 1
                     });
@@ -254,12 +259,14 @@ mod tests {
                     port: 80,
                     instance_protocol: Protocol::Http,
                     instance_port: 8080,
+                    ssl_certificate_id: None,
                 },
                 Listener {
                     protocol: Protocol::Http,
                     port: 81,
                     instance_protocol: Protocol::Http,
                     instance_port: 8080,
+                    ssl_certificate_id: None,
                 },
             ],
             instances: vec![

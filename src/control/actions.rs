@@ -11,7 +11,7 @@ use super::model::{
 };
 use super::query::{MemberStruct, Params, QueryError};
 use super::xml::Xml;
-use crate::config::{parse_health_target, HealthCheck, HealthProtocol, Listener, Protocol};
+use crate::config::{parse_health_target, HealthCheck, Listener, Protocol};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub const VERSION: &str = "2012-06-01";
@@ -127,6 +127,13 @@ pub fn run(
                 .map(|p| port("LoadBalancerPorts.member.N", p))
                 .collect::<Result<Vec<u16>, _>>()?;
             model.delete_listeners(params.required("LoadBalancerName")?, &ports)?;
+            Ok(ok(&|_| {}))
+        }
+        "SetLoadBalancerListenerSSLCertificate" => {
+            let name = params.required("LoadBalancerName")?;
+            let lb_port = port("LoadBalancerPort", params.required("LoadBalancerPort")?)?;
+            let id = params.required("SSLCertificateId")?;
+            model.set_listener_certificate(name, lb_port, id)?;
             Ok(ok(&|_| {}))
         }
         "RegisterInstancesWithLoadBalancer" | "DeregisterInstancesFromLoadBalancer" => {
@@ -278,11 +285,26 @@ fn listener(m: &MemberStruct<'_>) -> Result<Listener, ApiError> {
         // ELB's rule: a secure front end defaults to a secure back end of the same layer.
         None => protocol,
     };
+    let port_number = port(&m.name("LoadBalancerPort"), m.required("LoadBalancerPort")?)?;
+    // ELB needs a certificate for a secure front end; clb keeps the id and serves its
+    // --cert pairs (README).
+    let ssl_certificate_id = match (protocol.is_tls(), m.get("SSLCertificateId")) {
+        (true, Some(id)) if !id.is_empty() => Some(id.to_string()),
+        (true, _) => {
+            return Err(ApiError::validation(format!(
+                "{}: an {} listener needs an SSLCertificateId",
+                m.name("SSLCertificateId"),
+                protocol.as_str()
+            )))
+        }
+        (false, _) => None,
+    };
     Ok(Listener {
         protocol,
-        port: port(&m.name("LoadBalancerPort"), m.required("LoadBalancerPort")?)?,
+        port: port_number,
         instance_protocol,
         instance_port: port(&m.name("InstancePort"), m.required("InstancePort")?)?,
+        ssl_certificate_id,
     })
 }
 
@@ -357,12 +379,6 @@ fn health_check(params: &Params) -> Result<HealthCheck, ApiError> {
     let target = parse_health_target(target_text).map_err(|why| {
         ApiError::validation(format!("HealthCheck.Target '{target_text}': {why}"))
     })?;
-    if matches!(target.protocol, HealthProtocol::Https | HealthProtocol::Ssl) {
-        return Err(ApiError::unsupported_protocol(format!(
-            "{} health checks are not supported yet by clb",
-            target.protocol.as_str()
-        )));
-    }
     let number = |name: &str| -> Result<u32, ApiError> {
         params
             .u32(name)?
@@ -426,6 +442,9 @@ fn describe_lb(x: &mut Xml, lb: &LbState) {
         x.leaf("LoadBalancerPort", &l.port.to_string());
         x.leaf("InstanceProtocol", l.instance_protocol.as_str());
         x.leaf("InstancePort", &l.instance_port.to_string());
+        if let Some(id) = &l.ssl_certificate_id {
+            x.leaf("SSLCertificateId", id);
+        }
         x.close("Listener");
         x.open("PolicyNames");
         x.close("PolicyNames");

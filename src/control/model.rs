@@ -201,6 +201,33 @@ impl Model {
         add_listeners(self.lb_mut(name)?, listeners)
     }
 
+    /// Records a secure listener's new certificate id (the control plane then loads the
+    /// `--cert` files again, so replaced files take effect: spec §13.17).
+    pub fn set_listener_certificate(
+        &mut self,
+        name: &str,
+        port: u16,
+        id: &str,
+    ) -> Result<(), ApiError> {
+        let lb = self.lb_mut(name)?;
+        let Some(listener) = lb.listeners.iter_mut().find(|l| l.port == port) else {
+            return Err(ApiError::listener_not_found(format!(
+                "There is no listener on port {port}"
+            )));
+        };
+        if !listener.protocol.is_tls() {
+            return Err(ApiError::invalid_configuration(format!(
+                "The listener on port {port} is {}: only HTTPS and SSL listeners have a certificate",
+                listener.protocol.as_str()
+            )));
+        }
+        if id.is_empty() {
+            return Err(ApiError::validation("SSLCertificateId must not be empty"));
+        }
+        listener.ssl_certificate_id = Some(id.to_string());
+        Ok(())
+    }
+
     pub fn delete_listeners(&mut self, name: &str, ports: &[u16]) -> Result<(), ApiError> {
         let lb = self.lb_mut(name)?;
         if let Some(port) = ports
@@ -612,12 +639,6 @@ fn add_listeners(lb: &mut LbState, listeners: Vec<Listener>) -> Result<(), ApiEr
                 listener.port,
                 listener.protocol.as_str(),
                 listener.instance_protocol.as_str()
-            )));
-        }
-        if listener.protocol.is_tls() || listener.instance_protocol.is_tls() {
-            return Err(ApiError::unsupported_protocol(format!(
-                "Listener on port {}: HTTPS and SSL are not supported yet by clb",
-                listener.port
             )));
         }
         match added.iter().find(|l| l.port == listener.port) {

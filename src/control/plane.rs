@@ -30,6 +30,9 @@ pub struct Plane {
     /// Certificate files and policy, loaded again on SIGHUP.
     pub certs: Vec<crate::tls::CertPair>,
     pub ssl_policy: String,
+    /// Whether the workers have a TLS server configuration (they get one with the first
+    /// HTTPS or SSL listener, from the flags or the API).
+    pub tls_ready: bool,
 }
 
 impl Plane {
@@ -47,6 +50,9 @@ impl Plane {
         let mut next = self.model.clone();
         let answer = actions::run(&mut next, params, request_id, now)?;
         self.commit(next)?;
+        if action == "SetLoadBalancerListenerSSLCertificate" {
+            self.reload_tls();
+        }
         Ok(answer)
     }
 
@@ -96,6 +102,18 @@ impl Plane {
             &self.ports,
         )
         .map_err(|e| ApiError::invalid_configuration(format!("{e}")))?;
+        let needs_tls = topology
+            .listeners
+            .iter()
+            .any(|l| l.listener.protocol.is_tls());
+        let tls = if needs_tls && !self.tls_ready {
+            let config = crate::tls::server_config(&self.certs, &self.ssl_policy).map_err(|e| {
+                ApiError::invalid_configuration(format!("TLS listeners cannot start: {e}"))
+            })?;
+            Some(config)
+        } else {
+            None
+        };
         self.ports
             .extend(topology.listeners.iter().map(|l| l.listener.port));
         if let Some(state) = &self.state {
@@ -106,6 +124,13 @@ impl Plane {
         }
         self.model = next;
         self.topology = topology.clone();
+        if let Some(config) = tls {
+            // Before the topology: a worker has it when the new listener's first client comes.
+            for worker in &self.workers {
+                worker.send(Control::Tls(config.clone()));
+            }
+            self.tls_ready = true;
+        }
         for (worker, listening) in self.workers.iter().zip(sockets) {
             if !worker.send(Control::Topology {
                 topology: topology.clone(),

@@ -81,16 +81,18 @@ pub fn encode(lbs: &[LbState]) -> String {
             &["lb", &lb.name, &created.to_string(), &lb.scheme],
         );
         for l in &lb.listeners {
-            line(
-                &mut out,
-                &[
-                    "listener",
-                    l.protocol.as_str(),
-                    &l.port.to_string(),
-                    l.instance_protocol.as_str(),
-                    &l.instance_port.to_string(),
-                ],
-            );
+            let (port, instance_port) = (l.port.to_string(), l.instance_port.to_string());
+            let mut fields = vec![
+                "listener",
+                l.protocol.as_str(),
+                &port,
+                l.instance_protocol.as_str(),
+                &instance_port,
+            ];
+            if let Some(id) = &l.ssl_certificate_id {
+                fields.push(id);
+            }
+            line(&mut out, &fields);
         }
         for zone in &lb.zones {
             line(&mut out, &["zone", zone]);
@@ -182,12 +184,18 @@ pub fn decode(text: &str) -> Result<Vec<LbState>, String> {
                     proxy_protocol: Vec::new(),
                 });
             }
-            (["listener", p, port, ip, iport], Some(lb)) => lb.listeners.push(Listener {
-                protocol: protocol(p).ok_or_else(|| at(format!("bad protocol {p}")))?,
-                port: port.parse().map_err(|_| at(format!("bad port {port}")))?,
-                instance_protocol: protocol(ip).ok_or_else(|| at(format!("bad protocol {ip}")))?,
-                instance_port: iport.parse().map_err(|_| at(format!("bad port {iport}")))?,
-            }),
+            (["listener", p, port, ip, iport, certificate @ ..], Some(lb))
+                if certificate.len() <= 1 =>
+            {
+                lb.listeners.push(Listener {
+                    protocol: protocol(p).ok_or_else(|| at(format!("bad protocol {p}")))?,
+                    port: port.parse().map_err(|_| at(format!("bad port {port}")))?,
+                    instance_protocol: protocol(ip)
+                        .ok_or_else(|| at(format!("bad protocol {ip}")))?,
+                    instance_port: iport.parse().map_err(|_| at(format!("bad port {iport}")))?,
+                    ssl_certificate_id: certificate.first().map(|c| c.to_string()),
+                })
+            }
             (["zone", zone], Some(lb)) => lb.zones.push(zone.to_string()),
             (["instance", id, host, port, zone], Some(lb)) => {
                 let host = match host.parse() {
@@ -336,10 +344,18 @@ mod tests {
             port: 80,
             instance_protocol: Protocol::Http,
             instance_port: 8080,
+            ssl_certificate_id: None,
+        };
+        let secure = Listener {
+            protocol: Protocol::Https,
+            port: 443,
+            instance_protocol: Protocol::Https,
+            instance_port: 8443,
+            ssl_certificate_id: Some("arn:aws:iam::1:server-certificate/web cert".into()),
         };
         m.create(
             "web",
-            vec![l],
+            vec![l, secure],
             vec!["zone-a".into(), "zone b".into()],
             "internal",
             vec![
@@ -388,6 +404,7 @@ mod tests {
             port: 80,
             instance_protocol: Protocol::Http,
             instance_port: 80,
+            ssl_certificate_id: None,
         };
         m.create("web", vec![l], vec!["a".into()], "internal", vec![])
             .unwrap();

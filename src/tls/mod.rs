@@ -8,6 +8,8 @@
 //! only, so ELB policies that need TLS 1.0/1.1 or CBC suites are refused by name rather
 //! than silently weakened or strengthened; see README.
 
+pub mod backend;
+
 use rustls::crypto::ring as provider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;

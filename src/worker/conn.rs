@@ -8,7 +8,6 @@ use super::buffer::Buf;
 use super::pipe::Pipe;
 use crate::backend::balancer::Tried;
 use crate::http::request::RequestInfo;
-use mio::net::TcpStream;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -110,7 +109,8 @@ pub enum Response {
 }
 
 pub struct Upstream {
-    pub sock: TcpStream,
+    /// Plain TCP, or TLS to an HTTPS or SSL instance.
+    pub sock: super::stream::Stream,
     pub generation: u32,
     pub backend: usize,
     pub ready: Ready,

@@ -13,6 +13,7 @@ use super::buffer::{Buf, BUF_SIZE};
 use super::conn::{Deadline, Exchange, Phase, Ready, Response, Upstream};
 use super::pipe::{Pipe, PipeError};
 use super::session::Step;
+use super::stream::Stream;
 use super::token::{self, Kind};
 use super::{Worker, CONNECT_TIMEOUT};
 use crate::backend::balancer::Tried;
@@ -99,7 +100,7 @@ impl Worker {
             if !u.ready.writable && !u.ready.readable {
                 return Outcome::Wait;
             }
-            match connect_status(&u.sock) {
+            match establish(u) {
                 Ok(true) => {
                     u.connected = true;
                     u.deadline.at = now + u.idle;
@@ -109,7 +110,13 @@ impl Worker {
                     u.ready = Ready::default();
                     return Outcome::Wait;
                 }
-                Err(_) => return Outcome::Failed(Failure::Connect),
+                Err(e) => {
+                    log::debug!(
+                        "client {}: instance connect or TLS handshake failed: {e}",
+                        c.peer
+                    );
+                    return Outcome::Failed(Failure::Connect);
+                }
             }
         }
 
@@ -248,15 +255,21 @@ impl Worker {
                 // The rest of a large body of known length goes kernel to kernel, once
                 // nothing of it is left in user space (ordering: buffered bytes first).
                 let drained = c.wbuf.is_none() && u.rbuf.as_ref().is_none_or(Buf::is_empty);
-                if drained && c.sock.plain().is_some() && pipe.splice_worthy(SPLICE_MIN) {
+                if drained
+                    && c.sock.plain().is_some()
+                    && u.sock.plain().is_some()
+                    && pipe.splice_worthy(SPLICE_MIN)
+                {
                     ex.kernel = self.pipes.pop().or_else(|| KernelPipe::new(PIPE_SIZE).ok());
                 }
             }
-            if let (Some(kernel), Some(to_client)) = (ex.kernel.as_mut(), c.sock.plain()) {
+            if let (Some(kernel), Some(to_client), Some(from_instance)) =
+                (ex.kernel.as_mut(), c.sock.plain(), u.sock.plain())
+            {
                 match splice_body(
                     kernel,
                     pipe,
-                    &mut u.sock,
+                    from_instance,
                     &mut u.ready,
                     to_client,
                     &mut c.ready,
@@ -402,6 +415,12 @@ impl Worker {
             token::encode(Kind::Backend, generation, key),
             Interest::READABLE | Interest::WRITABLE,
         )?;
+        let tls = self.topo.backends.get(backend).is_some_and(|b| b.tls);
+        let sock = if tls {
+            Stream::tls_client(sock, self.settings.backend_tls.clone(), addr.ip())?
+        } else {
+            Stream::Plain(sock)
+        };
         entry.insert(Upstream {
             sock,
             generation,
@@ -581,6 +600,24 @@ impl Worker {
     }
 }
 
+/// Completes the connect and, to a TLS instance, the handshake: `Ok(false)` while
+/// either is still in progress.
+pub(super) fn establish(u: &mut Upstream) -> io::Result<bool> {
+    if !connect_status(u.sock.tcp())? {
+        return Ok(false);
+    }
+    if !u.sock.is_tls() {
+        return Ok(true);
+    }
+    if u.sock.handshake()? {
+        // Edge-triggered readiness spent on the handshake is not signalled again.
+        u.ready.readable = true;
+        u.ready.writable = true;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
 /// Completes a non-blocking connect: `Ok(false)` while still in progress.
 pub(super) fn connect_status(sock: &TcpStream) -> io::Result<bool> {
     if let Some(e) = sock.take_error()? {
@@ -598,7 +635,7 @@ pub(super) fn connect_status(sock: &TcpStream) -> io::Result<bool> {
 fn splice_body(
     kernel: &mut KernelPipe,
     pipe: &mut Pipe,
-    from: &mut TcpStream,
+    from: &TcpStream,
     from_ready: &mut Ready,
     to: &TcpStream,
     to_ready: &mut Ready,
@@ -691,7 +728,18 @@ fn still_idle(u: &mut Upstream) -> bool {
     if !u.ready.readable {
         return true;
     }
-    match u.sock.peek(&mut [0u8; 1]) {
+    if u.sock.is_tls() {
+        // Through rustls, so a late session ticket is taken in; any plaintext or a
+        // close_notify means the connection is not clean.
+        return match io::Read::read(&mut u.sock, &mut [0u8; 1]) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                u.ready.readable = false;
+                true
+            }
+            _ => false,
+        };
+    }
+    match u.sock.tcp().peek(&mut [0u8; 1]) {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
             u.ready.readable = false;
             true

@@ -79,6 +79,8 @@ pub struct Settings {
     pub health_unit: Duration,
     /// The TLS configuration of HTTPS and SSL listeners.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The TLS configuration towards HTTPS and SSL instances.
+    pub backend_tls: Arc<rustls::ClientConfig>,
 }
 
 pub struct Worker {

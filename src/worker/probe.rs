@@ -10,11 +10,12 @@
 
 use super::buffer::Buf;
 use super::conn::{Deadline, Ready};
-use super::exchange::{read_some, ReadOutcome};
+use super::exchange::{connect_status, read_some, ReadOutcome};
+use super::stream::Stream;
 use super::token::{self, Kind};
 use super::Worker;
 use crate::backend::health::Hysteresis;
-use crate::config::{HealthProtocol, Topology};
+use crate::config::Topology;
 use crate::http::request::{list_items, parse_content_length};
 use mio::net::TcpStream;
 use mio::Interest;
@@ -29,6 +30,8 @@ const MAX_PROBE_HEAD: usize = 8 * 1024;
 pub(super) enum Stage {
     Idle,
     Connecting,
+    /// HTTPS and SSL checks: the TLS handshake (an SSL check succeeds when it completes).
+    Handshaking,
     /// Sending the request held in `buf`, `sent` bytes so far.
     Sending {
         sent: usize,
@@ -41,7 +44,7 @@ pub(super) enum Stage {
 pub(super) struct Probe {
     pub instance: usize,
     pub generation: u32,
-    pub sock: Option<TcpStream>,
+    pub sock: Option<Stream>,
     pub stage: Stage,
     pub ready: Ready,
     pub buf: Option<Buf>,
@@ -170,7 +173,18 @@ impl Worker {
         if registered.is_err() {
             return self.probe_result(key, false, "register failed");
         }
-        if check.target.protocol == HealthProtocol::Http {
+        let sock = if check.target.protocol.is_tls() {
+            match Stream::tls_client(sock, self.settings.backend_tls.clone(), addr.ip()) {
+                Ok(sock) => sock,
+                Err(_) => return self.probe_result(key, false, "TLS setup failed"),
+            }
+        } else {
+            Stream::Plain(sock)
+        };
+        let Some(p) = self.probes.get_mut(key) else {
+            return;
+        };
+        if check.target.protocol.is_http() {
             let buf = p.buf.get_or_insert_with(|| self.bufs.get());
             buf.clear();
             let _ = write!(
@@ -196,7 +210,7 @@ impl Worker {
                 .instances
                 .get(p.instance)
                 .and_then(|v| self.topo.lbs.get(v.lb));
-            lb.is_some_and(|lb| lb.health_check.target.protocol == HealthProtocol::Http)
+            lb.is_some_and(|lb| lb.health_check.target.protocol.is_http())
         };
         let Some(p) = self.probes.get_mut(key) else {
             return;
@@ -209,7 +223,8 @@ impl Worker {
                     if !p.ready.writable && !p.ready.readable {
                         return;
                     }
-                    match connect_status(sock) {
+                    match connect_status(sock.tcp()) {
+                        Ok(true) if sock.is_tls() => p.stage = Stage::Handshaking,
                         Ok(true) if http => p.stage = Stage::Sending { sent: 0 },
                         Ok(true) => return self.probe_result(key, true, "connected"),
                         Ok(false) => {
@@ -219,6 +234,23 @@ impl Worker {
                         Err(_) => return self.probe_result(key, false, "connect failed"),
                     }
                 }
+                Stage::Handshaking => match sock.handshake() {
+                    Ok(true) if http => {
+                        // Readiness spent on the handshake is not signalled again.
+                        p.ready.readable = true;
+                        p.ready.writable = true;
+                        p.stage = Stage::Sending { sent: 0 };
+                    }
+                    Ok(true) => return self.probe_result(key, true, "handshake done"),
+                    Ok(false) => {
+                        p.ready = Ready::default();
+                        return;
+                    }
+                    Err(e) => {
+                        log::debug!("health probe TLS handshake: {e}");
+                        return self.probe_result(key, false, "TLS handshake failed");
+                    }
+                },
                 Stage::Sending { sent } => {
                     let Some(request) = p.buf.as_ref() else {
                         return;
@@ -369,17 +401,6 @@ fn judge(bytes: &[u8]) -> Verdict {
     }
 }
 
-fn connect_status(sock: &TcpStream) -> io::Result<bool> {
-    if let Some(e) = sock.take_error()? {
-        return Err(e);
-    }
-    match sock.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
 /// The length of one health-check "second" (tests shorten it; see README).
 pub fn health_unit_from_env() -> Duration {
     std::env::var("CLB_HEALTH_TIME_UNIT_MS")
@@ -433,6 +454,7 @@ mod tests {
                 port: 80,
                 instance_protocol: Protocol::Http,
                 instance_port: 80,
+                ssl_certificate_id: None,
             }],
             instances: (0..100)
                 .map(|i| Instance {

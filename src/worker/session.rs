@@ -237,7 +237,8 @@ impl Worker {
         let Some(c) = self.clients.get_mut(key) else {
             return Step::Close;
         };
-        if c.wbuf.is_some() {
+        // The answer's tail may still sit in rustls as records the socket did not take.
+        if c.wbuf.is_some() || c.sock.has_queued_records() {
             return Step::Wait;
         }
         // Nothing unread and nothing more expected: a plain close sends FIN, not RST.

@@ -1,14 +1,16 @@
-//! A client connection's byte stream: plain TCP, or TLS terminated here.
+//! A connection's byte stream: plain TCP, or TLS (terminated here for clients, started
+//! here for instances with an HTTPS or SSL instance protocol).
 //!
-//! Both read and write like a non-blocking socket, so sessions and tunnels do not care
-//! which they have. TLS needs two things a socket does not: records rustls has queued
+//! Both read and write like a non-blocking socket, so sessions, exchanges and tunnels do
+//! not care which they have. TLS needs two things a socket does not: records rustls has queued
 //! (handshake messages, data the socket would not take) are flushed whenever the socket
 //! is writable, even with nothing new to write; and a read may consume socket bytes yet
 //! return `WouldBlock` (a handshake record carries no application data). Writes into
 //! rustls are bounded, so a client that does not read cannot make clb buffer without end.
 
 use mio::net::TcpStream;
-use rustls::ServerConnection;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, Connection, ServerConnection};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
 
@@ -22,7 +24,7 @@ pub enum Stream {
 
 pub struct TlsStream {
     sock: TcpStream,
-    conn: ServerConnection,
+    conn: Connection,
 }
 
 impl Stream {
@@ -32,7 +34,62 @@ impl Stream {
     ) -> io::Result<Stream> {
         let mut conn = ServerConnection::new(config).map_err(io::Error::other)?;
         conn.set_buffer_limit(Some(TLS_SEND_LIMIT));
-        Ok(Stream::Tls(Box::new(TlsStream { sock, conn })))
+        Ok(Stream::Tls(Box::new(TlsStream {
+            sock,
+            conn: conn.into(),
+        })))
+    }
+
+    /// TLS to an instance. The name is an IP address, so no SNI goes out (spec §13.15);
+    /// a PROXY protocol header travels inside the session (README, decision 5).
+    pub fn tls_client(
+        sock: TcpStream,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        ip: std::net::IpAddr,
+    ) -> io::Result<Stream> {
+        let name = ServerName::IpAddress(ip.into());
+        let mut conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        conn.set_buffer_limit(Some(TLS_SEND_LIMIT));
+        Ok(Stream::Tls(Box::new(TlsStream {
+            sock,
+            conn: conn.into(),
+        })))
+    }
+
+    /// The TCP socket underneath (connect status, peeking, registration).
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(sock) => sock,
+            Stream::Tls(tls) => &tls.sock,
+        }
+    }
+
+    /// Moves a TLS handshake as far as the socket allows: `Ok(true)` once it is done
+    /// (at once for plain TCP), `Ok(false)` after the socket said `WouldBlock`.
+    pub fn handshake(&mut self) -> io::Result<bool> {
+        let Stream::Tls(tls) = self else {
+            return Ok(true);
+        };
+        loop {
+            if !tls.flush_records()? {
+                return Ok(false);
+            }
+            if !tls.conn.is_handshaking() {
+                return Ok(true);
+            }
+            match tls.conn.read_tls(&mut tls.sock) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => {
+                    if let Err(e) = tls.conn.process_new_packets() {
+                        let _ = tls.flush_records();
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The socket, for splicing; `None` for TLS (the kernel cannot see the plaintext).
@@ -45,6 +102,20 @@ impl Stream {
 
     pub fn is_tls(&self) -> bool {
         matches!(self, Stream::Tls(_))
+    }
+
+    /// TLS records queued in rustls that the socket has not taken yet.
+    pub fn has_queued_records(&self) -> bool {
+        matches!(self, Stream::Tls(tls) if tls.conn.wants_write())
+    }
+
+    /// Whether a write shutdown now would lose nothing: plaintext written during a TLS
+    /// handshake waits in rustls until the handshake ends, then as queued records.
+    pub fn ready_to_shut(&self) -> bool {
+        match self {
+            Stream::Plain(_) => true,
+            Stream::Tls(tls) => !tls.conn.is_handshaking() && !tls.conn.wants_write(),
+        }
     }
 
     /// Writes what rustls has queued. True when nothing is left queued.

@@ -224,17 +224,21 @@ impl Maps {
             .iter()
             .map(|v| serials.get(&v.serial).copied().unwrap_or(GONE))
             .collect();
-        let backend_keys: HashMap<(usize, SocketAddr), usize> = new
+        // TLS is part of a back end's identity: a pooled plain connection never serves TLS.
+        let backend_keys: HashMap<(usize, SocketAddr, bool), usize> = new
             .backends
             .iter()
             .enumerate()
-            .map(|(i, b)| ((b.instance, b.addr), i))
+            .map(|(i, b)| ((b.instance, b.addr, b.tls), i))
             .collect();
         let backends = old
             .backends
             .iter()
             .map(|b| match instances.get(b.instance) {
-                Some(&i) if i != GONE => backend_keys.get(&(i, b.addr)).copied().unwrap_or(GONE),
+                Some(&i) if i != GONE => backend_keys
+                    .get(&(i, b.addr, b.tls))
+                    .copied()
+                    .unwrap_or(GONE),
                 _ => GONE,
             })
             .collect();

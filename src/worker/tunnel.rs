@@ -11,6 +11,7 @@ use super::conn::{Deadline, Phase, Ready, Upstream};
 use super::exchange::{read_some, ReadOutcome};
 use super::pipe::Pipe;
 use super::session::Step;
+use super::stream::Stream;
 use super::token::{self, Kind};
 use super::{Worker, CONNECT_TIMEOUT};
 use crate::backend::balancer::Tried;
@@ -18,7 +19,6 @@ use crate::http::framing::Body;
 use crate::tcp::proxy_protocol;
 use mio::net::TcpStream;
 use mio::Interest;
-use std::net::Shutdown;
 
 pub struct Tunnel {
     pub upstream: Option<usize>,
@@ -98,7 +98,7 @@ impl Worker {
             let Some(backend) = self.topo.backends.get(pick.backend) else {
                 continue;
             };
-            let (addr, proxy) = (backend.addr, backend.proxy_protocol);
+            let (addr, proxy, tls) = (backend.addr, backend.proxy_protocol, backend.tls);
             let sock = match TcpStream::connect(addr) {
                 Ok(sock) => sock,
                 Err(e) => {
@@ -119,6 +119,17 @@ impl Worker {
             if registered.is_err() {
                 continue;
             }
+            let sock = if tls {
+                match Stream::tls_client(sock, self.settings.backend_tls.clone(), addr.ip()) {
+                    Ok(sock) => sock,
+                    Err(e) => {
+                        log::warn!("TLS to {addr} cannot start: {e}");
+                        continue;
+                    }
+                }
+            } else {
+                Stream::Plain(sock)
+            };
             entry.insert(Upstream {
                 sock,
                 generation,
@@ -221,7 +232,7 @@ impl Worker {
             if !u.ready.writable && !u.ready.readable {
                 return Flow::Wait;
             }
-            match super::exchange::connect_status(&u.sock) {
+            match super::exchange::establish(u) {
                 Ok(true) => {
                     u.connected = true;
                     progress = true;
@@ -259,8 +270,9 @@ impl Worker {
                 Err(_) => return Flow::Close,
             }
         }
-        if t.up_eof && !t.up_shut && rbuf.is_empty() && t.header_sent == t.header.len() {
-            let _ = u.sock.shutdown(Shutdown::Write);
+        let up_done = rbuf.is_empty() && t.header_sent == t.header.len();
+        if t.up_eof && !t.up_shut && up_done && u.sock.ready_to_shut() {
+            let _ = u.sock.shutdown_write();
             t.up_shut = true;
             progress = true;
         }
@@ -283,7 +295,7 @@ impl Worker {
                 Err(_) => return Flow::Close,
             }
         }
-        if t.down_eof && !t.down_shut && rbuf.is_empty() {
+        if t.down_eof && !t.down_shut && rbuf.is_empty() && c.sock.ready_to_shut() {
             let _ = c.sock.shutdown_write();
             t.down_shut = true;
             progress = true;

@@ -231,32 +231,68 @@ fn create_describe_and_delete_a_load_balancer() {
     );
 }
 
-/// TCP→TCP is accepted; HTTPS and SSL, on either side, are not built yet.
+/// Every protocol pair of the same layer is accepted (TLS ones need an
+/// SSLCertificateId, shown again by Describe); HTTP layer to TCP layer is not.
 #[test]
-fn create_refuses_other_protocols_and_bad_names() {
+fn create_accepts_every_protocol_pair_and_refuses_bad_names() {
     let clb = clb_api(&[], &[]);
     let mut boto = Boto::new(clb.api_addr());
-    for (proto, instance_proto) in [
+    let certificate = "arn:aws:iam::123456789012:server-certificate/test";
+    for (i, (proto, instance_proto)) in [
         ("SSL", "TCP"),
         ("SSL", "SSL"),
         ("HTTPS", "HTTP"),
         ("HTTPS", "HTTPS"),
         ("TCP", "SSL"),
         ("HTTP", "HTTPS"),
-    ] {
-        let mut params = create_params("proto-lb", free_port("127.0.0.1"), 80, &["zone-a"]);
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("proto-lb-{i}");
+        let port = free_port("127.0.0.1");
+        let mut params = create_params(&name, port, 80, &["zone-a"]);
         params[1].1 = proto.to_string();
         params[3].1 = instance_proto.to_string();
-        if proto == "HTTPS" || proto == "SSL" {
-            params.push((
-                "Listeners.0.SSLCertificateId".into(),
-                "arn:aws:iam::123456789012:server-certificate/test".into(),
-            ));
+        let secure = proto == "HTTPS" || proto == "SSL";
+        if secure {
+            let e = boto.err("CreateLoadBalancer", &params);
+            assert_eq!(
+                (e.code.as_str(), e.status),
+                ("ValidationError", 400),
+                "{proto} without a certificate: {e:?}"
+            );
+            params.push(("Listeners.0.SSLCertificateId".into(), certificate.into()));
         }
+        boto.ok("CreateLoadBalancer", &params);
+        let described = boto.ok("DescribeLoadBalancers", &one("LoadBalancerNames.0", &name));
+        let l = "LoadBalancerDescriptions.0.ListenerDescriptions.0.Listener";
+        assert_eq!(
+            described.get(&format!("{l}.Protocol")),
+            proto,
+            "{described}"
+        );
+        assert_eq!(
+            described.get(&format!("{l}.InstanceProtocol")),
+            instance_proto,
+            "{described}"
+        );
+        let shown = described.opt(&format!("{l}.SSLCertificateId"));
+        assert_eq!(shown, secure.then_some(certificate), "{described}");
+        assert!(
+            wait_until(SOON, || accepts(lb_addr(port))),
+            "{proto} listener {port} not listening within {SOON:?}"
+        );
+    }
+    for (proto, instance_proto) in [("HTTP", "TCP"), ("TCP", "HTTP"), ("HTTPS", "SSL")] {
+        let mut params = create_params("mixed-lb", free_port("127.0.0.1"), 80, &["zone-a"]);
+        params[1].1 = proto.to_string();
+        params[3].1 = instance_proto.to_string();
+        params.push(("Listeners.0.SSLCertificateId".into(), certificate.into()));
         let e = boto.err("CreateLoadBalancer", &params);
         assert_eq!(
             (e.code.as_str(), e.status),
-            ("UnsupportedProtocol", 400),
+            ("ValidationError", 400),
             "{proto} -> {instance_proto}: {e:?}"
         );
     }
@@ -306,9 +342,13 @@ fn create_refuses_other_protocols_and_bad_names() {
     create_lb(&mut boto, &longest, 80, &["zone-a"]);
     // None of the refused ones exists.
     let all = boto.ok("DescribeLoadBalancers", &[] as &[(&str, &str)]);
+    let mut want = vec![longest.as_str(), "default", "tcp-lb"];
+    let pairs: Vec<String> = (0..6).map(|i| format!("proto-lb-{i}")).collect();
+    want.extend(pairs.iter().map(String::as_str));
+    want.sort();
     assert_eq!(
         all.field_of_each("LoadBalancerDescriptions", "LoadBalancerName"),
-        [longest.as_str(), "default", "tcp-lb"]
+        want
     );
 }
 
@@ -372,23 +412,56 @@ fn listeners_are_added_and_removed() {
         "DuplicateListener",
         400,
     );
-    // HTTPS and SSL are not built yet.
+    // HTTPS and SSL listeners are added and listen (clb serves its --cert pairs, here
+    // the self-signed default, whatever the certificate id).
+    let mut secure_ports = Vec::new();
     for (proto, instance_proto) in [("HTTPS", "HTTP"), ("SSL", "TCP")] {
+        let tls_port = free_port("127.0.0.1");
+        secure_ports.push(tls_port);
         let mut tls = one("LoadBalancerName", "lst");
-        tls.extend(listener(0, free_port("127.0.0.1"), 80));
+        tls.extend(listener(0, tls_port, 80));
         tls[1].1 = proto.into();
         tls[3].1 = instance_proto.into();
         tls.push((
             "Listeners.0.SSLCertificateId".into(),
             "arn:aws:iam::123456789012:server-certificate/test".into(),
         ));
-        boto.expect_err(
-            "CreateLoadBalancerListeners",
-            &tls,
-            "UnsupportedProtocol",
-            400,
+        boto.ok("CreateLoadBalancerListeners", &tls);
+        assert!(
+            wait_until(SOON, || accepts(lb_addr(tls_port))),
+            "{proto} listener {tls_port} not listening within {SOON:?}"
         );
     }
+    // A secure listener's certificate id is replaced; a plain or missing one has none.
+    let set = |port: u16, id: &str| {
+        let mut p = one("LoadBalancerName", "lst");
+        p.push(("LoadBalancerPort".into(), port.to_string()));
+        p.push(("SSLCertificateId".into(), id.into()));
+        p
+    };
+    boto.ok(
+        "SetLoadBalancerListenerSSLCertificate",
+        &set(secure_ports[0], "cert-2"),
+    );
+    let described = boto.ok("DescribeLoadBalancers", &one("LoadBalancerNames.0", "lst"));
+    let with_new_id = described.find(
+        "LoadBalancerDescriptions.0.ListenerDescriptions",
+        "Listener.SSLCertificateId",
+        "cert-2",
+    );
+    assert!(with_new_id.is_some(), "{described}");
+    boto.expect_err(
+        "SetLoadBalancerListenerSSLCertificate",
+        &set(port, "cert-3"),
+        "InvalidConfigurationRequest",
+        409,
+    );
+    boto.expect_err(
+        "SetLoadBalancerListenerSSLCertificate",
+        &set(free_port("127.0.0.1"), "cert-3"),
+        "ListenerNotFound",
+        400,
+    );
     // TCP -> TCP is added, and routes like a listener from the flags: bytes untouched
     // to a registered healthy instance (its own port overrides the instance port 80).
     let tcp_port = free_port("127.0.0.1");
@@ -425,6 +498,7 @@ fn listeners_are_added_and_removed() {
     boto.ok("DeleteLoadBalancerListeners", &del);
     let described = boto.ok("DescribeLoadBalancers", &one("LoadBalancerNames.0", "lst"));
     let mut want = vec![port.to_string(), tcp_port.to_string()];
+    want.extend(secure_ports.iter().map(u16::to_string));
     want.sort();
     assert_eq!(
         described.field_of_each(

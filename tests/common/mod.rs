@@ -531,7 +531,7 @@ impl Instance {
         self
     }
 
-    fn spec(&self) -> String {
+    pub fn spec(&self) -> String {
         format!("{}={}@{}", self.id, self.addr, self.zone)
     }
 

@@ -7,6 +7,7 @@ fn http(port: u16, instance_port: u16) -> Listener {
         port,
         instance_protocol: Protocol::Http,
         instance_port,
+        ssl_certificate_id: None,
     }
 }
 
@@ -50,18 +51,16 @@ fn create_checks_names_duplicates_and_listeners() {
     assert_eq!(bad.unwrap_err().code, "ValidationError");
     let none = m.create("empty", vec![], vec!["zone-a".into()], "internal", vec![]);
     assert_eq!(none.unwrap_err().code, "ValidationError");
-    let tcp = Listener {
+    let ssl = Listener {
         protocol: Protocol::Ssl,
         port: 5432,
         instance_protocol: Protocol::Tcp,
         instance_port: 5432,
+        ssl_certificate_id: Some("cert".into()),
     };
-    assert_eq!(
-        m.create("db", vec![tcp], vec!["a".into()], "internal", vec![])
-            .unwrap_err()
-            .code,
-        "UnsupportedProtocol"
-    );
+    assert!(m
+        .create("db", vec![ssl], vec!["a".into()], "internal", vec![])
+        .is_ok());
     assert_eq!(
         m.lb("web").unwrap().health_check.target.to_string(),
         "TCP:8080"
