@@ -53,7 +53,6 @@ const DRAINING_RANGE: (u64, u64) = (1, 3600);
 /// Flags of DESIGN §4 that are recognised but refused, with the feature each belongs to.
 const NOT_BUILT: &[(&str, &str)] = &[
     ("sticky", "sticky sessions are"),
-    ("desync-mode", "desync mitigation modes are"),
     ("access-log", "access logs are"),
 ];
 
@@ -76,6 +75,7 @@ fn options() -> Options {
         .optmulti("", "cert", "", "FILE")
         .optmulti("", "key", "", "FILE")
         .optopt("", "ssl-policy", "", "NAME")
+        .optopt("", "desync-mode", "", "MODE")
         .optopt("", "backend-ca", "", "FILE")
         .optmulti("", "backend-public-key", "", "FILE")
         .optopt("", "health-check", "", "TARGET")
@@ -214,6 +214,16 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             .map(Into::into)
             .collect(),
     };
+    let desync_mode = match m.opt_str("desync-mode") {
+        None => crate::http::desync::Mode::default(),
+        Some(text) => crate::http::desync::Mode::parse(&text).ok_or_else(|| {
+            flag_error(
+                "desync-mode",
+                &text,
+                "must be monitor, defensive or strictest",
+            )
+        })?,
+    };
     let mut proxy_protocol: Vec<(u16, ProxyVersion)> = Vec::new();
     for text in m.opt_strs("proxy-protocol") {
         let (version, port) = match text.strip_prefix("v2:") {
@@ -247,6 +257,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             idle_timeout,
             health_check,
             proxy_protocol,
+            desync_mode,
         },
         draining,
         runtime: Runtime {

@@ -5,24 +5,53 @@
 use crate::http::request::{self, Forwarding, Parse};
 use crate::worker::buffer::BufPool;
 
-/// Request head parse + rewrite. Invariants: no panic; a head that is accepted is
-/// rewritten into a head that parses again, completely, as HTTP/1.1, with the client
-/// address in X-Forwarded-For and no hop-by-hop header left.
+/// Request head parse + classify + rewrite, in every desync mode. Invariants: no panic;
+/// a head that is accepted is rewritten into a head that parses again, completely, as
+/// HTTP/1.1, with the client address in X-Forwarded-For and no hop-by-hop header left;
+/// a stricter mode never accepts what a laxer one refuses; every mode frames an accepted
+/// request the same way; and nothing but a blocked class differs between modes.
 pub fn request_head(data: &[u8]) {
-    let fwd = Forwarding {
-        client_ip: [192, 0, 2, 1].into(),
-        local_ip: [127, 0, 0, 1].into(),
-        listener_port: 8080,
-        scheme: "http",
+    use crate::http::desync::Mode;
+    let mut outcomes = Vec::with_capacity(3);
+    for mode in [Mode::Monitor, Mode::Defensive, Mode::Strictest] {
+        let fwd = Forwarding {
+            client_ip: [192, 0, 2, 1].into(),
+            local_ip: [127, 0, 0, 1].into(),
+            listener_port: 8080,
+            scheme: "http",
+            desync: mode,
+        };
+        let mut out = BufPool::new(1).get();
+        let result = request::forward_head(data, &fwd, &mut out);
+        if let Ok(Parse::Complete(info)) = result {
+            check_rewritten(data, &info, out.bytes());
+        }
+        outcomes.push(result);
+    }
+    let accepted = |r: &Result<Parse<request::RequestInfo>, request::HeadError>| {
+        matches!(r, Ok(Parse::Complete(_)))
     };
-    let mut out = BufPool::new(1).get();
-    let Ok(Parse::Complete(info)) = request::forward_head(data, &fwd, &mut out) else {
-        return;
-    };
+    // Monitor ⊇ defensive ⊇ strictest.
+    assert!(accepted(&outcomes[0]) || !accepted(&outcomes[1]));
+    assert!(accepted(&outcomes[1]) || !accepted(&outcomes[2]));
+    let framed: Vec<_> = outcomes
+        .iter()
+        .filter_map(|r| match r {
+            Ok(Parse::Complete(info)) => Some((info.head_len, info.body, info.verdict)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        framed.windows(2).all(|w| w[0] == w[1]),
+        "modes frame differently"
+    );
+}
+
+fn check_rewritten(data: &[u8], info: &request::RequestInfo, out: &[u8]) {
     assert!(info.head_len <= data.len());
     let mut headers = [httparse::EMPTY_HEADER; request::MAX_HEADERS + 4];
     let mut again = httparse::Request::new(&mut headers);
-    match again.parse(out.bytes()) {
+    match again.parse(out) {
         Ok(httparse::Status::Complete(n)) => {
             assert_eq!(n, out.len(), "rewritten head has trailing bytes")
         }
@@ -177,6 +206,7 @@ pub fn chunked_and_response(data: &[u8]) {
         body: crate::http::framing::Body::Done,
         expect_continue: false,
         close_after: false,
+        verdict: crate::http::desync::Verdict::COMPLIANT,
     };
     let mut out = BufPool::new(1).get();
     if let Ok(Parse::Complete(info)) = crate::http::response::forward_head(data, &req, &mut out) {

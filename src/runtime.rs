@@ -112,6 +112,8 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
             max_connections: runtime.max_connections,
             workers: runtime.workers,
             health_unit: worker::health_unit_from_env(),
+            splice: worker::splice_from_env(),
+            desync_counts: Arc::new(Default::default()),
             tls: tls.clone(),
             backend_tls: backend_tls.clone(),
         };

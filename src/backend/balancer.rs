@@ -241,6 +241,7 @@ mod tests {
             idle_timeout: Duration::from_secs(60),
             health_check: crate::config::HealthCheck::default_for(80),
             proxy_protocol: Vec::new(),
+            desync_mode: Default::default(),
         };
         let topo = Topology::from_load_balancers(&[lb]).unwrap();
         for i in 0..topo.instances.len() {

@@ -107,6 +107,8 @@ pub struct LoadBalancer {
     pub health_check: HealthCheck,
     /// Instance ports that get a PROXY protocol header first (spec §8), and its version.
     pub proxy_protocol: Vec<(u16, crate::tcp::proxy_protocol::Version)>,
+    /// What HTTP listeners do with requests the desync classifier flags (spec §10).
+    pub desync_mode: crate::http::desync::Mode,
 }
 
 /// Process-wide settings that are not part of any load balancer.

@@ -45,6 +45,7 @@ pub struct LbView {
     pub cross_zone: bool,
     pub idle_timeout: Duration,
     pub health_check: HealthCheck,
+    pub desync_mode: crate::http::desync::Mode,
 }
 
 #[derive(Clone, Debug)]
@@ -122,6 +123,7 @@ impl Topology {
                 cross_zone: lb.cross_zone,
                 idle_timeout: lb.idle_timeout,
                 health_check: lb.health_check.clone(),
+                desync_mode: lb.desync_mode,
             });
             let first_instance = topo.instances.len();
             for (instance, registration) in lb.instances.iter().zip(registrations.iter()) {
@@ -279,6 +281,7 @@ mod tests {
             idle_timeout: Duration::from_secs(60),
             health_check: HealthCheck::default_for(8080),
             proxy_protocol: Vec::new(),
+            desync_mode: Default::default(),
         }
     }
 

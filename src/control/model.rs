@@ -12,6 +12,7 @@ use crate::config::{
     valid_load_balancer_name, HealthCheck, Host, Instance, Listener, LoadBalancer, Registration,
     Topology, TopologyError,
 };
+use crate::http::desync::Mode;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -583,7 +584,7 @@ impl LbState {
                 idle_timeout: u32::try_from(lb.idle_timeout.as_secs()).unwrap_or(60),
                 draining: draining.is_some(),
                 draining_timeout: draining.unwrap_or(300),
-                desync_mode: "defensive".to_string(),
+                desync_mode: lb.desync_mode.as_str().to_string(),
             },
             tags: Vec::new(),
             proxy_protocol: lb.proxy_protocol.clone(),
@@ -615,6 +616,7 @@ impl LbState {
             idle_timeout: Duration::from_secs(self.attributes.idle_timeout.into()),
             health_check: self.health_check.clone(),
             proxy_protocol: self.proxy_protocol.clone(),
+            desync_mode: Mode::parse(&self.attributes.desync_mode).unwrap_or_default(),
         };
         let registrations = self
             .registered

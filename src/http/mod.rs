@@ -5,6 +5,7 @@
 
 pub mod canned;
 pub mod chunked;
+pub mod desync;
 pub mod framing;
 pub mod request;
 pub mod response;

@@ -7,6 +7,7 @@
 //! Ambiguous framing is never forwarded as is: `Transfer-Encoding` beside `Content-Length`
 //! loses the `Content-Length` and neither connection is reused afterwards.
 
+use super::desync::{self, Action, Head, Mode, Verdict};
 use super::framing::Body;
 use crate::worker::buffer::Buf;
 use std::io::Write;
@@ -31,6 +32,8 @@ pub struct Forwarding {
     pub local_ip: IpAddr,
     pub listener_port: u16,
     pub scheme: &'static str,
+    /// The load balancer's desync mitigation mode.
+    pub desync: Mode,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +46,8 @@ pub enum HeadError {
     UriTooLong,
     /// Header section over the limits (431).
     HeadersTooLarge,
+    /// The desync mode blocks this class of request (400, connection closed).
+    Desync(Verdict),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,8 +61,11 @@ pub struct RequestInfo {
     pub idempotent: bool,
     pub body: Body,
     pub expect_continue: bool,
-    /// Framing was repaired (CL beside TE): neither connection is reused afterwards.
+    /// Framing was repaired (CL beside TE), or the request is Ambiguous in defensive
+    /// mode: neither connection is reused afterwards.
     pub close_after: bool,
+    /// The desync classifier's verdict, for the counters.
+    pub verdict: Verdict,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +120,24 @@ pub fn forward_head(
         return Err(HeadError::Malformed("CONNECT is not supported"));
     }
     let http10 = version == 0;
+
+    // Spec §10: classify, and block what the mode blocks before anything else is judged.
+    let mut remove = [false; MAX_HEADERS];
+    let head = Head {
+        method: method.as_bytes(),
+        uri: path.as_bytes(),
+        version: if http10 { b"HTTP/1.0" } else { b"HTTP/1.1" },
+        headers: req.headers,
+        bare_lf: desync::has_bare_lf(&input[..head_len]),
+    };
+    let (verdict, message) = desync::classify(&head, &mut remove);
+    let action = desync::action(fwd.desync, verdict.tier);
+    if let Some(message) = message {
+        desync::log_non_compliant(fwd.client_ip, verdict, action, &message);
+    }
+    if action == Action::Block {
+        return Err(HeadError::Desync(verdict));
+    }
 
     // Pass 1: the role of every header and the message framing.
     let headers = &*req.headers;
@@ -181,11 +207,12 @@ pub fn forward_head(
     }
     for (i, h) in headers.iter().enumerate() {
         let name = h.name.as_bytes();
-        if roles[i] == Role::Keep
+        // Headers the classifier marks Bad, and those `Connection` names, stay here.
+        let named_by_connection = roles[i] == Role::Keep
             && conn_tokens[..conn_count]
                 .iter()
-                .any(|t| t.eq_ignore_ascii_case(name))
-        {
+                .any(|t| t.eq_ignore_ascii_case(name));
+        if remove[i] || named_by_connection {
             roles[i] = Role::Drop;
         }
     }
@@ -195,7 +222,7 @@ pub fn forward_head(
     if hosts > 1 {
         return Err(HeadError::Malformed("more than one Host header"));
     }
-    let mut close_after = false;
+    let mut close_after = action == Action::ForwardThenClose;
     let body = if has_te {
         if http10 {
             return Err(HeadError::Malformed(
@@ -272,6 +299,7 @@ pub fn forward_head(
         body,
         expect_continue,
         close_after,
+        verdict,
     }))
 }
 

@@ -215,6 +215,7 @@ mod tests {
             body: Body::Done,
             expect_continue: false,
             close_after: false,
+            verdict: crate::http::desync::Verdict::COMPLIANT,
         }
     }
 

@@ -13,6 +13,7 @@ use super::buffer::{Buf, BUF_SIZE};
 use super::conn::{Deadline, Exchange, Phase, Ready, Response, Upstream};
 use super::pipe::{Pipe, PipeError};
 use super::session::Step;
+use super::splice::{splice_through, take_pipe};
 use super::stream::Stream;
 use super::token::{self, Kind};
 use super::{Worker, CONNECT_TIMEOUT};
@@ -20,7 +21,6 @@ use crate::backend::balancer::Tried;
 use crate::http::canned::Canned;
 use crate::http::request::Parse;
 use crate::http::response::{self, MAX_RESPONSE_HEAD};
-use crate::sys::KernelPipe;
 use mio::net::TcpStream;
 use mio::Interest;
 use std::io;
@@ -29,10 +29,6 @@ use std::time::Duration;
 
 /// Bodies with at least this much left (after what was read with the head) are spliced.
 const SPLICE_MIN: u64 = 64 * 1024;
-/// Kernel pipe size asked for: fewer, larger splices per body.
-const PIPE_SIZE: usize = 256 * 1024;
-/// Empty pipes a worker keeps for the next large body.
-const MAX_POOLED_PIPES: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Failure {
@@ -256,32 +252,37 @@ impl Worker {
                 // nothing of it is left in user space (ordering: buffered bytes first).
                 let drained = c.wbuf.is_none() && u.rbuf.as_ref().is_none_or(Buf::is_empty);
                 if drained
+                    && self.settings.splice
                     && c.sock.plain().is_some()
                     && u.sock.plain().is_some()
                     && pipe.splice_worthy(SPLICE_MIN)
                 {
-                    ex.kernel = self.pipes.pop().or_else(|| KernelPipe::new(PIPE_SIZE).ok());
+                    ex.kernel = take_pipe(&mut self.pipes);
                 }
             }
             if let (Some(kernel), Some(to_client), Some(from_instance)) =
                 (ex.kernel.as_mut(), c.sock.plain(), u.sock.plain())
             {
-                match splice_body(
+                let left = pipe.length_left();
+                match splice_through(
                     kernel,
-                    pipe,
+                    left,
                     from_instance,
                     &mut u.ready,
                     to_client,
                     &mut c.ready,
                 ) {
-                    Ok((from_instance, to_client)) => {
-                        if from_instance {
+                    // The instance closed before the whole body came.
+                    Ok(spliced) if spliced.eof => return Outcome::Abort,
+                    Ok(spliced) => {
+                        pipe.spliced(spliced.filled);
+                        if spliced.filled > 0 {
                             u.deadline.at = now + u.idle;
                         }
-                        if to_client {
+                        if spliced.drained {
                             c.deadline.at = now + c.idle;
                         }
-                        progress |= from_instance || to_client;
+                        progress |= spliced.any();
                     }
                     Err(e) => {
                         log::debug!("client {}: spliced body failed: {e}", c.peer);
@@ -460,22 +461,15 @@ impl Worker {
 
     fn release_exchange(&mut self, ex: &mut Exchange) {
         self.bufs.release(&mut ex.head);
-        self.release_kernel_pipe(ex);
+        let kernel = ex.kernel.take();
+        self.return_kernel_pipe(kernel);
         self.detach(ex, false);
-    }
-
-    /// An empty pipe is kept for the next large body; one still holding bytes is closed.
-    fn release_kernel_pipe(&mut self, ex: &mut Exchange) {
-        if let Some(kernel) = ex.kernel.take() {
-            if kernel.buffered == 0 && self.pipes.len() < MAX_POOLED_PIPES {
-                self.pipes.push(kernel);
-            }
-        }
     }
 
     fn finish(&mut self, key: usize, mut ex: Exchange, reuse: bool, close: bool) -> Step {
         self.bufs.release(&mut ex.head);
-        self.release_kernel_pipe(&mut ex);
+        let kernel = ex.kernel.take();
+        self.return_kernel_pipe(kernel);
         self.detach(&mut ex, reuse);
         let Some(c) = self.clients.get_mut(key) else {
             return Step::Close;
@@ -627,48 +621,6 @@ pub(super) fn connect_status(sock: &TcpStream) -> io::Result<bool> {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
         Err(e) => Err(e),
-    }
-}
-
-/// Moves a spliced body: instance socket → kernel pipe → client socket, as far as both
-/// sides allow. Returns whether bytes came from the instance, and went to the client.
-fn splice_body(
-    kernel: &mut KernelPipe,
-    pipe: &mut Pipe,
-    from: &TcpStream,
-    from_ready: &mut Ready,
-    to: &TcpStream,
-    to_ready: &mut Ready,
-) -> io::Result<(bool, bool)> {
-    let (mut from_instance, mut to_client) = (false, false);
-    loop {
-        let mut moved = false;
-        let left = pipe.length_left();
-        if left > 0 && kernel.room() > 0 && from_ready.readable {
-            match kernel.fill_from(from, usize::try_from(left).unwrap_or(usize::MAX)) {
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => {
-                    pipe.spliced(n);
-                    from_instance = true;
-                    moved = true;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => from_ready.readable = false,
-                Err(e) => return Err(e),
-            }
-        }
-        if kernel.buffered > 0 && to_ready.writable {
-            match kernel.drain_to(to) {
-                Ok(n) => {
-                    to_client |= n > 0;
-                    moved |= n > 0;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => to_ready.writable = false,
-                Err(e) => return Err(e),
-            }
-        }
-        if !moved {
-            return Ok((from_instance, to_client));
-        }
     }
 }
 

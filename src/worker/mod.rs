@@ -12,6 +12,7 @@ mod listen;
 mod pipe;
 mod probe;
 mod session;
+mod splice;
 mod stream;
 mod swap;
 pub mod timers;
@@ -20,6 +21,7 @@ mod tunnel;
 
 pub use listen::{bind_listeners, bind_new_listeners, ListenError};
 pub use probe::health_unit_from_env;
+pub use splice::splice_from_env;
 pub use swap::Control;
 
 use self::buffer::BufPool;
@@ -81,6 +83,11 @@ pub struct Settings {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The TLS configuration towards HTTPS and SSL instances.
     pub backend_tls: Arc<rustls::ClientConfig>,
+    /// Whether bulk bytes between plain sockets move with `splice(2)`
+    /// (`CLB_SPLICE=off` turns it off, to measure what it saves).
+    pub splice: bool,
+    /// Requests counted by desync tier and reason (read by the metrics scrape).
+    pub desync_counts: Arc<crate::http::desync::Counts>,
 }
 
 pub struct Worker {

@@ -469,6 +469,7 @@ mod tests {
             idle_timeout: Duration::from_secs(60),
             health_check: HealthCheck::default_for(80),
             proxy_protocol: Vec::new(),
+            desync_mode: Default::default(),
         };
         let topo = Topology::from_load_balancers(&[lb]).unwrap();
         let owners: Vec<usize> = (0..100).map(|i| owner(&topo, i, 2)).collect();

@@ -13,6 +13,7 @@ use super::pipe::Pipe;
 use super::{Worker, LINGER};
 use crate::backend::balancer::Tried;
 use crate::http::canned::Canned;
+use crate::http::desync::{self, Mode};
 use crate::http::request::{self, Forwarding, HeadError, Parse, RequestInfo, MAX_HEAD};
 use crate::worker::buffer::Buf;
 use std::io::{self, Write};
@@ -131,15 +132,23 @@ impl Worker {
             return Step::Wait;
         }
         if let Some(rbuf) = c.rbuf.as_mut().filter(|b| !b.is_empty()) {
+            let desync = self
+                .topo
+                .listeners
+                .get(c.listener)
+                .and_then(|l| self.topo.lbs.get(l.lb))
+                .map_or(Mode::default(), |lb| lb.desync_mode);
             let fwd = Forwarding {
                 client_ip: c.peer.ip(),
                 local_ip: c.local.ip(),
                 listener_port: c.local.port(),
                 scheme: if c.sock.is_tls() { "https" } else { "http" },
+                desync,
             };
             let mut head = self.bufs.get();
             match request::forward_head(rbuf.bytes(), &fwd, &mut head) {
                 Ok(Parse::Complete(req)) => {
+                    self.settings.desync_counts.record(req.verdict);
                     rbuf.consume(req.head_len);
                     return self.start_exchange(key, req, head);
                 }
@@ -152,6 +161,22 @@ impl Worker {
                 }
                 Err(e) => {
                     self.bufs.put(head);
+                    let verdict = match e {
+                        HeadError::Desync(verdict) => verdict,
+                        _ => {
+                            let (verdict, message) = desync::classify_unparsable(rbuf.bytes());
+                            if let Some(message) = message {
+                                desync::log_non_compliant(
+                                    c.peer.ip(),
+                                    verdict,
+                                    desync::Action::Block,
+                                    &message,
+                                );
+                            }
+                            verdict
+                        }
+                    };
+                    self.settings.desync_counts.record(verdict);
                     log::debug!("client {}: refused request: {e:?}", c.peer);
                     return self.answer(key, canned_for(e), false);
                 }
@@ -347,7 +372,7 @@ impl Worker {
 
 fn canned_for(e: HeadError) -> Canned {
     match e {
-        HeadError::Malformed(_) => Canned::BadRequest,
+        HeadError::Malformed(_) | HeadError::Desync(_) => Canned::BadRequest,
         HeadError::MethodTooLong => Canned::MethodNotAllowed,
         HeadError::UriTooLong => Canned::UriTooLong,
         HeadError::HeadersTooLarge => Canned::HeadersTooLarge,

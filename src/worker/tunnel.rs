@@ -6,16 +6,22 @@
 //! everything before it is written, so protocols that half-close keep working; the
 //! tunnel ends when both directions have. A PROXY protocol header, when the instance
 //! port asks for one, is the first thing the instance receives.
+//!
+//! A direction whose read fills a whole buffer carries bulk data: between two plain
+//! sockets it then moves kernel to kernel (`splice`) through a pooled pipe, held until
+//! the tunnel ends. Short exchanges never take a pipe.
 
 use super::conn::{Deadline, Phase, Ready, Upstream};
 use super::exchange::{read_some, ReadOutcome};
 use super::pipe::Pipe;
 use super::session::Step;
+use super::splice::{splice_through, take_pipe};
 use super::stream::Stream;
 use super::token::{self, Kind};
 use super::{Worker, CONNECT_TIMEOUT};
 use crate::backend::balancer::Tried;
 use crate::http::framing::Body;
+use crate::sys::KernelPipe;
 use crate::tcp::proxy_protocol;
 use mio::net::TcpStream;
 use mio::Interest;
@@ -32,10 +38,14 @@ pub struct Tunnel {
     up: Pipe,
     up_eof: bool,
     up_shut: bool,
+    up_bulk: bool,
+    up_kernel: Option<KernelPipe>,
     /// Instance → client.
     down: Pipe,
     down_eof: bool,
     down_shut: bool,
+    down_bulk: bool,
+    down_kernel: Option<KernelPipe>,
 }
 
 enum Flow {
@@ -60,9 +70,13 @@ impl Worker {
             up: Pipe::new(Body::UntilClose, false),
             up_eof: false,
             up_shut: false,
+            up_bulk: false,
+            up_kernel: None,
             down: Pipe::new(Body::UntilClose, false),
             down_eof: false,
             down_shut: false,
+            down_bulk: false,
+            down_kernel: None,
         };
         if !self.connect_tunnel(key, &mut tunnel) {
             return Step::Close;
@@ -161,6 +175,9 @@ impl Worker {
     }
 
     pub(super) fn release_tunnel(&mut self, tunnel: &mut Tunnel) {
+        let (up, down) = (tunnel.up_kernel.take(), tunnel.down_kernel.take());
+        self.return_kernel_pipe(up);
+        self.return_kernel_pipe(down);
         if let Some(uk) = tunnel.upstream.take() {
             self.in_flight.end(tunnel.slot);
             self.close_upstream(uk);
@@ -259,9 +276,28 @@ impl Worker {
             }
             Err(_) => return Flow::Close,
         }
-        if !t.up_eof && c.ready.readable && !rbuf.is_full() {
+        let header_done = t.header_sent == t.header.len();
+        if t.up_bulk && t.up_kernel.is_none() && rbuf.is_empty() && header_done && !t.up_eof {
+            if let (Some(_), Some(_)) = (c.sock.plain(), u.sock.plain()) {
+                t.up_kernel = take_pipe(&mut self.pipes);
+            }
+        }
+        if let (Some(kernel), Some(from), Some(to)) =
+            (t.up_kernel.as_mut(), c.sock.plain(), u.sock.plain())
+        {
+            match splice_through(kernel, u64::MAX, from, &mut c.ready, to, &mut u.ready) {
+                Ok(spliced) => {
+                    t.up_eof |= spliced.eof;
+                    progress |= spliced.any();
+                }
+                Err(_) => return Flow::Close,
+            }
+        } else if !t.up_eof && c.ready.readable && !rbuf.is_full() {
             match read_some(rbuf, &mut c.sock, &mut c.ready) {
-                Ok(ReadOutcome::Data) => progress = true,
+                Ok(ReadOutcome::Data) => {
+                    t.up_bulk |= self.settings.splice && rbuf.is_full();
+                    progress = true;
+                }
                 Ok(ReadOutcome::Eof) => {
                     t.up_eof = true;
                     progress = true;
@@ -270,7 +306,8 @@ impl Worker {
                 Err(_) => return Flow::Close,
             }
         }
-        let up_done = rbuf.is_empty() && t.header_sent == t.header.len();
+        let up_done =
+            rbuf.is_empty() && header_done && t.up_kernel.as_ref().is_none_or(|k| k.buffered == 0);
         if t.up_eof && !t.up_shut && up_done && u.sock.ready_to_shut() {
             let _ = u.sock.shutdown_write();
             t.up_shut = true;
@@ -284,9 +321,27 @@ impl Worker {
             Ok(moved) => progress |= moved.any(),
             Err(_) => return Flow::Close,
         }
-        if !t.down_eof && u.ready.readable && !rbuf.is_full() {
+        if t.down_bulk && t.down_kernel.is_none() && rbuf.is_empty() && !t.down_eof {
+            if let (Some(_), Some(_)) = (u.sock.plain(), c.sock.plain()) {
+                t.down_kernel = take_pipe(&mut self.pipes);
+            }
+        }
+        if let (Some(kernel), Some(from), Some(to)) =
+            (t.down_kernel.as_mut(), u.sock.plain(), c.sock.plain())
+        {
+            match splice_through(kernel, u64::MAX, from, &mut u.ready, to, &mut c.ready) {
+                Ok(spliced) => {
+                    t.down_eof |= spliced.eof;
+                    progress |= spliced.any();
+                }
+                Err(_) => return Flow::Close,
+            }
+        } else if !t.down_eof && u.ready.readable && !rbuf.is_full() {
             match read_some(rbuf, &mut u.sock, &mut u.ready) {
-                Ok(ReadOutcome::Data) => progress = true,
+                Ok(ReadOutcome::Data) => {
+                    t.down_bulk |= self.settings.splice && rbuf.is_full();
+                    progress = true;
+                }
                 Ok(ReadOutcome::Eof) => {
                     t.down_eof = true;
                     progress = true;
@@ -295,7 +350,8 @@ impl Worker {
                 Err(_) => return Flow::Close,
             }
         }
-        if t.down_eof && !t.down_shut && rbuf.is_empty() && c.sock.ready_to_shut() {
+        let down_done = rbuf.is_empty() && t.down_kernel.as_ref().is_none_or(|k| k.buffered == 0);
+        if t.down_eof && !t.down_shut && down_done && c.sock.ready_to_shut() {
             let _ = c.sock.shutdown_write();
             t.down_shut = true;
             progress = true;

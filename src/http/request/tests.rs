@@ -7,12 +7,21 @@ fn fwd() -> Forwarding {
         local_ip: "127.0.0.1".parse().unwrap(),
         listener_port: 8080,
         scheme: "http",
+        desync: Mode::Defensive,
     }
 }
 
 fn run(input: &[u8]) -> Result<(RequestInfo, String), HeadError> {
+    run_in(Mode::Defensive, input)
+}
+
+fn run_in(mode: Mode, input: &[u8]) -> Result<(RequestInfo, String), HeadError> {
     let mut out = BufPool::new(1).get();
-    match forward_head(input, &fwd(), &mut out)? {
+    let fwd = Forwarding {
+        desync: mode,
+        ..fwd()
+    };
+    match forward_head(input, &fwd, &mut out)? {
         Parse::Complete(info) => Ok((info, String::from_utf8_lossy(out.bytes()).into_owned())),
         Parse::Partial => panic!("partial"),
     }
@@ -116,7 +125,14 @@ fn refuses_ambiguous_or_bad_framing() {
         b"GET / HTTP/1.1\r\nHost: h\r\n folded\r\n\r\n",
         b"\x00\x01\x02 / HTTP/1.1\r\n\r\n",
     ] {
-        assert!(matches!(run(bad), Err(HeadError::Malformed(_))), "{:?}", String::from_utf8_lossy(bad));
+        // Whatever the mode (monitor too): clb never forwards what it cannot frame.
+        for mode in [Mode::Monitor, Mode::Defensive, Mode::Strictest] {
+            assert!(
+                matches!(run_in(mode, bad), Err(HeadError::Malformed(_) | HeadError::Desync(_))),
+                "{mode:?} {:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }
 

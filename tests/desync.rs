@@ -1,0 +1,656 @@
+//! Desync mitigation end to end (issue 7; spec §10): every case of the classifier's
+//! published corpus (the YAML files shipped in the `http_desync_guardian` crate, 159
+//! requests) is sent as raw bytes through a running clb in each mode, and the test checks
+//! what reached the instance (nothing, or exactly one request with clean framing) and
+//! what the client got (400 and a close when blocked; the instance's answer otherwise,
+//! then a close when defensive mode saw an Ambiguous request). Then the classic smuggling
+//! shapes, none of which may ever put a second request on an instance connection.
+//!
+//! The instance is a [`Recorder`]: it reads requests with its own strict framing, keeps
+//! every byte each connection sent, and answers `200 ok`.
+
+mod common;
+
+use clb::http::desync::{Mode, Tier};
+use clb::http::framing::Body;
+use clb::http::request::{self, Forwarding, HeadError, Parse};
+use clb::worker::buffer::BufPool;
+use common::*;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+use yaml_rust2::{Yaml, YamlLoader};
+
+const SOON: Duration = Duration::from_secs(5);
+const MODES: [Mode; 3] = [Mode::Monitor, Mode::Defensive, Mode::Strictest];
+
+// ---------------------------------------------------------------- the corpus
+
+struct Case {
+    file: String,
+    name: String,
+    raw: Vec<u8>,
+    tier: Tier,
+}
+
+/// The crate's `tests/` folder in cargo's registry (the crate is a dependency of clb).
+fn corpus_dir() -> PathBuf {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .expect("CARGO_HOME or HOME");
+    let registry = home.join("registry").join("src");
+    let entries =
+        std::fs::read_dir(&registry).unwrap_or_else(|e| panic!("{}: {e}", registry.display()));
+    for index in entries.flatten() {
+        let dir = index
+            .path()
+            .join("http_desync_guardian-0.1.3")
+            .join("tests");
+        if dir.is_dir() {
+            return dir;
+        }
+    }
+    panic!(
+        "http_desync_guardian-0.1.3/tests not found under {}",
+        registry.display()
+    );
+}
+
+/// The library harness's own escape decoding (`\xNN` becomes the char U+00NN).
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(ch) = chars.next() {
+        if ch != '\\' {
+            out.push(ch);
+            continue;
+        }
+        out.push(match chars.next() {
+            Some('x') => {
+                let hex: String = chars.by_ref().take(2).collect();
+                char::from(u8::from_str_radix(&hex, 16).expect("\\x escape"))
+            }
+            Some('b') => '\x08',
+            Some('f') => '\x0c',
+            Some('n') => '\n',
+            Some('r') => '\r',
+            Some('t') => '\t',
+            Some(other) => other,
+            None => panic!("escape at the end of {s:?}"),
+        });
+    }
+    out
+}
+
+fn text(y: &Yaml) -> String {
+    match y {
+        Yaml::String(s) => unescape(s),
+        Yaml::Integer(n) => n.to_string(),
+        Yaml::Real(r) => r.clone(),
+        Yaml::Boolean(b) => b.to_string(),
+        Yaml::Null | Yaml::BadValue => String::new(),
+        other => panic!("unexpected YAML value {other:?}"),
+    }
+}
+
+fn tier(name: &str) -> Tier {
+    match name {
+        "Compliant" => Tier::Compliant,
+        "Acceptable" => Tier::Acceptable,
+        "Ambiguous" => Tier::Ambiguous,
+        "Severe" => Tier::Severe,
+        other => panic!("unknown tier {other}"),
+    }
+}
+
+/// Every case, its raw request built as the library's harness builds it.
+fn corpus() -> Vec<Case> {
+    let dir = corpus_dir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("corpus dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    let mut cases = Vec::new();
+    for path in files {
+        let source = std::fs::read_to_string(&path).expect("read corpus file");
+        let docs = YamlLoader::load_from_str(&source).expect("corpus YAML");
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        for case in docs.first().and_then(Yaml::as_vec).into_iter().flatten() {
+            let mut raw = format!(
+                "{} {} {}\r\n",
+                text(&case["method"]),
+                text(&case["uri"]),
+                text(&case["version"])
+            );
+            let headers = case["headers"].as_vec().cloned().unwrap_or_default();
+            // clb answers an HTTP/1.1 request without Host with 400 (RFC 9112 §3.2); the
+            // corpus leaves Host out, and a Host header is Compliant for the classifier.
+            if !headers
+                .iter()
+                .any(|h| text(&h["name"]).eq_ignore_ascii_case("host"))
+            {
+                raw.push_str("Host: clb.test\r\n");
+            }
+            for h in &headers {
+                raw.push_str(&format!("{}: {}\r\n", text(&h["name"]), text(&h["value"])));
+            }
+            raw.push_str("\r\n");
+            cases.push(Case {
+                file: file.clone(),
+                name: text(&case["name"]),
+                raw: raw.into_bytes(),
+                tier: tier(&text(&case["expected"]["tier"])),
+            });
+        }
+    }
+    cases
+}
+
+// ---------------------------------------------------------------- clb's own reading
+
+fn fwd(mode: Mode) -> Forwarding {
+    Forwarding {
+        client_ip: [127, 0, 0, 1].into(),
+        local_ip: [127, 0, 0, 1].into(),
+        listener_port: 80,
+        scheme: "http",
+        desync: mode,
+    }
+}
+
+/// What clb should do with `raw` in `mode`: `None` when it answers 400 itself, else the
+/// body framing it will use and whether both connections close afterwards.
+fn expected(raw: &[u8], mode: Mode) -> Option<(Body, bool)> {
+    let mut out = BufPool::new(1).get();
+    match request::forward_head(raw, &fwd(mode), &mut out) {
+        Ok(Parse::Complete(info)) => Some((info.body, info.close_after)),
+        Ok(Parse::Partial) => panic!("incomplete corpus request {raw:?}"),
+        Err(HeadError::Desync(_) | HeadError::Malformed(_)) => None,
+        Err(other) => panic!("unexpected refusal {other:?} of {raw:?}"),
+    }
+}
+
+/// A body that matches clb's framing, so clb has a whole request to forward.
+fn body_for(body: Body) -> Vec<u8> {
+    match body {
+        Body::Done => Vec::new(),
+        Body::Length(n) => vec![b'b'; n as usize],
+        _ => b"3\r\nabc\r\n0\r\n\r\n".to_vec(),
+    }
+}
+
+// ---------------------------------------------------------------- the instance
+
+/// Reads one request with strict framing; `None` at EOF or on anything unframeable.
+fn read_request(conn: &mut TcpStream, pending: &mut Vec<u8>, all: &mut Vec<u8>) -> Option<()> {
+    fn fill(conn: &mut TcpStream, pending: &mut Vec<u8>, all: &mut Vec<u8>) -> Option<()> {
+        let mut buf = [0u8; 8192];
+        let n = conn.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        all.extend_from_slice(&buf[..n]);
+        Some(())
+    }
+    let head_end = loop {
+        if let Some(at) = find(pending, b"\r\n\r\n") {
+            break at + 4;
+        }
+        fill(conn, pending, all)?;
+    };
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut headers);
+    req.parse(&pending[..head_end]).ok()?;
+    let mut chunked = false;
+    let mut length = 0usize;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = true;
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            length = std::str::from_utf8(h.value).ok()?.trim().parse().ok()?;
+        }
+    }
+    pending.drain(..head_end);
+    if chunked {
+        while find(pending, b"0\r\n\r\n").is_none() {
+            fill(conn, pending, all)?;
+        }
+        let end = find(pending, b"0\r\n\r\n")? + 5;
+        pending.drain(..end);
+    } else {
+        while pending.len() < length {
+            fill(conn, pending, all)?;
+        }
+        pending.drain(..length);
+    }
+    Some(())
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Every connection's bytes, in accept order.
+type Log = Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>;
+
+struct Recorder {
+    addr: SocketAddr,
+    log: Log,
+}
+
+impl Recorder {
+    fn start(ip_str: &str) -> Recorder {
+        let listener = TcpListener::bind((ip(ip_str), 0)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log: Log = Arc::default();
+        let shared = log.clone();
+        thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let bytes = Arc::new(Mutex::new(Vec::new()));
+                shared.lock().unwrap().push(bytes.clone());
+                thread::spawn(move || serve(conn, &bytes));
+            }
+        });
+        Recorder { addr, log }
+    }
+
+    /// Every connection's bytes so far, in accept order (health checks send none).
+    fn received(&self) -> Vec<Vec<u8>> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| c.lock().unwrap().clone())
+            .collect()
+    }
+
+    /// What arrived since `before` (a `received()` snapshot), per connection that got any.
+    fn since(&self, before: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        self.received()
+            .into_iter()
+            .enumerate()
+            .map(|(i, now)| now[before.get(i).map_or(0, Vec::len)..].to_vec())
+            .filter(|delta| !delta.is_empty())
+            .collect()
+    }
+}
+
+fn serve(mut conn: TcpStream, bytes: &Mutex<Vec<u8>>) {
+    let mut pending = Vec::new();
+    loop {
+        let mut all = Vec::new();
+        let got = read_request(&mut conn, &mut pending, &mut all);
+        bytes.lock().unwrap().extend_from_slice(&all);
+        if got.is_none() {
+            return;
+        }
+        if conn
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the client
+
+struct Answer {
+    status: u16,
+    /// The connection was closed after the answer.
+    closed: bool,
+}
+
+/// Sends `raw` on a new connection and reads one answer and whether clb then closes.
+fn exchange(addr: SocketAddr, raw: &[u8]) -> Answer {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(SOON)).unwrap();
+    conn.write_all(raw).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The answer: a head and its Content-Length body.
+    let (status, total) = loop {
+        let n = conn.read(&mut buf).unwrap_or(0);
+        got.extend_from_slice(&buf[..n]);
+        if let Some(end) = find(&got, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_string();
+            let status = head
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    let (n, v) = l.split_once(':')?;
+                    n.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0usize);
+            // A HEAD answer has no body whatever its Content-Length says.
+            let length = if raw.starts_with(b"HEAD ") { 0 } else { length };
+            break (status, end + 4 + length);
+        }
+        assert!(
+            n > 0,
+            "no answer to {:?}: {:?}",
+            String::from_utf8_lossy(raw),
+            got
+        );
+    };
+    while got.len() < total {
+        let n = conn.read(&mut buf).unwrap_or(0);
+        assert!(n > 0, "answer cut short");
+        got.extend_from_slice(&buf[..n]);
+    }
+    // Closed: EOF arrives at once. Kept: nothing comes, the short poll times out.
+    conn.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let closed = matches!(conn.read(&mut buf), Ok(0)) || got.len() > total;
+    let _ = conn.shutdown(Shutdown::Both);
+    Answer { status, closed }
+}
+
+fn start_clb(mode: Mode, instance: &Recorder) -> Clb {
+    let port = free_port("127.0.0.1");
+    let listener = format!("http:{port}:http:80");
+    let spec = format!("i-1={}@zone-a", instance.addr);
+    let check = format!("TCP:{}", instance.addr.port());
+    let mut clb = Clb::start(&[
+        "--listener",
+        &listener,
+        "--bind",
+        "127.0.0.1",
+        "--api",
+        "off",
+        "--workers",
+        "1",
+        "--instance",
+        &spec,
+        "--health-check",
+        &check,
+        "--desync-mode",
+        mode.as_str(),
+    ]);
+    let healthy = Instance::new("i-1", instance.addr, "zone-a").expecting_healthy(true);
+    clb.wait_in_service(&[&healthy], SOON)
+        .expect("instance in service");
+    clb
+}
+
+/// Sends `raw` (plus the body clb's framing wants) through `clb` and checks the outcome:
+/// `Err` describes a mismatch.
+fn check_case(clb: &Clb, instance: &Recorder, mode: Mode, raw: &[u8]) -> Result<(), String> {
+    let before = instance.received();
+    let plan = expected(raw, mode);
+    let mut wire = raw.to_vec();
+    if let Some((body, _)) = plan {
+        wire.extend(body_for(body));
+    }
+    let answer = exchange(clb.addr, &wire);
+    match plan {
+        None => {
+            if answer.status != 400 || !answer.closed {
+                return Err(format!(
+                    "expected 400 and a close, got {} (closed: {})",
+                    answer.status, answer.closed
+                ));
+            }
+            let new = instance.since(&before);
+            if !new.is_empty() {
+                return Err(format!("a refused request reached the instance: {new:?}"));
+            }
+        }
+        Some((body, close_after)) => {
+            if answer.status != 200 {
+                return Err(format!(
+                    "expected the instance's 200, got {}",
+                    answer.status
+                ));
+            }
+            if answer.closed != close_after {
+                return Err(format!(
+                    "client connection closed: {} (expected {close_after})",
+                    answer.closed
+                ));
+            }
+            // The instance answered, so the request is recorded: exactly one, on one
+            // connection, framed cleanly, nothing after it.
+            let new = instance.since(&before);
+            let [delta] = new.as_slice() else {
+                return Err(format!(
+                    "expected one request on one connection, got {new:?}"
+                ));
+            };
+            one_clean_request(delta, body)?;
+        }
+    }
+    Ok(())
+}
+
+/// `bytes` is exactly one request: a head with at most one framing header, and the body
+/// clb framed, with nothing after it.
+fn one_clean_request(bytes: &[u8], body: Body) -> Result<(), String> {
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(bytes) {
+        Ok(httparse::Status::Complete(n)) => n,
+        other => return Err(format!("the instance got an unparsable head: {other:?}")),
+    };
+    let count = |name: &str| {
+        req.headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .count()
+    };
+    let (te, cl) = (count("transfer-encoding"), count("content-length"));
+    // Several Transfer-Encoding headers are one list (RFC 9110 §5.3); CL beside TE, or
+    // two CLs, would be ambiguous.
+    if (te > 0 && cl > 0) || cl > 1 {
+        return Err(format!(
+            "the instance got ambiguous framing (TE {te}, CL {cl})"
+        ));
+    }
+    let want = body_for(body);
+    if bytes[head_len..] != want[..] {
+        return Err(format!(
+            "after the head the instance got {:?}, not the one body {:?}",
+            String::from_utf8_lossy(&bytes[head_len..]),
+            String::from_utf8_lossy(&want)
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn the_corpus_has_its_159_cases_and_clb_classifies_them_as_the_library_does() {
+    let cases = corpus();
+    assert_eq!(cases.len(), 159, "corpus size");
+    let mut by_tier: BTreeMap<String, usize> = BTreeMap::new();
+    let mut refused_by_framing = Vec::new();
+    let mut mismatched = Vec::new();
+    for case in &cases {
+        *by_tier.entry(format!("{:?}", case.tier)).or_default() += 1;
+        // Defensive blocks only Severe: anything else refused is clb's own framing rule.
+        if expected(&case.raw, Mode::Defensive).is_none() && case.tier != Tier::Severe {
+            refused_by_framing.push(format!("{}: {} ({:?})", case.file, case.name, case.tier));
+        }
+        // A stricter mode never lets through what a laxer one refuses.
+        let outcomes: Vec<bool> = MODES
+            .iter()
+            .map(|m| expected(&case.raw, *m).is_some())
+            .collect();
+        assert!(
+            outcomes[0] >= outcomes[1] && outcomes[1] >= outcomes[2],
+            "{}",
+            case.name
+        );
+        // Where clb reads the head, its verdict is the corpus's.
+        let mut out = BufPool::new(1).get();
+        if let Ok(Parse::Complete(info)) =
+            request::forward_head(&case.raw, &fwd(Mode::Monitor), &mut out)
+        {
+            if info.verdict.tier != case.tier {
+                mismatched.push(format!(
+                    "{}: {}: clb {:?}/{:?}, corpus {:?}",
+                    case.file, case.name, info.verdict.tier, info.verdict.reason, case.tier
+                ));
+            }
+        }
+        // Every Severe request is refused in every mode but monitor.
+        if case.tier == Tier::Severe {
+            assert!(
+                !outcomes[1] && !outcomes[2],
+                "Severe {} forwarded",
+                case.name
+            );
+        }
+    }
+    println!("corpus by tier: {by_tier:?}");
+    println!(
+        "refused by clb's framing rules although the class allows them ({}):\n{}",
+        refused_by_framing.len(),
+        refused_by_framing.join("\n")
+    );
+    assert!(mismatched.is_empty(), "{}", mismatched.join("\n"));
+}
+
+#[test]
+fn every_corpus_case_through_clb_in_every_mode() {
+    let cases = corpus();
+    let instance = Recorder::start("127.0.0.2");
+    let mut failures = Vec::new();
+    for mode in MODES {
+        let clb = start_clb(mode, &instance);
+        for case in &cases {
+            if let Err(why) = check_case(&clb, &instance, mode, &case.raw) {
+                failures.push(format!("{mode:?} {}: {}: {why}", case.file, case.name));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn classic_smuggling_shapes_never_reach_a_pooled_connection_twice() {
+    let shapes: [&[u8]; 9] = [
+        // CL.TE
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 13\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nSMUGGLED",
+        // TE.CL
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n",
+        // TE.TE, obfuscated
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-encoding: x\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\nContent-Length: 4\r\n\r\nabcd",
+        // Duplicate CL
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd",
+        // Chunk size overflow
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFF1\r\nabcd\r\n0\r\n\r\n",
+        // Bare LF and obs-fold
+        b"POST / HTTP/1.1\nHost: a\nContent-Length: 4\n\nabcd",
+        b"POST / HTTP/1.1\r\nHost: a\r\nX: y\r\n Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\nabcd",
+        // TE on HTTP/1.0
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n",
+    ];
+    let instance = Recorder::start("127.0.0.2");
+    for mode in MODES {
+        let clb = start_clb(mode, &instance);
+        for shape in shapes {
+            let before = instance.received();
+            let mut conn = TcpStream::connect(clb.addr).unwrap();
+            conn.set_read_timeout(Some(SOON)).unwrap();
+            conn.write_all(shape).unwrap();
+            // A follow-up request on the same client connection, in case the first left bytes.
+            let _ = conn.write_all(b"GET /second HTTP/1.1\r\nHost: a\r\n\r\n");
+            let mut got = Vec::new();
+            let deadline = Instant::now() + SOON;
+            let mut buf = [0u8; 4096];
+            while Instant::now() < deadline {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+                if got.windows(4).filter(|w| w == b"\r\n\r\n").count() >= 2 {
+                    break;
+                }
+            }
+            drop(conn);
+            // Let any forwarded bytes land, then check every instance connection holds
+            // whole requests with clean framing and nothing smuggled.
+            assert!(wait_until(SOON, || instance.received().len() >= before.len()));
+            for delta in instance.since(&before) {
+                if let Err(why) = only_sent_requests(&delta) {
+                    panic!("{mode:?} {:?}: {why}", String::from_utf8_lossy(shape));
+                }
+            }
+        }
+    }
+}
+
+/// An instance connection's bytes are whole requests the client meant to send (`POST /`
+/// or `GET /second`), each with one clean framing, back to back.
+fn only_sent_requests(mut bytes: &[u8]) -> Result<(), String> {
+    while !bytes.is_empty() {
+        let mut headers = [httparse::EMPTY_HEADER; 128];
+        let mut req = httparse::Request::new(&mut headers);
+        let head_len = match req.parse(bytes) {
+            Ok(httparse::Status::Complete(n)) => n,
+            other => {
+                return Err(format!(
+                    "unparsable bytes on an instance connection ({other:?}): {:?}",
+                    String::from_utf8_lossy(bytes)
+                ))
+            }
+        };
+        let line = (req.method.unwrap_or(""), req.path.unwrap_or(""));
+        if !matches!(line, ("POST", "/") | ("GET", "/second")) {
+            return Err(format!("a request the client never sent: {line:?}"));
+        }
+        let framing: Vec<(String, String)> = req
+            .headers
+            .iter()
+            .filter(|h| {
+                h.name.eq_ignore_ascii_case("transfer-encoding")
+                    || h.name.eq_ignore_ascii_case("content-length")
+            })
+            .map(|h| {
+                (
+                    h.name.to_ascii_lowercase(),
+                    String::from_utf8_lossy(h.value).trim().to_string(),
+                )
+            })
+            .collect();
+        let body_len = match framing.as_slice() {
+            [] => 0,
+            [(name, value)] if name == "content-length" => value
+                .parse::<usize>()
+                .map_err(|e| format!("Content-Length {value:?}: {e}"))?,
+            [(_, value)] if value.eq_ignore_ascii_case("chunked") => {
+                let rest = &bytes[head_len..];
+                find(rest, b"0\r\n\r\n")
+                    .map(|at| at + 5)
+                    .ok_or("unterminated chunked body")?
+            }
+            other => return Err(format!("ambiguous framing forwarded: {other:?}")),
+        };
+        let end = head_len + body_len;
+        if end > bytes.len() {
+            return Err("a body cut short".into());
+        }
+        bytes = &bytes[end..];
+    }
+    Ok(())
+}
