@@ -64,6 +64,166 @@ fn check_rewritten(data: &[u8], info: &request::RequestInfo, out: &[u8]) {
     assert_eq!(names().filter(|n| n == "host").count(), 1);
 }
 
+/// Differential framing: clb's reading of a request (head length, body framing, where a
+/// chunked body ends) against a reference built from httparse alone and RFC 9112's
+/// rules, written independently here. Invariant: whatever clb forwards, the reference
+/// frames identically; whatever the reference finds ambiguous, clb refuses.
+pub fn request_framing(data: &[u8]) {
+    use crate::http::desync::Mode;
+    use crate::http::framing::Body;
+    let fwd = Forwarding {
+        client_ip: [192, 0, 2, 1].into(),
+        local_ip: [127, 0, 0, 1].into(),
+        listener_port: 8080,
+        scheme: "http",
+        // The laxest mode: framing must hold even when nothing is blocked by class.
+        desync: Mode::Monitor,
+    };
+    let mut out = BufPool::new(1).get();
+    let Ok(Parse::Complete(info)) = request::forward_head(data, &fwd, &mut out) else {
+        return;
+    };
+    let reference = reference_framing(data)
+        .unwrap_or_else(|why| panic!("clb forwarded a request the reference refuses: {why}"));
+    assert_eq!(info.head_len, reference.0, "head length");
+    match (info.body, reference.1) {
+        (Body::Done, RefBody::None) => {}
+        (Body::Length(n), RefBody::Length(m)) => assert_eq!(n, m, "Content-Length"),
+        (Body::Chunked(mut decoder), RefBody::Chunked) => {
+            let body = &data[info.head_len..];
+            let mut at = 0;
+            while at < body.len() && !decoder.is_done() {
+                match decoder.next_run(&body[at..]) {
+                    Ok(run) if run.len == 0 => break,
+                    Ok(run) => at += run.len,
+                    Err(_) => return,
+                }
+            }
+            if decoder.is_done() {
+                assert_eq!(
+                    reference_chunked_end(body),
+                    Ok(at),
+                    "where the chunked body ends"
+                );
+            }
+        }
+        (clb, reference) => panic!("clb frames {clb:?}, the reference {reference:?}"),
+    }
+}
+
+#[derive(Debug)]
+enum RefBody {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// RFC 9112 §6.3 over httparse's head: `Err` where a request's length is ambiguous.
+fn reference_framing(data: &[u8]) -> Result<(usize, RefBody), String> {
+    let mut headers = [httparse::EMPTY_HEADER; 256];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(data) {
+        Ok(httparse::Status::Complete(n)) => n,
+        other => return Err(format!("httparse: {other:?}")),
+    };
+    let is = |h: &httparse::Header<'_>, name: &str| h.name.eq_ignore_ascii_case(name);
+    let codings: Vec<&[u8]> = req
+        .headers
+        .iter()
+        .filter(|h| is(h, "transfer-encoding"))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .map(|c| c.trim_ascii())
+        .filter(|c| !c.is_empty())
+        .collect();
+    let te_headers = req.headers.iter().any(|h| is(h, "transfer-encoding"));
+    if te_headers {
+        if req.version != Some(1) {
+            return Err("Transfer-Encoding in HTTP/1.0".into());
+        }
+        let chunked = |c: &&[u8]| c.eq_ignore_ascii_case(b"chunked");
+        return match codings.split_last() {
+            Some((last, rest)) if chunked(last) && !rest.iter().any(chunked) => {
+                Ok((head_len, RefBody::Chunked))
+            }
+            _ => Err("chunked is not the final coding, once".into()),
+        };
+    }
+    let mut length = None;
+    for h in req.headers.iter().filter(|h| is(h, "content-length")) {
+        let value = h.value.trim_ascii();
+        if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+            return Err("Content-Length is not 1*DIGIT".into());
+        }
+        let n: u64 = std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .ok_or("Content-Length overflows")?;
+        if length.is_some_and(|m| m != n) {
+            return Err("Content-Length headers differ".into());
+        }
+        length = Some(n);
+    }
+    Ok((
+        head_len,
+        match length {
+            None | Some(0) => RefBody::None,
+            Some(n) => RefBody::Length(n),
+        },
+    ))
+}
+
+/// Where a chunked body ends (RFC 9112 §7.1), or why it does not.
+fn reference_chunked_end(body: &[u8]) -> Result<usize, &'static str> {
+    let line = |from: usize| -> Result<(usize, usize), &'static str> {
+        let rest = body.get(from..).ok_or("short")?;
+        let cr = rest
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')
+            .ok_or("short")?;
+        if rest[cr] != b'\r' || rest.get(cr + 1) != Some(&b'\n') {
+            return Err("bare LF or lone CR");
+        }
+        Ok((from + cr, from + cr + 2))
+    };
+    let mut at = 0;
+    loop {
+        let (end, next) = line(at)?;
+        let size_line = &body[at..end];
+        let digits = size_line
+            .iter()
+            .take_while(|b| b.is_ascii_hexdigit())
+            .count();
+        if digits == 0 {
+            return Err("no chunk size");
+        }
+        let size = u64::from_str_radix(
+            std::str::from_utf8(&size_line[..digits]).map_err(|_| "utf8")?,
+            16,
+        )
+        .map_err(|_| "chunk size overflows")?;
+        at = next;
+        if size == 0 {
+            // Trailer fields, then the empty line.
+            loop {
+                let (end, next) = line(at)?;
+                let empty = end == at;
+                at = next;
+                if empty {
+                    return Ok(at);
+                }
+            }
+        }
+        let data_end = usize::try_from(size)
+            .ok()
+            .and_then(|s| at.checked_add(s))
+            .ok_or("huge")?;
+        if body.get(data_end..data_end + 2) != Some(b"\r\n") {
+            return Err("chunk data not followed by CRLF");
+        }
+        at = data_end + 2;
+    }
+}
+
 /// Query/form parameters of the API. Invariants: no panic; an accepted request has at
 /// most the documented number of parameters, and every list accessor stays in bounds.
 pub fn api_query(data: &[u8]) {

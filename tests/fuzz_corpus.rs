@@ -53,3 +53,8 @@ fn chunked_and_response_corpus() {
 fn proxy_protocol_corpus() {
     replay("proxy_protocol", clb::fuzzing::proxy_protocol);
 }
+
+#[test]
+fn request_framing_corpus() {
+    replay("request_framing", clb::fuzzing::request_framing);
+}
