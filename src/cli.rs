@@ -49,6 +49,9 @@ const DEFAULT_API_PORT: u16 = 9900;
 /// DESIGN §4: draining on for the flags' load balancer, 300 s (spec §5.2 range 1–3600).
 const DEFAULT_DRAINING: u32 = 300;
 const DRAINING_RANGE: (u64, u64) = (1, 3600);
+/// `--header-timeout`: the same range as the idle timeout, default 60 s like it.
+const HEADER_TIMEOUT_RANGE: (u64, u64) = (1, 4000);
+const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Flags of DESIGN §4 that are recognised but refused, with the feature each belongs to.
 const NOT_BUILT: &[(&str, &str)] = &[
@@ -76,6 +79,7 @@ fn options() -> Options {
         .optmulti("", "key", "", "FILE")
         .optopt("", "ssl-policy", "", "NAME")
         .optopt("", "desync-mode", "", "MODE")
+        .optopt("", "header-timeout", "", "S")
         .optopt("", "backend-ca", "", "FILE")
         .optmulti("", "backend-public-key", "", "FILE")
         .optopt("", "health-check", "", "TARGET")
@@ -135,6 +139,13 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
         "a whole number of seconds",
     )?
     .map_or(DEFAULT_IDLE_TIMEOUT, Duration::from_secs);
+    let header_timeout = number(
+        &m,
+        "header-timeout",
+        HEADER_TIMEOUT_RANGE,
+        "a whole number of seconds",
+    )?
+    .map_or(DEFAULT_HEADER_TIMEOUT, Duration::from_secs);
     let bind = match m.opt_str("bind") {
         None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         Some(addr) => addr.parse().map_err(|_| {
@@ -270,6 +281,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             certs,
             ssl_policy,
             backend_tls,
+            header_timeout,
         },
     })))
 }
@@ -530,6 +542,8 @@ Recognised but not supported yet (giving one is refused):
                                sticky sessions: an AWSELB cookie for S seconds, or for the life
                                of the application's COOKIE
       --desync-mode MODE       monitor, defensive (default) or strictest
+      --header-timeout S       seconds a request head may take from its first byte, 1-4000
+                               (default 60); then 408 and close, however slowly bytes trickle
       --access-log FILE|-      ELB access-log lines
 
 RUST_LOG sets the log level. A refused flag prints one line and exits 2.

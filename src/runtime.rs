@@ -113,6 +113,7 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
             workers: runtime.workers,
             health_unit: worker::health_unit_from_env(),
             splice: worker::splice_from_env(),
+            header_timeout: runtime.header_timeout,
             desync_counts: Arc::new(Default::default()),
             tls: tls.clone(),
             backend_tls: backend_tls.clone(),

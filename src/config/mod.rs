@@ -130,6 +130,8 @@ pub struct Runtime {
     pub ssl_policy: String,
     /// How TLS connections to HTTPS and SSL instances are checked.
     pub backend_tls: crate::tls::backend::BackendTls,
+    /// How long a request head may take from its first byte to its end.
+    pub header_timeout: std::time::Duration,
 }
 
 /// The whole configuration the process starts from.

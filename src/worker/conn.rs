@@ -59,9 +59,15 @@ pub struct Client {
     pub idle: Duration,
 }
 
+impl Phase {
+    /// Waiting for the next request, none of it seen yet.
+    pub const IDLE: Phase = Phase::ReadHead { started_ms: 0 };
+}
+
 pub enum Phase {
-    /// Waiting for a request head.
-    ReadHead,
+    /// Waiting for a request head; `started_ms` is when its first byte was seen
+    /// (`Worker::clock_ms`), 0 before that. A u32 keeps `Phase` (and `Client`) small.
+    ReadHead { started_ms: u32 },
     /// A request in flight: the key of its `Exchange` in the worker's exchange slab,
     /// so an idle client's slab entry stays small (an exchange is most of the state).
     Exchange(usize),

@@ -479,7 +479,7 @@ impl Worker {
                 linger: !ex.request.finished(),
             }
         } else {
-            Phase::ReadHead
+            Phase::IDLE
         };
         self.bufs.release_if_empty(&mut c.rbuf);
         Step::Progress

@@ -43,6 +43,8 @@ use std::time::{Duration, Instant};
 
 /// Events taken from one poll.
 const EVENTS_PER_POLL: usize = 1024;
+/// How long accepting pauses when the process or system is out of descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest a connect to an instance may take before the next instance is tried.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a closing client connection is read and discarded after clb's last answer.
@@ -86,6 +88,8 @@ pub struct Settings {
     /// Whether bulk bytes between plain sockets move with `splice(2)`
     /// (`CLB_SPLICE=off` turns it off, to measure what it saves).
     pub splice: bool,
+    /// How long a request head may take from its first byte (slow-loris defence).
+    pub header_timeout: Duration,
     /// Requests counted by desync tier and reason (read by the metrics scrape).
     pub desync_counts: Arc<crate::http::desync::Counts>,
 }
@@ -113,6 +117,13 @@ pub struct Worker {
     settings: Settings,
     /// Accepting stopped at `max_connections`; resumed when a client closes.
     accept_paused: bool,
+    /// Out of descriptors (or kernel memory) at accept: no accepting until then.
+    accept_backoff: Option<Instant>,
+    /// Accept failures since the last warning, and when the next warning may go out.
+    accept_failures: u64,
+    next_accept_warning: Instant,
+    /// The zero of `clock_ms` (request-head start times are stored as u32 milliseconds).
+    epoch: Instant,
     /// Sessions that used up their turn with work left; driven again after the batch.
     again: Vec<(usize, u32)>,
 }
@@ -152,6 +163,10 @@ impl Worker {
             now: Instant::now(),
             settings,
             accept_paused: false,
+            accept_backoff: None,
+            accept_failures: 0,
+            next_accept_warning: Instant::now(),
+            epoch: Instant::now(),
             again: Vec::new(),
         };
         for l in listening {
@@ -183,7 +198,14 @@ impl Worker {
         );
         loop {
             let timeout = if self.again.is_empty() {
-                self.timers.next_timeout(Instant::now())
+                let timers = self.timers.next_timeout(Instant::now());
+                match self.accept_backoff {
+                    Some(until) => {
+                        let left = until.saturating_duration_since(Instant::now());
+                        Some(timers.map_or(left, |t| t.min(left)))
+                    }
+                    None => timers,
+                }
             } else {
                 Some(Duration::ZERO)
             };
@@ -198,6 +220,10 @@ impl Worker {
                 self.dispatch(event);
             }
             self.run_deadlines();
+            if self.accept_backoff.is_some_and(|until| until <= self.now) {
+                self.accept_backoff = None;
+                self.accept_all();
+            }
             self.run_again();
         }
     }
@@ -255,6 +281,9 @@ impl Worker {
     }
 
     fn accept(&mut self, index: usize) {
+        if self.accept_backoff.is_some() {
+            return;
+        }
         loop {
             if self.clients.len() >= self.settings.max_connections {
                 self.accept_paused = true;
@@ -270,9 +299,10 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // EMFILE and friends: the connection stays in the backlog; the next
-                    // close or arrival retries.
-                    log::warn!("worker {}: accept failed: {e}", self.id);
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays in the kernel's
+                    // backlog; accepting pauses briefly (no busy loop on a full table)
+                    // and then retries every listener by itself.
+                    self.accept_failed(&e);
                     return;
                 }
             };
@@ -330,7 +360,7 @@ impl Worker {
                 read_closed: false,
                 rbuf: None,
                 wbuf: None,
-                phase: conn::Phase::ReadHead,
+                phase: conn::Phase::IDLE,
                 deadline: conn::Deadline::new(self.now + idle),
                 idle,
             });
@@ -347,7 +377,7 @@ impl Worker {
     /// The client's exchange, moved out of the slab (the phase becomes `ReadHead`).
     fn take_exchange(&mut self, key: usize) -> Option<conn::Exchange> {
         let c = self.clients.get_mut(key)?;
-        match std::mem::replace(&mut c.phase, conn::Phase::ReadHead) {
+        match std::mem::replace(&mut c.phase, conn::Phase::IDLE) {
             conn::Phase::Exchange(xk) => self.exchanges.try_remove(xk),
             other => {
                 c.phase = other;
@@ -378,11 +408,38 @@ impl Worker {
     fn resume_accepting(&mut self) {
         if self.accept_paused && self.clients.len() < self.settings.max_connections {
             self.accept_paused = false;
-            let keys: Vec<usize> = self.listening.iter().map(|(k, _)| k).collect();
-            for key in keys {
-                self.accept(key);
-            }
+            self.accept_all();
         }
+    }
+
+    fn accept_all(&mut self) {
+        let keys: Vec<usize> = self.listening.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.accept(key);
+        }
+    }
+
+    /// Pauses accepting for `ACCEPT_BACKOFF`; warns at most once a second, with a count.
+    fn accept_failed(&mut self, e: &io::Error) {
+        self.accept_backoff = Some(self.now + ACCEPT_BACKOFF);
+        self.accept_failures += 1;
+        if self.now >= self.next_accept_warning {
+            log::warn!(
+                "worker {}: accept failed {} times in the last second ({e}); pausing accepts \
+                 for {} ms at a time until it succeeds",
+                self.id,
+                self.accept_failures,
+                ACCEPT_BACKOFF.as_millis()
+            );
+            self.accept_failures = 0;
+            self.next_accept_warning = self.now + Duration::from_secs(1);
+        }
+    }
+
+    /// Milliseconds since the worker started, never 0 (0 marks "no head started").
+    pub(super) fn clock_ms(&self) -> u32 {
+        let ms = self.now.saturating_duration_since(self.epoch).as_millis();
+        (ms as u32).max(1)
     }
 
     fn run_deadlines(&mut self) {

@@ -14,6 +14,7 @@ use super::{Worker, LINGER};
 use crate::backend::balancer::Tried;
 use crate::http::canned::Canned;
 use crate::http::desync::{self, Mode};
+use std::time::Duration;
 use crate::http::request::{self, Forwarding, HeadError, Parse, RequestInfo, MAX_HEAD};
 use crate::worker::buffer::Buf;
 use std::io::{self, Write};
@@ -83,7 +84,7 @@ impl Worker {
             return Step::Close;
         };
         let step = match client.phase {
-            Phase::ReadHead => self.read_head(key),
+            Phase::ReadHead { .. } => self.read_head(key),
             Phase::Exchange(_) => self.exchange(key),
             Phase::Tunnel(tk) => self.tunnel(key, tk),
             Phase::Closing { linger } => self.closing(key, linger),
@@ -124,6 +125,7 @@ impl Worker {
 
     fn read_head(&mut self, key: usize) -> Step {
         let now = self.now;
+        let clock = self.clock_ms();
         let Some(c) = self.clients.get_mut(key) else {
             return Step::Close;
         };
@@ -157,6 +159,16 @@ impl Worker {
                     if rbuf.is_full() && rbuf.capacity() <= MAX_HEAD {
                         // Past MAX_HEAD the parser answers 431 itself.
                         rbuf.grow_to(MAX_HEAD + 1);
+                    }
+                    // Slow loris: a head must end within the header timeout of its
+                    // first byte, however often bytes trickle in to refresh the idle one.
+                    if let Phase::ReadHead { started_ms } = &mut c.phase {
+                        if *started_ms == 0 {
+                            *started_ms = clock;
+                        }
+                        let spent = Duration::from_millis(clock.wrapping_sub(*started_ms).into());
+                        let limit = now + self.settings.header_timeout.saturating_sub(spent);
+                        c.deadline.at = c.deadline.at.min(limit);
                     }
                 }
                 Err(e) => {
@@ -250,7 +262,7 @@ impl Worker {
             .get_or_insert_with(|| self.bufs.get())
             .extend(canned.bytes(keep));
         c.phase = if keep {
-            Phase::ReadHead
+            Phase::IDLE
         } else {
             Phase::Closing { linger: true }
         };
@@ -337,7 +349,7 @@ impl Worker {
             _ => None,
         };
         let action = match (&c.phase, exchange) {
-            (Phase::ReadHead, _) if partial_head => Action::Answer(Canned::RequestTimeout),
+            (Phase::ReadHead { .. }, _) if partial_head => Action::Answer(Canned::RequestTimeout),
             (Phase::Exchange(_), Some(ex)) => match ex.response {
                 // A request body the client stopped sending (spec §11: 408).
                 Response::AwaitHead if !ex.request.finished() => {
