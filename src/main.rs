@@ -37,9 +37,9 @@ fn main() -> ExitCode {
             }
         },
     };
-    // Blocked before any thread starts, so only the signal thread below receives it.
-    if let Err(e) = signals::block(&[signals::HUP]) {
-        log::warn!("cannot block SIGHUP, certificate reload is off: {e}");
+    // Blocked before any thread starts, so only the signal thread below receives them.
+    if let Err(e) = signals::block(&signals::HANDLED) {
+        log::warn!("cannot block signals, SIGHUP/SIGTERM handling is off: {e}");
     }
     let running = match clb::runtime::start(&config, credentials) {
         Ok(running) => running,
@@ -80,21 +80,31 @@ fn main() -> ExitCode {
     }
 }
 
-/// SIGHUP reloads certificate files; the control thread does the work.
+/// SIGHUP reloads certificate files; SIGTERM and SIGINT stop gracefully, and a second
+/// one stops at once. The control thread does the work.
 fn spawn_signal_thread(control: ControlHandle) {
     let spawned = std::thread::Builder::new()
         .name("clb-signals".to_string())
-        .spawn(move || loop {
-            match signals::wait(&[signals::HUP]) {
-                Ok(_) => {
-                    log::info!("SIGHUP: reloading certificates");
-                    if !control.send(Event::ReloadCertificates) {
+        .spawn(move || {
+            let mut stopping = false;
+            loop {
+                match signals::wait(&signals::HANDLED) {
+                    Ok(signals::HUP) => {
+                        log::info!("SIGHUP: reloading certificates");
+                        control.send(Event::ReloadCertificates);
+                    }
+                    Ok(_) if stopping => {
+                        log::warn!("second stop signal: exiting now");
+                        std::process::exit(1);
+                    }
+                    Ok(_) => {
+                        stopping = true;
+                        control.send(Event::Shutdown);
+                    }
+                    Err(e) => {
+                        log::error!("waiting for signals failed, they are ignored from now: {e}");
                         return;
                     }
-                }
-                Err(e) => {
-                    log::error!("waiting for signals failed, SIGHUP is ignored from now: {e}");
-                    return;
                 }
             }
         });

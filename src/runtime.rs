@@ -47,7 +47,9 @@ impl std::error::Error for StartError {}
 pub struct Running {
     /// What the load balancers looked like at start.
     pub load_balancers: Vec<LbState>,
-    threads: Vec<JoinHandle<io::Result<()>>>,
+    workers: Vec<JoinHandle<io::Result<()>>>,
+    /// Serves the API until the process exits; never joined.
+    _control_thread: JoinHandle<io::Result<()>>,
     /// Reaches the control thread (signals).
     pub control: ControlHandle,
 }
@@ -149,18 +151,18 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
         .name("clb-control".to_string())
         .spawn(move || server.run())
         .map_err(StartError::Thread)?;
-    threads.push(control_thread);
     Ok(Running {
         load_balancers,
-        threads,
+        workers: threads,
+        _control_thread: control_thread,
         control,
     })
 }
 
 impl Running {
-    /// Waits for the threads; they stop only if a poll fails.
+    /// Waits for the workers: they stop after a shutdown (or if a poll fails).
     pub fn wait(self) -> io::Result<()> {
-        for handle in self.threads {
+        for handle in self.workers {
             match handle.join() {
                 Ok(result) => result?,
                 Err(_) => return Err(io::Error::other("a thread panicked")),

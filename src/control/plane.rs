@@ -16,7 +16,7 @@ use crate::worker::{bind_new_listeners, Control, WorkerHandle};
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub struct Plane {
     pub model: Model,
@@ -68,6 +68,28 @@ impl Plane {
             if let Err(e) = self.commit(next) {
                 log::error!("ending connection draining: {e}");
             }
+        }
+    }
+
+    /// SIGTERM: every worker stops accepting and finishes its requests, for at most the
+    /// longest connection-draining timeout among the load balancers that drain (none:
+    /// in-flight requests are cut at once, as deregistration without draining does).
+    pub fn shutdown(&mut self) {
+        let grace = self
+            .model
+            .lbs
+            .iter()
+            .filter(|lb| lb.attributes.draining)
+            .map(|lb| Duration::from_secs(lb.attributes.draining_timeout.into()))
+            .max()
+            .unwrap_or(Duration::ZERO);
+        log::info!(
+            "stopping: no new connections; in-flight requests get up to {} s",
+            grace.as_secs()
+        );
+        let deadline = Instant::now() + grace;
+        for worker in &self.workers {
+            worker.send(Control::Shutdown { deadline });
         }
     }
 

@@ -24,6 +24,8 @@ const WAKER: Token = Token(usize::MAX - 1);
 pub enum Event {
     /// SIGHUP: load the certificate files again.
     ReloadCertificates,
+    /// SIGTERM or SIGINT: stop accepting, let in-flight requests finish.
+    Shutdown,
 }
 
 /// How to reach the control thread.
@@ -120,6 +122,7 @@ impl Server {
                         while let Ok(event) = self.events.try_recv() {
                             match event {
                                 Event::ReloadCertificates => self.plane.reload_tls(),
+                                Event::Shutdown => self.plane.shutdown(),
                             }
                         }
                     }

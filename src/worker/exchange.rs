@@ -471,10 +471,11 @@ impl Worker {
         let kernel = ex.kernel.take();
         self.return_kernel_pipe(kernel);
         self.detach(&mut ex, reuse);
+        let stopping = self.stopping();
         let Some(c) = self.clients.get_mut(key) else {
             return Step::Close;
         };
-        c.phase = if close || c.read_closed {
+        c.phase = if close || c.read_closed || stopping {
             Phase::Closing {
                 linger: !ex.request.finished(),
             }

@@ -122,6 +122,8 @@ pub struct Worker {
     /// Accept failures since the last warning, and when the next warning may go out.
     accept_failures: u64,
     next_accept_warning: Instant,
+    /// Set by SIGTERM: no more accepting; the loop ends when no client is left or then.
+    shutdown: Option<Instant>,
     /// The zero of `clock_ms` (request-head start times are stored as u32 milliseconds).
     epoch: Instant,
     /// Sessions that used up their turn with work left; driven again after the batch.
@@ -167,6 +169,7 @@ impl Worker {
             accept_failures: 0,
             next_accept_warning: Instant::now(),
             epoch: Instant::now(),
+            shutdown: None,
             again: Vec::new(),
         };
         for l in listening {
@@ -198,7 +201,11 @@ impl Worker {
         );
         loop {
             let timeout = if self.again.is_empty() {
-                let timers = self.timers.next_timeout(Instant::now());
+                let mut timers = self.timers.next_timeout(Instant::now());
+                if let Some(deadline) = self.shutdown {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    timers = Some(timers.map_or(left, |t| t.min(left)));
+                }
                 match self.accept_backoff {
                     Some(until) => {
                         let left = until.saturating_duration_since(Instant::now());
@@ -225,7 +232,48 @@ impl Worker {
                 self.accept_all();
             }
             self.run_again();
+            if let Some(deadline) = self.shutdown {
+                if self.clients.is_empty() || self.now >= deadline {
+                    log::info!(
+                        "worker {}: stopped ({} connections cut)",
+                        self.id,
+                        self.clients.len()
+                    );
+                    return Ok(());
+                }
+            }
         }
+    }
+
+    /// SIGTERM: listening sockets close (new connections are refused), idle keep-alive
+    /// clients are closed, and every other client is closed once its answer is out.
+    fn begin_shutdown(&mut self, deadline: Instant) {
+        self.shutdown = Some(deadline);
+        // Answers still to come say `Connection: close`.
+        for (_, ex) in self.exchanges.iter_mut() {
+            ex.req.keep_alive = false;
+        }
+        for (_, mut l) in std::mem::take(&mut self.listening) {
+            let _ = self.poll.registry().deregister(&mut l.sock);
+        }
+        let idle: Vec<usize> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| {
+                matches!(c.phase, conn::Phase::ReadHead { .. })
+                    && c.wbuf.is_none()
+                    && c.rbuf.as_ref().is_none_or(|b| b.is_empty())
+            })
+            .map(|(key, _)| key)
+            .collect();
+        for key in idle {
+            self.close_client(key);
+        }
+    }
+
+    /// Whether the worker is stopping (then no client connection is kept alive).
+    pub(super) fn stopping(&self) -> bool {
+        self.shutdown.is_some()
     }
 
     fn dispatch(&mut self, event: &mio::event::Event) {
@@ -281,7 +329,7 @@ impl Worker {
     }
 
     fn accept(&mut self, index: usize) {
-        if self.accept_backoff.is_some() {
+        if self.accept_backoff.is_some() || self.shutdown.is_some() {
             return;
         }
         loop {

@@ -27,6 +27,8 @@ pub enum Control {
     },
     /// New TLS handshakes use this configuration (SIGHUP); sessions already open keep theirs.
     Tls(Arc<rustls::ServerConfig>),
+    /// SIGTERM: stop accepting, finish what is in flight until `deadline`, then stop.
+    Shutdown { deadline: std::time::Instant },
 }
 
 /// Marks an index that has no counterpart in the new topology.
@@ -41,6 +43,7 @@ impl Worker {
                     listening,
                 } => self.apply_topology(topology, listening),
                 Control::Tls(config) => self.settings.tls = Some(config),
+                Control::Shutdown { deadline } => self.begin_shutdown(deadline),
             }
         }
     }
