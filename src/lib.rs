@@ -14,6 +14,7 @@ pub mod control;
 pub mod fuzzing;
 pub mod http;
 pub mod runtime;
+pub mod stats;
 pub mod sys;
 pub mod tcp;
 pub mod tls;

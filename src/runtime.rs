@@ -108,6 +108,7 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
     let mut threads = Vec::with_capacity(sockets.len() + 1);
     let mut handles = Vec::with_capacity(sockets.len());
     let mut in_flight = Vec::with_capacity(sockets.len());
+    let (mut stats, mut desync) = (Vec::new(), Vec::new());
     for (id, listening) in sockets.into_iter().enumerate() {
         let counts = Arc::new(InFlight::new(MAX_SLOTS));
         let settings = Settings {
@@ -117,9 +118,12 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
             splice: worker::splice_from_env(),
             header_timeout: runtime.header_timeout,
             desync_counts: Arc::new(Default::default()),
+            stats: Arc::new(Default::default()),
             tls: tls.clone(),
             backend_tls: backend_tls.clone(),
         };
+        stats.push(settings.stats.clone());
+        desync.push(settings.desync_counts.clone());
         let (worker, handle) =
             Worker::new(id, topology.clone(), listening, settings, counts.clone())
                 .map_err(StartError::Thread)?;
@@ -145,6 +149,8 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
         certs: runtime.certs.clone(),
         ssl_policy: runtime.ssl_policy.clone(),
         tls_ready: tls.is_some(),
+        stats,
+        desync,
     };
     let (server, control) = Server::new(plane, api, credentials).map_err(StartError::Thread)?;
     let control_thread = std::thread::Builder::new()

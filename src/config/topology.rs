@@ -46,6 +46,8 @@ pub struct LbView {
     pub idle_timeout: Duration,
     pub health_check: HealthCheck,
     pub desync_mode: crate::http::desync::Mode,
+    /// Where this load balancer's metrics are counted (`crate::stats`).
+    pub stats_slot: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -57,6 +59,8 @@ pub struct InstanceView {
     pub zone_name: String,
     /// Index into the load balancer's enabled zones; `None`: registered but never routed to.
     pub zone: Option<usize>,
+    /// Where requests this instance serves are counted (`crate::stats`).
+    pub zone_slot: usize,
     /// Health-board slot, stable while the instance stays registered.
     pub slot: usize,
     /// Unique to this registration; the key that carries worker state across topologies.
@@ -73,6 +77,8 @@ pub struct Topology {
     pub backends: Vec<Backend>,
     /// Published health by slot, shared by every worker and kept across topologies.
     pub health: Arc<HealthBoard>,
+    /// Metric slots of load balancer and zone names, kept across topologies.
+    pub stats_keys: Arc<crate::stats::StatsKeys>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,9 +116,11 @@ impl Topology {
     pub fn build(
         lbs: &[(&LoadBalancer, &[Registration])],
         health: Arc<HealthBoard>,
+        stats_keys: Arc<crate::stats::StatsKeys>,
     ) -> Result<Topology, TopologyError> {
         let mut topo = Topology {
             health,
+            stats_keys,
             ..Topology::default()
         };
         let mut backend_index: HashMap<(usize, SocketAddr, bool), usize> = HashMap::new();
@@ -124,6 +132,7 @@ impl Topology {
                 idle_timeout: lb.idle_timeout,
                 health_check: lb.health_check.clone(),
                 desync_mode: lb.desync_mode,
+                stats_slot: topo.stats_keys.lb(&lb.name),
             });
             let first_instance = topo.instances.len();
             for (instance, registration) in lb.instances.iter().zip(registrations.iter()) {
@@ -134,6 +143,7 @@ impl Topology {
                     port: instance.port,
                     zone_name: instance.zone.clone(),
                     zone: lb.zones.iter().position(|z| *z == instance.zone),
+                    zone_slot: topo.stats_keys.zone(&instance.zone),
                     slot: registration.slot,
                     serial: registration.serial,
                     draining: registration.draining,
@@ -197,7 +207,7 @@ impl Topology {
             .zip(registrations.iter())
             .map(|(lb, r)| (lb, r.as_slice()))
             .collect();
-        Topology::build(&pairs, Arc::new(HealthBoard::new(next)))
+        Topology::build(&pairs, Arc::new(HealthBoard::new(next)), Arc::default())
     }
 
     /// Whether new requests may go to this instance: InService, not draining.

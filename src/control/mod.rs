@@ -6,6 +6,7 @@
 
 pub mod actions;
 pub mod error;
+pub mod metrics;
 pub mod model;
 pub mod plane;
 pub mod query;

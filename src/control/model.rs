@@ -87,6 +87,8 @@ pub struct Model {
     /// `--instance` flags: how ids resolve to addresses and zones.
     pub inventory: Vec<Instance>,
     pub health: Arc<HealthBoard>,
+    /// Metric slots by name, kept for the life of the process.
+    pub stats_keys: Arc<crate::stats::StatsKeys>,
     next_serial: u64,
     next_slot: usize,
     used_slots: Vec<bool>,
@@ -98,6 +100,7 @@ impl Model {
             lbs: Vec::new(),
             inventory,
             health: Arc::new(HealthBoard::new(MAX_SLOTS)),
+            stats_keys: Arc::default(),
             next_serial: 1,
             next_slot: 0,
             used_slots: vec![false; MAX_SLOTS],
@@ -509,7 +512,7 @@ impl Model {
             self.lbs.iter().map(LbState::routing).collect();
         let pairs: Vec<(&LoadBalancer, &[Registration])> =
             lbs.iter().map(|(lb, r)| (lb, r.as_slice())).collect();
-        Topology::build(&pairs, self.health.clone())
+        Topology::build(&pairs, self.health.clone(), self.stats_keys.clone())
     }
 
     /// An instance id the API accepts: one from the inventory, or `HOST:PORT`.

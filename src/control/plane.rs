@@ -33,6 +33,9 @@ pub struct Plane {
     /// Whether the workers have a TLS server configuration (they get one with the first
     /// HTTPS or SSL listener, from the flags or the API).
     pub tls_ready: bool,
+    /// Every worker's metric counters and desync counts, summed at a scrape.
+    pub stats: Vec<Arc<crate::stats::Stats>>,
+    pub desync: Vec<Arc<crate::http::desync::Counts>>,
 }
 
 impl Plane {
@@ -69,6 +72,15 @@ impl Plane {
                 log::error!("ending connection draining: {e}");
             }
         }
+    }
+
+    /// The `/metrics` text.
+    pub fn metrics(&self) -> String {
+        super::metrics::render(&super::metrics::Sources {
+            topology: &self.topology,
+            stats: &self.stats,
+            desync: &self.desync,
+        })
     }
 
     /// SIGTERM: every worker stops accepting and finishes its requests, for at most the

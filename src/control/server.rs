@@ -306,6 +306,10 @@ impl Server {
         headers: &[(&str, &[u8])],
         body: &[u8],
     ) -> Vec<u8> {
+        if method == "GET" && path == "/metrics" {
+            // Outside SigV4: Prometheus cannot sign its scrapes.
+            return metrics_response(&self.plane.metrics());
+        }
         let request_id = xml::request_id();
         if method != "GET" && method != "POST" {
             return plain(405, "the API takes GET and POST");
@@ -377,6 +381,14 @@ fn xml_response(status: u16, body: &str, request_id: &str) -> Vec<u8> {
         "HTTP/1.1 {status} {}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nx-amzn-RequestId: {request_id}\r\n\r\n{body}",
         reason(status),
         body.len()
+    )
+    .into_bytes()
+}
+
+fn metrics_response(text: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\n\r\n{text}",
+        text.len()
     )
     .into_bytes()
 }

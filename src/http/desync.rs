@@ -186,6 +186,36 @@ pub fn has_bare_lf(head: &[u8]) -> bool {
 pub const TIERS: usize = 4;
 pub const REASONS: usize = Reason::MissingUri as usize + 1;
 
+/// Every reason, in the library's order (the length makes the compiler check the list).
+pub const ALL_REASONS: [Reason; REASONS] = [
+    Reason::Compliant,
+    Reason::EmptyHeader,
+    Reason::SuspiciousHeader,
+    Reason::NonCompliantHeader,
+    Reason::BadHeader,
+    Reason::AmbiguousUri,
+    Reason::SpaceInUri,
+    Reason::BadUri,
+    Reason::NonCompliantVersion,
+    Reason::BadVersion,
+    Reason::GetHeadZeroContentLength,
+    Reason::UndefinedContentLengthSemantics,
+    Reason::MultipleContentLength,
+    Reason::DuplicateContentLength,
+    Reason::BadContentLength,
+    Reason::UndefinedTransferEncodingSemantics,
+    Reason::MultipleTransferEncodingChunked,
+    Reason::BadTransferEncoding,
+    Reason::BothTeClPresent,
+    Reason::BadMethod,
+    Reason::NonCrLfLineTermination,
+    Reason::MultilineHeader,
+    Reason::PartialHeaderLine,
+    Reason::MissingLastEmptyLine,
+    Reason::MissingHeaderColon,
+    Reason::MissingUri,
+];
+
 /// Requests counted by tier and reason (spec §10.1.2's metric, and issue 9's). Each
 /// worker has its own; a scrape sums them.
 pub struct Counts {

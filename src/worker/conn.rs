@@ -103,6 +103,8 @@ pub struct Exchange {
     pub response: Response,
     /// The kernel pipe a large response body is spliced through, once splicing started.
     pub kernel: Option<crate::sys::KernelPipe>,
+    /// When the request was handed to its current upstream connection (Latency's start).
+    pub dispatched: std::time::Instant,
 }
 
 pub enum Response {

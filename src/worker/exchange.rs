@@ -14,6 +14,7 @@ use super::conn::{Deadline, Exchange, Phase, Ready, Response, Upstream};
 use super::pipe::{Pipe, PipeError};
 use super::session::Step;
 use super::splice::{splice_through, take_pipe};
+use crate::stats::Counter;
 use super::stream::Stream;
 use super::token::{self, Kind};
 use super::{Worker, CONNECT_TIMEOUT};
@@ -195,6 +196,11 @@ impl Worker {
                         rbuf.consume(info.head_len);
                         progress = true;
                         if !info.informational {
+                            let (lb, zone) = stats_slots(&self.topo, ex.instance);
+                            let stats = &self.settings.stats;
+                            stats.add(lb, zone, Counter::RequestCount, 1);
+                            stats.backend_status(lb, zone, info.status);
+                            stats.latency(lb, zone, now.saturating_duration_since(ex.dispatched));
                             ex.response = Response::Body {
                                 pipe: Pipe::new(info.body, info.dechunk),
                                 reusable: info.reusable,
@@ -387,6 +393,7 @@ impl Worker {
         reused: bool,
     ) {
         ex.upstream = Some(upstream);
+        ex.dispatched = self.now;
         ex.backend = backend;
         ex.instance = instance;
         ex.reused = reused;
@@ -520,6 +527,10 @@ impl Worker {
             && !ex.response_started;
         match failure {
             Failure::Connect => {
+                let (lb, zone) = stats_slots(&self.topo, ex.instance);
+                self.settings
+                    .stats
+                    .add(lb, zone, Counter::BackendConnectionErrors, 1);
                 self.balancer.refused(ex.backend, self.now);
                 self.detach(&mut ex, false);
                 if self.attach_upstream(key, &mut ex, false) {
@@ -593,6 +604,14 @@ impl Worker {
             _ => self.drive(key),
         }
     }
+}
+
+/// The metric slots (load balancer, zone) of requests served by `instance`.
+pub(super) fn stats_slots(topo: &crate::config::Topology, instance: usize) -> (usize, usize) {
+    topo.instances.get(instance).map_or((usize::MAX, 0), |v| {
+        let lb = topo.lbs.get(v.lb).map_or(usize::MAX, |l| l.stats_slot);
+        (lb, v.zone_slot)
+    })
 }
 
 /// Completes the connect and, to a TLS instance, the handshake: `Ok(false)` while

@@ -92,6 +92,8 @@ pub struct Settings {
     pub header_timeout: Duration,
     /// Requests counted by desync tier and reason (read by the metrics scrape).
     pub desync_counts: Arc<crate::http::desync::Counts>,
+    /// ELB's metrics, counted by this worker (read by the metrics scrape).
+    pub stats: Arc<crate::stats::Stats>,
 }
 
 pub struct Worker {
@@ -413,6 +415,10 @@ impl Worker {
                 idle,
             });
             self.arm_client(key);
+            self.settings
+                .stats
+                .connections
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if tunnel::is_tcp_listener(self, listener) {
                 match self.start_tunnel(key) {
                     session::Step::Close => self.close_client(key),

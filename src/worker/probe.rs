@@ -322,6 +322,20 @@ impl Worker {
         let Some(p) = self.probes.get_mut(key) else {
             return;
         };
+        // Spec §12.2: BackendConnectionErrors counts health-check connection errors too.
+        let connecting = matches!(p.stage, Stage::Connecting | Stage::Handshaking);
+        if !ok && (connecting || detail == "connect failed") {
+            let (lb, zone) = super::exchange::stats_slots(&self.topo, p.instance);
+            self.settings.stats.add(
+                lb,
+                zone,
+                crate::stats::Counter::BackendConnectionErrors,
+                1,
+            );
+        }
+        let Some(p) = self.probes.get_mut(key) else {
+            return;
+        };
         p.sock = None;
         p.stage = Stage::Idle;
         self.bufs.release(&mut p.buf);

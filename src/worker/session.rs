@@ -242,6 +242,7 @@ impl Worker {
             response_started: false,
             response: Response::AwaitHead,
             kernel: None,
+            dispatched: self.now,
         };
         if self.attach_upstream(key, &mut ex, false) {
             if !self.put_exchange(key, ex) {
@@ -258,6 +259,13 @@ impl Worker {
         let Some(c) = self.clients.get_mut(key) else {
             return Step::Close;
         };
+        let lb = self
+            .topo
+            .listeners
+            .get(c.listener)
+            .and_then(|l| self.topo.lbs.get(l.lb))
+            .map_or(usize::MAX, |lb| lb.stats_slot);
+        self.settings.stats.elb_status(lb, 0, canned.status());
         c.wbuf
             .get_or_insert_with(|| self.bufs.get())
             .extend(canned.bytes(keep));
@@ -328,6 +336,10 @@ impl Worker {
         self.bufs.release(&mut c.rbuf);
         self.bufs.release(&mut c.wbuf);
         drop(c);
+        self.settings
+            .stats
+            .connections
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         self.resume_accepting();
     }
 

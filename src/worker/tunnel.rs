@@ -15,7 +15,9 @@ use super::conn::{Deadline, Phase, Ready, Upstream};
 use super::exchange::{read_some, ReadOutcome};
 use super::pipe::Pipe;
 use super::session::Step;
+use super::exchange::stats_slots;
 use super::splice::{splice_through, take_pipe};
+use crate::stats::Counter;
 use super::stream::Stream;
 use super::token::{self, Kind};
 use super::{Worker, CONNECT_TIMEOUT};
@@ -32,6 +34,8 @@ pub struct Tunnel {
     pub instance: usize,
     pub slot: usize,
     pub tried: Tried,
+    /// When the current connect to the instance started (Latency, for TCP).
+    connecting_since: std::time::Instant,
     /// Client → instance: the PROXY header first, then the client's bytes.
     header: Vec<u8>,
     header_sent: usize,
@@ -65,6 +69,7 @@ impl Worker {
             instance: 0,
             slot: usize::MAX,
             tried: Tried::default(),
+            connecting_since: self.now,
             header: Vec::new(),
             header_sent: 0,
             up: Pipe::new(Body::UntilClose, false),
@@ -117,6 +122,10 @@ impl Worker {
                 Ok(sock) => sock,
                 Err(e) => {
                     log::debug!("connect to {addr} failed: {e}");
+                    let (lb, zone) = stats_slots(&self.topo, pick.instance);
+                    self.settings
+                        .stats
+                        .add(lb, zone, Counter::BackendConnectionErrors, 1);
                     self.balancer.refused(pick.backend, now);
                     continue;
                 }
@@ -160,6 +169,7 @@ impl Worker {
                 proxy_protocol::encode(version, peer, local, &mut tunnel.header);
             }
             tunnel.header_sent = 0;
+            tunnel.connecting_since = now;
             tunnel.upstream = Some(uk);
             tunnel.backend = pick.backend;
             tunnel.instance = pick.instance;
@@ -219,6 +229,10 @@ impl Worker {
                 if let Some(backend) = self.topo.backends.get(tunnel.backend) {
                     log::debug!("connect to {} refused", backend.addr);
                 }
+                let (lb, zone) = stats_slots(&self.topo, tunnel.instance);
+                self.settings
+                    .stats
+                    .add(lb, zone, Counter::BackendConnectionErrors, 1);
                 self.balancer.refused(tunnel.backend, self.now);
                 self.release_tunnel(&mut tunnel);
                 if self.connect_tunnel(key, &mut tunnel) {
@@ -253,6 +267,10 @@ impl Worker {
                 Ok(true) => {
                     u.connected = true;
                     progress = true;
+                    let (lb, zone) = stats_slots(&self.topo, t.instance);
+                    let stats = &self.settings.stats;
+                    stats.add(lb, zone, Counter::RequestCount, 1);
+                    stats.latency(lb, zone, now.saturating_duration_since(t.connecting_since));
                 }
                 Ok(false) => {
                     u.ready = Ready::default();
