@@ -66,6 +66,16 @@ pub enum Host {
     Name(String),
 }
 
+impl std::fmt::Display for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            Host::Ip(ip) => write!(f, "{ip}"),
+            Host::Name(name) => f.write_str(name),
+        }
+    }
+}
+
 /// One registered instance from the `--instance` inventory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Instance {

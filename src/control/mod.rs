@@ -13,4 +13,5 @@ pub mod query;
 pub mod server;
 pub mod sigv4;
 pub mod state;
+pub mod status_page;
 pub mod xml;

@@ -74,6 +74,11 @@ impl Plane {
         }
     }
 
+    /// The status page (`GET /`).
+    pub fn status_page(&self) -> String {
+        super::status_page::render(&self.model, &self.stats)
+    }
+
     /// The `/metrics` text.
     pub fn metrics(&self) -> String {
         super::metrics::render(&super::metrics::Sources {

@@ -310,6 +310,10 @@ impl Server {
             // Outside SigV4: Prometheus cannot sign its scrapes.
             return metrics_response(&self.plane.metrics());
         }
+        if method == "GET" && path == "/" && query_string.is_empty() {
+            // A browser's visit: the status page (API calls always carry an Action).
+            return html_response(&self.plane.status_page());
+        }
         let request_id = xml::request_id();
         if method != "GET" && method != "POST" {
             return plain(405, "the API takes GET and POST");
@@ -381,6 +385,14 @@ fn xml_response(status: u16, body: &str, request_id: &str) -> Vec<u8> {
         "HTTP/1.1 {status} {}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nx-amzn-RequestId: {request_id}\r\n\r\n{body}",
         reason(status),
         body.len()
+    )
+    .into_bytes()
+}
+
+fn html_response(page: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: {}\r\n\r\n{page}",
+        page.len()
     )
     .into_bytes()
 }
