@@ -56,7 +56,6 @@ const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Flags of DESIGN §4 that are recognised but refused, with the feature each belongs to.
 const NOT_BUILT: &[(&str, &str)] = &[
     ("sticky", "sticky sessions are"),
-    ("access-log", "access logs are"),
 ];
 
 fn options() -> Options {
@@ -80,6 +79,7 @@ fn options() -> Options {
         .optopt("", "ssl-policy", "", "NAME")
         .optopt("", "desync-mode", "", "MODE")
         .optopt("", "header-timeout", "", "S")
+        .optopt("", "access-log", "", "FILE|-")
         .optopt("", "backend-ca", "", "FILE")
         .optmulti("", "backend-public-key", "", "FILE")
         .optopt("", "health-check", "", "TARGET")
@@ -146,6 +146,12 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
         "a whole number of seconds",
     )?
     .map_or(DEFAULT_HEADER_TIMEOUT, Duration::from_secs);
+    let access_log = match m.opt_str("access-log").as_deref() {
+        None => None,
+        Some("-") => Some(crate::access_log::Target::Stdout),
+        Some("") => return Err(flag_error("access-log", "", "give a file path, or - for stdout")),
+        Some(path) => Some(crate::access_log::Target::File(path.into())),
+    };
     let bind = match m.opt_str("bind") {
         None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         Some(addr) => addr.parse().map_err(|_| {
@@ -282,6 +288,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             ssl_policy,
             backend_tls,
             header_timeout,
+            access_log,
         },
     })))
 }
@@ -542,6 +549,8 @@ Recognised but not supported yet (giving one is refused):
                                sticky sessions: an AWSELB cookie for S seconds, or for the life
                                of the application's COOKIE
       --desync-mode MODE       monitor, defensive (default) or strictest
+      --access-log FILE|-      one line per request (HTTP) or connection (TCP) in ELB's access-log
+                               format, appended to FILE (reopened on SIGUSR1) or written to stdout
       --header-timeout S       seconds a request head may take from its first byte, 1-4000
                                (default 60); then 408 and close, however slowly bytes trickle
       --access-log FILE|-      ELB access-log lines

@@ -7,6 +7,7 @@
 //! topology) and `cli` (flags).
 #![deny(unsafe_code)]
 
+pub mod access_log;
 pub mod backend;
 pub mod cli;
 pub mod config;

@@ -70,7 +70,7 @@ fn main() -> ExitCode {
         }
         None => log::info!("control API off"),
     }
-    spawn_signal_thread(running.control.clone());
+    spawn_signal_thread(running.control.clone(), running.access_log.clone());
     match running.wait() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -82,7 +82,10 @@ fn main() -> ExitCode {
 
 /// SIGHUP reloads certificate files; SIGTERM and SIGINT stop gracefully, and a second
 /// one stops at once. The control thread does the work.
-fn spawn_signal_thread(control: ControlHandle) {
+fn spawn_signal_thread(
+    control: ControlHandle,
+    access_log: Option<std::sync::mpsc::Sender<clb::access_log::Message>>,
+) {
     let spawned = std::thread::Builder::new()
         .name("clb-signals".to_string())
         .spawn(move || {
@@ -92,6 +95,11 @@ fn spawn_signal_thread(control: ControlHandle) {
                     Ok(signals::HUP) => {
                         log::info!("SIGHUP: reloading certificates");
                         control.send(Event::ReloadCertificates);
+                    }
+                    Ok(signals::USR1) => {
+                        if let Some(log) = &access_log {
+                            let _ = log.send(clb::access_log::Message::Reopen);
+                        }
                     }
                     Ok(_) if stopping => {
                         log::warn!("second stop signal: exiting now");

@@ -50,6 +50,8 @@ pub struct Running {
     workers: Vec<JoinHandle<io::Result<()>>>,
     /// Serves the API until the process exits; never joined.
     _control_thread: JoinHandle<io::Result<()>>,
+    /// The access-log thread, when `--access-log` is on (SIGUSR1 reopens its file).
+    pub access_log: Option<std::sync::mpsc::Sender<crate::access_log::Message>>,
     /// Reaches the control thread (signals).
     pub control: ControlHandle,
 }
@@ -103,6 +105,12 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
     } else {
         None
     };
+    let access_log = match &runtime.access_log {
+        None => None,
+        Some(target) => Some(crate::access_log::start(target.clone()).map_err(|e| {
+            StartError::Config(format!("--access-log {target:?}: {e}"))
+        })?),
+    };
     let backend_tls = crate::tls::backend::client_config(&runtime.backend_tls)
         .map_err(|e| StartError::Config(e.to_string()))?;
     let mut threads = Vec::with_capacity(sockets.len() + 1);
@@ -119,6 +127,7 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
             header_timeout: runtime.header_timeout,
             desync_counts: Arc::new(Default::default()),
             stats: Arc::new(Default::default()),
+            access_log: access_log.clone(),
             tls: tls.clone(),
             backend_tls: backend_tls.clone(),
         };
@@ -162,6 +171,7 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
         workers: threads,
         _control_thread: control_thread,
         control,
+        access_log,
     })
 }
 

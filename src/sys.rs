@@ -166,5 +166,6 @@ pub mod signals {
 
     pub const HUP: libc::c_int = libc::SIGHUP;
     /// Every signal the signal thread takes: reload, and the two stop signals.
-    pub const HANDLED: [libc::c_int; 3] = [libc::SIGHUP, libc::SIGTERM, libc::SIGINT];
+    pub const HANDLED: [libc::c_int; 4] = [libc::SIGHUP, libc::SIGTERM, libc::SIGINT, USR1];
+    pub const USR1: libc::c_int = libc::SIGUSR1;
 }

@@ -142,6 +142,8 @@ pub struct Runtime {
     pub backend_tls: crate::tls::backend::BackendTls,
     /// How long a request head may take from its first byte to its end.
     pub header_timeout: std::time::Duration,
+    /// `--access-log`: where ELB-format access-log lines go.
+    pub access_log: Option<crate::access_log::Target>,
 }
 
 /// The whole configuration the process starts from.

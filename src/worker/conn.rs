@@ -105,6 +105,19 @@ pub struct Exchange {
     pub kernel: Option<crate::sys::KernelPipe>,
     /// When the request was handed to its current upstream connection (Latency's start).
     pub dispatched: std::time::Instant,
+    /// What the access log needs, when it is on.
+    pub log: Option<Box<RequestLog>>,
+}
+
+/// One request's access-log fields gathered along the way.
+pub struct RequestLog {
+    pub time: std::time::SystemTime,
+    pub received: std::time::Instant,
+    pub request: String,
+    pub user_agent: String,
+    pub backend: Option<SocketAddr>,
+    pub response_head_at: Option<std::time::Instant>,
+    pub backend_status: Option<u16>,
 }
 
 pub enum Response {

@@ -201,6 +201,10 @@ impl Worker {
                             stats.add(lb, zone, Counter::RequestCount, 1);
                             stats.backend_status(lb, zone, info.status);
                             stats.latency(lb, zone, now.saturating_duration_since(ex.dispatched));
+                            if let Some(log) = ex.log.as_mut() {
+                                log.response_head_at = Some(now);
+                                log.backend_status = Some(info.status);
+                            }
                             ex.response = Response::Body {
                                 pipe: Pipe::new(info.body, info.dechunk),
                                 reusable: info.reusable,
@@ -394,6 +398,9 @@ impl Worker {
     ) {
         ex.upstream = Some(upstream);
         ex.dispatched = self.now;
+        if let Some(log) = ex.log.as_mut() {
+            log.backend = self.topo.backends.get(backend).map(|b| b.addr);
+        }
         ex.backend = backend;
         ex.instance = instance;
         ex.reused = reused;
@@ -474,6 +481,8 @@ impl Worker {
     }
 
     fn finish(&mut self, key: usize, mut ex: Exchange, reuse: bool, close: bool) -> Step {
+        let status = ex.log.as_ref().and_then(|l| l.backend_status);
+        self.log_exchange(key, &mut ex, status);
         self.bufs.release(&mut ex.head);
         let kernel = ex.kernel.take();
         self.return_kernel_pipe(kernel);
@@ -495,6 +504,16 @@ impl Worker {
 
     /// clb answers instead of the instance; the upstream connection is never reused.
     pub(super) fn fail_exchange(&mut self, key: usize, mut ex: Exchange, canned: Canned) -> Step {
+        if matches!(ex.response, Response::AwaitHead) {
+            // ELB: no instance in the line when none answered.
+            if let Some(log) = ex.log.as_mut() {
+                log.backend = None;
+            }
+            self.log_exchange(key, &mut ex, Some(canned.status()));
+        } else {
+            let status = ex.log.as_ref().and_then(|l| l.backend_status);
+            self.log_exchange(key, &mut ex, status);
+        }
         let request_done = ex.request.finished();
         let answered = !matches!(ex.response, Response::AwaitHead);
         self.release_exchange(&mut ex);
@@ -603,6 +622,44 @@ impl Worker {
             Step::Close => self.close_client(key),
             _ => self.drive(key),
         }
+    }
+}
+
+impl Worker {
+    /// The access-log line of a finished (or failed) exchange.
+    fn log_exchange(&mut self, key: usize, ex: &mut Exchange, elb_status: Option<u16>) {
+        let Some(log) = ex.log.take() else { return };
+        let Some(c) = self.clients.get(key) else { return };
+        let topo = self.topo.clone();
+        let lb = topo
+            .listeners
+            .get(c.listener)
+            .and_then(|l| topo.lbs.get(l.lb))
+            .map_or("-", |lb| lb.name.as_str());
+        let dispatched = log.backend.map(|_| ex.dispatched);
+        let response_bytes = match &ex.response {
+            Response::Body { pipe, .. } => pipe.moved,
+            Response::AwaitHead => 0,
+        };
+        let entry = crate::access_log::Entry {
+            time: log.time,
+            lb,
+            client: c.peer,
+            backend: log.backend,
+            request_processing: dispatched.map(|at| at.saturating_duration_since(log.received)),
+            backend_processing: dispatched
+                .zip(log.response_head_at)
+                .map(|(sent, head)| head.saturating_duration_since(sent)),
+            response_processing: log.response_head_at.map(|_| Duration::ZERO),
+            elb_status,
+            backend_status: log.backend_status,
+            received_bytes: ex.request.moved,
+            sent_bytes: response_bytes,
+            request: Some(&log.request),
+            user_agent: Some(&log.user_agent),
+            tls: c.sock.tls_names(),
+        };
+        self.access_log(&entry);
     }
 }
 

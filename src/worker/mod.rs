@@ -43,6 +43,9 @@ use std::time::{Duration, Instant};
 
 /// Events taken from one poll.
 const EVENTS_PER_POLL: usize = 1024;
+/// Access-log lines go to the log thread at least this often, and in batches of this size.
+const LOG_FLUSH: Duration = Duration::from_secs(1);
+const LOG_BATCH: usize = 64 * 1024;
 /// How long accepting pauses when the process or system is out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest a connect to an instance may take before the next instance is tried.
@@ -94,6 +97,8 @@ pub struct Settings {
     pub desync_counts: Arc<crate::http::desync::Counts>,
     /// ELB's metrics, counted by this worker (read by the metrics scrape).
     pub stats: Arc<crate::stats::Stats>,
+    /// The access-log thread, when `--access-log` is on.
+    pub access_log: Option<std::sync::mpsc::Sender<crate::access_log::Message>>,
 }
 
 pub struct Worker {
@@ -124,6 +129,9 @@ pub struct Worker {
     /// Accept failures since the last warning, and when the next warning may go out.
     accept_failures: u64,
     next_accept_warning: Instant,
+    /// Access-log lines not yet handed to the log thread, and when they last were.
+    log_lines: Vec<u8>,
+    log_flushed: Instant,
     /// Set by SIGTERM: no more accepting; the loop ends when no client is left or then.
     shutdown: Option<Instant>,
     /// The zero of `clock_ms` (request-head start times are stored as u32 milliseconds).
@@ -172,6 +180,8 @@ impl Worker {
             next_accept_warning: Instant::now(),
             epoch: Instant::now(),
             shutdown: None,
+            log_lines: Vec::new(),
+            log_flushed: Instant::now(),
             again: Vec::new(),
         };
         for l in listening {
@@ -208,6 +218,10 @@ impl Worker {
                     let left = deadline.saturating_duration_since(Instant::now());
                     timers = Some(timers.map_or(left, |t| t.min(left)));
                 }
+                if !self.log_lines.is_empty() {
+                    let left = (self.log_flushed + LOG_FLUSH).saturating_duration_since(Instant::now());
+                    timers = Some(timers.map_or(left, |t| t.min(left)));
+                }
                 match self.accept_backoff {
                     Some(until) => {
                         let left = until.saturating_duration_since(Instant::now());
@@ -234,8 +248,12 @@ impl Worker {
                 self.accept_all();
             }
             self.run_again();
+            if !self.log_lines.is_empty() && self.now >= self.log_flushed + LOG_FLUSH {
+                self.flush_log();
+            }
             if let Some(deadline) = self.shutdown {
                 if self.clients.is_empty() || self.now >= deadline {
+                    self.flush_log();
                     log::info!(
                         "worker {}: stopped ({} connections cut)",
                         self.id,
@@ -270,6 +288,28 @@ impl Worker {
             .collect();
         for key in idle {
             self.close_client(key);
+        }
+    }
+
+    /// Appends one access-log line (when the log is on); hands the buffer over when full.
+    pub(super) fn access_log(&mut self, entry: &crate::access_log::Entry<'_>) {
+        if self.settings.access_log.is_none() {
+            return;
+        }
+        crate::access_log::format(entry, &mut self.log_lines);
+        if self.log_lines.len() >= LOG_BATCH {
+            self.flush_log();
+        }
+    }
+
+    fn flush_log(&mut self) {
+        self.log_flushed = self.now;
+        if self.log_lines.is_empty() {
+            return;
+        }
+        let lines = std::mem::replace(&mut self.log_lines, Vec::with_capacity(LOG_BATCH));
+        if let Some(sender) = &self.settings.access_log {
+            let _ = sender.send(crate::access_log::Message::Lines(lines));
         }
     }
 
@@ -488,6 +528,11 @@ impl Worker {
             self.accept_failures = 0;
             self.next_accept_warning = self.now + Duration::from_secs(1);
         }
+    }
+
+    /// The wall-clock time of a loop instant (access-log timestamps).
+    pub(super) fn wall_clock(&self, at: Instant) -> std::time::SystemTime {
+        std::time::SystemTime::now() - self.now.saturating_duration_since(at)
     }
 
     /// Milliseconds since the worker started, never 0 (0 marks "no head started").

@@ -37,6 +37,8 @@ pub struct Pipe {
     dechunk: bool,
     /// Any body byte written so far.
     pub started: bool,
+    /// Body bytes written so far, framing included (the access log's byte counts).
+    pub moved: u64,
 }
 
 impl Pipe {
@@ -46,6 +48,7 @@ impl Pipe {
             ready: 0,
             dechunk,
             started: false,
+            moved: 0,
         }
     }
 
@@ -110,6 +113,7 @@ impl Pipe {
                     src.consume(from_body);
                     self.ready -= from_body;
                     self.started |= from_body > 0;
+                    self.moved += from_body as u64;
                     moved.body += from_body;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -138,6 +142,7 @@ impl Pipe {
 
     /// `n` body bytes went through the kernel instead of the buffer.
     pub fn spliced(&mut self, n: usize) {
+        self.moved += n as u64;
         if let Body::Length(left) = self.body {
             let left = left.saturating_sub(n as u64);
             self.body = if left == 0 {

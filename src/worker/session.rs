@@ -7,7 +7,7 @@
 //! bounded and a session with work left is queued to run again after the other events
 //! of this batch, so one fast transfer cannot starve the rest.
 
-use super::conn::{Exchange, Phase, Response};
+use super::conn::{Exchange, Phase, RequestLog, Response};
 use super::exchange::{read_some, ReadOutcome};
 use super::pipe::Pipe;
 use super::{Worker, LINGER};
@@ -151,8 +151,24 @@ impl Worker {
             match request::forward_head(rbuf.bytes(), &fwd, &mut head) {
                 Ok(Parse::Complete(req)) => {
                     self.settings.desync_counts.record(req.verdict);
+                    let log = self.settings.access_log.is_some().then(|| {
+                        let (request, user_agent) = crate::access_log::request_fields(
+                            &rbuf.bytes()[..req.head_len],
+                            fwd.scheme,
+                            fwd.listener_port,
+                        );
+                        Box::new(RequestLog {
+                            time: std::time::SystemTime::now(),
+                            received: now,
+                            request,
+                            user_agent,
+                            backend: None,
+                            response_head_at: None,
+                            backend_status: None,
+                        })
+                    });
                     rbuf.consume(req.head_len);
-                    return self.start_exchange(key, req, head);
+                    return self.start_exchange(key, req, head, log);
                 }
                 Ok(Parse::Partial) => {
                     self.bufs.put(head);
@@ -190,6 +206,10 @@ impl Worker {
                     };
                     self.settings.desync_counts.record(verdict);
                     log::debug!("client {}: refused request: {e:?}", c.peer);
+                    if self.settings.access_log.is_some() {
+                        let (peer, listener) = (c.peer, c.listener);
+                        self.log_refused(peer, listener, canned_for(e).status());
+                    }
                     return self.answer(key, canned_for(e), false);
                 }
             }
@@ -216,7 +236,13 @@ impl Worker {
         }
     }
 
-    fn start_exchange(&mut self, key: usize, req: RequestInfo, head: Buf) -> Step {
+    fn start_exchange(
+        &mut self,
+        key: usize,
+        req: RequestInfo,
+        head: Buf,
+        log: Option<Box<RequestLog>>,
+    ) -> Step {
         let Some(c) = self.clients.get_mut(key) else {
             self.bufs.put(head);
             return Step::Close;
@@ -243,6 +269,7 @@ impl Worker {
             response: Response::AwaitHead,
             kernel: None,
             dispatched: self.now,
+            log,
         };
         if self.attach_upstream(key, &mut ex, false) {
             if !self.put_exchange(key, ex) {
@@ -330,6 +357,7 @@ impl Worker {
         };
         if let Phase::Tunnel(tk) = c.phase {
             if let Some(mut tunnel) = self.tunnels.try_remove(tk) {
+                self.log_tunnel(&c, &tunnel);
                 self.release_tunnel(&mut tunnel);
             }
         }
@@ -341,6 +369,32 @@ impl Worker {
             .connections
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         self.resume_accepting();
+    }
+
+    /// The access-log line of a request clb refused before reading it whole.
+    fn log_refused(&mut self, client: std::net::SocketAddr, listener: usize, status: u16) {
+        let topo = self.topo.clone();
+        let lb = topo
+            .listeners
+            .get(listener)
+            .and_then(|l| topo.lbs.get(l.lb))
+            .map_or("-", |lb| lb.name.as_str());
+        self.access_log(&crate::access_log::Entry {
+            time: std::time::SystemTime::now(),
+            lb,
+            client,
+            backend: None,
+            request_processing: None,
+            backend_processing: None,
+            response_processing: None,
+            elb_status: Some(status),
+            backend_status: None,
+            received_bytes: 0,
+            sent_bytes: 0,
+            request: None,
+            user_agent: Some("-"),
+            tls: None,
+        });
     }
 
     /// The client's idle timeout passed.

@@ -104,6 +104,30 @@ impl Stream {
         matches!(self, Stream::Tls(_))
     }
 
+    /// The negotiated cipher suite and protocol in OpenSSL's words (as ELB's access log
+    /// writes them), once a TLS handshake is done.
+    pub fn tls_names(&self) -> Option<(&'static str, &'static str)> {
+        let Stream::Tls(tls) = self else { return None };
+        let suite = tls.conn.negotiated_cipher_suite()?;
+        let protocol = match tls.conn.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+            _ => "-",
+        };
+        use rustls::CipherSuite as S;
+        let cipher = match suite.suite() {
+            S::TLS13_AES_128_GCM_SHA256 => "TLS_AES_128_GCM_SHA256",
+            S::TLS13_AES_256_GCM_SHA384 => "TLS_AES_256_GCM_SHA384",
+            S::TLS13_CHACHA20_POLY1305_SHA256 => "TLS_CHACHA20_POLY1305_SHA256",
+            S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => "ECDHE-ECDSA-AES128-GCM-SHA256",
+            S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => "ECDHE-RSA-AES128-GCM-SHA256",
+            S::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => "ECDHE-ECDSA-AES256-GCM-SHA384",
+            S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => "ECDHE-RSA-AES256-GCM-SHA384",
+            _ => "-",
+        };
+        Some((cipher, protocol))
+    }
+
     /// TLS records queued in rustls that the socket has not taken yet.
     pub fn has_queued_records(&self) -> bool {
         matches!(self, Stream::Tls(tls) if tls.conn.wants_write())

@@ -184,6 +184,44 @@ impl Worker {
         false
     }
 
+    /// The access-log line of a TCP/SSL connection, when it ends (spec §12.1).
+    pub(super) fn log_tunnel(&mut self, c: &super::conn::Client, t: &Tunnel) {
+        if self.settings.access_log.is_none() {
+            return;
+        }
+        let topo = self.topo.clone();
+        let lb = topo
+            .listeners
+            .get(c.listener)
+            .and_then(|l| topo.lbs.get(l.lb))
+            .map_or("-", |lb| lb.name.as_str());
+        let backend = t
+            .upstream
+            .and_then(|_| topo.backends.get(t.backend))
+            .map(|b| b.addr);
+        let connected = t
+            .upstream
+            .and_then(|uk| self.upstreams.get(uk))
+            .is_some_and(|u| u.connected);
+        let entry = crate::access_log::Entry {
+            time: self.wall_clock(t.connecting_since),
+            lb,
+            client: c.peer,
+            backend: backend.filter(|_| connected),
+            request_processing: None,
+            backend_processing: None,
+            response_processing: None,
+            elb_status: None,
+            backend_status: None,
+            received_bytes: t.up.moved,
+            sent_bytes: t.down.moved,
+            request: None,
+            user_agent: None,
+            tls: c.sock.tls_names(),
+        };
+        self.access_log(&entry);
+    }
+
     pub(super) fn release_tunnel(&mut self, tunnel: &mut Tunnel) {
         let (up, down) = (tunnel.up_kernel.take(), tunnel.down_kernel.take());
         self.return_kernel_pipe(up);
@@ -305,6 +343,7 @@ impl Worker {
         {
             match splice_through(kernel, u64::MAX, from, &mut c.ready, to, &mut u.ready) {
                 Ok(spliced) => {
+                    t.up.spliced(spliced.filled);
                     t.up_eof |= spliced.eof;
                     progress |= spliced.any();
                 }
@@ -349,6 +388,7 @@ impl Worker {
         {
             match splice_through(kernel, u64::MAX, from, &mut u.ready, to, &mut c.ready) {
                 Ok(spliced) => {
+                    t.down.spliced(spliced.filled);
                     t.down_eof |= spliced.eof;
                     progress |= spliced.any();
                 }
