@@ -407,7 +407,11 @@ fn tcp_target_makes_a_listening_instance_in_service() {
         ENV,
     );
     assert_eq!(backend.probes(), 0, "a TCP probe sent an HTTP request");
-    assert!(backend.accepted() >= 1, "no TCP probe reached the instance");
+    // The kernel completes the probe's handshake before the instance's thread accepts.
+    assert!(
+        wait_until(Duration::from_secs(5), || backend.accepted() >= 1),
+        "no TCP probe reached the instance"
+    );
     assert_eq!(backend.connections(), 0);
     let r = clb.connect().request(&get("/"));
     assert_eq!(r.instance(), Some("i-1"));
