@@ -49,6 +49,13 @@ pub struct Stats {
     cells: Vec<AtomicU64>,
     /// Client connections open in this worker.
     pub connections: AtomicU64,
+    /// Pooled buffers in use, and buffers taken from the pool or newly allocated.
+    pub buffers_in_use: AtomicU64,
+    pub buffer_hits: AtomicU64,
+    pub buffer_misses: AtomicU64,
+    /// Requests sent on a pooled instance connection, and on a new one.
+    pub backend_pool_hits: AtomicU64,
+    pub backend_pool_misses: AtomicU64,
 }
 
 impl Default for Stats {
@@ -58,6 +65,11 @@ impl Default for Stats {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             connections: AtomicU64::new(0),
+            buffers_in_use: AtomicU64::new(0),
+            buffer_hits: AtomicU64::new(0),
+            buffer_misses: AtomicU64::new(0),
+            backend_pool_hits: AtomicU64::new(0),
+            backend_pool_misses: AtomicU64::new(0),
         }
     }
 }

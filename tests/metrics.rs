@@ -122,4 +122,9 @@ fn a_known_mix_of_requests_reads_back_exactly() {
         1.0
     );
     assert!(get("clb_DesyncMitigationMode_NonCompliant_Request_Count_total{}") >= 1.0);
+    // 6 routed requests: each on a pooled instance connection or a new one.
+    let pooled = get("clb_backend_pool_hits_total{}") + get("clb_backend_pool_misses_total{}");
+    assert_eq!(pooled, 6.0);
+    assert!(get("clb_buffer_pool_hits_total{}") + get("clb_buffer_pool_misses_total{}") > 0.0);
+    assert!(get("clb_buffers_in_use{}") >= 0.0);
 }

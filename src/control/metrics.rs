@@ -209,6 +209,44 @@ pub fn render(sources: &Sources<'_>) -> String {
     let _ = writeln!(out, "# TYPE clb_EstimatedALBActiveConnectionCount gauge");
     let _ = writeln!(out, "clb_EstimatedALBActiveConnectionCount {connections}");
 
+    let process = |read: fn(&Stats) -> u64| -> u64 { sources.stats.iter().map(|s| read(s)).sum() };
+    for (name, kind, help, value) in [
+        (
+            "clb_buffers_in_use",
+            "gauge",
+            "pooled 32 KiB buffers held by connections now",
+            process(|s| s.buffers_in_use.load(Ordering::Relaxed)),
+        ),
+        (
+            "clb_buffer_pool_hits",
+            "counter",
+            "buffers taken from a worker's free list",
+            process(|s| s.buffer_hits.load(Ordering::Relaxed)),
+        ),
+        (
+            "clb_buffer_pool_misses",
+            "counter",
+            "buffers newly allocated",
+            process(|s| s.buffer_misses.load(Ordering::Relaxed)),
+        ),
+        (
+            "clb_backend_pool_hits",
+            "counter",
+            "requests sent on a pooled keep-alive instance connection",
+            process(|s| s.backend_pool_hits.load(Ordering::Relaxed)),
+        ),
+        (
+            "clb_backend_pool_misses",
+            "counter",
+            "requests that needed a new instance connection",
+            process(|s| s.backend_pool_misses.load(Ordering::Relaxed)),
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}.");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
+    }
+
     let _ = writeln!(
         out,
         "# HELP clb_DesyncMitigationMode_NonCompliant_Request_Count HTTP requests not compliant with RFC 7230, every mode."

@@ -140,6 +140,9 @@ pub struct BufPool {
     free: Vec<Buf>,
     max_pooled: usize,
     in_use: usize,
+    /// Buffers handed out from the free list, and newly allocated.
+    pub hits: u64,
+    pub misses: u64,
 }
 
 impl BufPool {
@@ -148,12 +151,23 @@ impl BufPool {
             free: Vec::new(),
             max_pooled,
             in_use: 0,
+            hits: 0,
+            misses: 0,
         }
     }
 
     pub fn get(&mut self) -> Buf {
         self.in_use += 1;
-        self.free.pop().unwrap_or_else(Buf::new)
+        match self.free.pop() {
+            Some(buf) => {
+                self.hits += 1;
+                buf
+            }
+            None => {
+                self.misses += 1;
+                Buf::new()
+            }
+        }
     }
 
     pub fn put(&mut self, mut buf: Buf) {

@@ -404,6 +404,12 @@ impl Worker {
         ex.backend = backend;
         ex.instance = instance;
         ex.reused = reused;
+        let pool = if reused {
+            &self.settings.stats.backend_pool_hits
+        } else {
+            &self.settings.stats.backend_pool_misses
+        };
+        pool.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ex.slot = self
             .topo
             .instances

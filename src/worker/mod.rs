@@ -243,6 +243,7 @@ impl Worker {
                 self.dispatch(event);
             }
             self.run_deadlines();
+            self.publish_buffer_stats();
             if self.accept_backoff.is_some_and(|until| until <= self.now) {
                 self.accept_backoff = None;
                 self.accept_all();
@@ -289,6 +290,15 @@ impl Worker {
         for key in idle {
             self.close_client(key);
         }
+    }
+
+    /// Buffer figures for the metrics scrape: three relaxed stores per loop turn.
+    fn publish_buffer_stats(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = &self.settings.stats;
+        stats.buffers_in_use.store(self.bufs.in_use() as u64, Relaxed);
+        stats.buffer_hits.store(self.bufs.hits, Relaxed);
+        stats.buffer_misses.store(self.bufs.misses, Relaxed);
     }
 
     /// Appends one access-log line (when the log is on); hands the buffer over when full.
