@@ -80,6 +80,7 @@ fn options() -> Options {
         .optopt("", "desync-mode", "", "MODE")
         .optopt("", "header-timeout", "", "S")
         .optopt("", "access-log", "", "FILE|-")
+        .optmulti("", "allow", "", "[PORT=]CIDR")
         .optopt("", "backend-ca", "", "FILE")
         .optmulti("", "backend-public-key", "", "FILE")
         .optopt("", "health-check", "", "TARGET")
@@ -152,6 +153,12 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
         Some("") => return Err(flag_error("access-log", "", "give a file path, or - for stdout")),
         Some(path) => Some(crate::access_log::Target::File(path.into())),
     };
+    let mut allow = crate::config::allow::AllowList::default();
+    for text in m.opt_strs("allow") {
+        let rule = crate::config::allow::parse_allow(&text)
+            .map_err(|why| flag_error("allow", &text, &why))?;
+        allow.rules.push(rule);
+    }
     let bind = match m.opt_str("bind") {
         None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         Some(addr) => addr.parse().map_err(|_| {
@@ -289,6 +296,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             backend_tls,
             header_timeout,
             access_log,
+            allow,
         },
     })))
 }
@@ -549,6 +557,8 @@ Recognised but not supported yet (giving one is refused):
                                sticky sessions: an AWSELB cookie for S seconds, or for the life
                                of the application's COOKIE
       --desync-mode MODE       monitor, defensive (default) or strictest
+      --allow [PORT=]CIDR      accept client connections only from these sources (all listeners, or
+                               listener PORT); others are closed at accept; repeatable
       --access-log FILE|-      one line per request (HTTP) or connection (TCP) in ELB's access-log
                                format, appended to FILE (reopened on SIGUSR1) or written to stdout
       --header-timeout S       seconds a request head may take from its first byte, 1-4000

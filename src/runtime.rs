@@ -111,6 +111,7 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
             StartError::Config(format!("--access-log {target:?}: {e}"))
         })?),
     };
+    let allow = Arc::new(runtime.allow.clone());
     let backend_tls = crate::tls::backend::client_config(&runtime.backend_tls)
         .map_err(|e| StartError::Config(e.to_string()))?;
     let mut threads = Vec::with_capacity(sockets.len() + 1);
@@ -128,6 +129,7 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
             desync_counts: Arc::new(Default::default()),
             stats: Arc::new(Default::default()),
             access_log: access_log.clone(),
+            allow: allow.clone(),
             tls: tls.clone(),
             backend_tls: backend_tls.clone(),
         };

@@ -56,6 +56,8 @@ pub struct Stats {
     /// Requests sent on a pooled instance connection, and on a new one.
     pub backend_pool_hits: AtomicU64,
     pub backend_pool_misses: AtomicU64,
+    /// Client connections closed at accept by `--allow`.
+    pub allow_refused: AtomicU64,
 }
 
 impl Default for Stats {
@@ -70,6 +72,7 @@ impl Default for Stats {
             buffer_misses: AtomicU64::new(0),
             backend_pool_hits: AtomicU64::new(0),
             backend_pool_misses: AtomicU64::new(0),
+            allow_refused: AtomicU64::new(0),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! range from the spec checked; nothing downstream parses strings. A `Topology` is the
 //! immutable picture the workers run from: it is shared as an `Arc` and replaced whole.
 
+pub mod allow;
 mod health;
 mod spec;
 pub mod topology;
@@ -144,6 +145,8 @@ pub struct Runtime {
     pub header_timeout: std::time::Duration,
     /// `--access-log`: where ELB-format access-log lines go.
     pub access_log: Option<crate::access_log::Target>,
+    /// `--allow`: which client sources each listener accepts.
+    pub allow: allow::AllowList,
 }
 
 /// The whole configuration the process starts from.

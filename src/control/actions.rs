@@ -33,12 +33,8 @@ const NOT_BUILT: &[(&str, &str)] = &[
     ),
     ("DeleteLoadBalancerPolicy", "load balancer policies are"),
     (
-        "SetLoadBalancerListenerSSLCertificate",
-        "HTTPS and SSL listeners are",
-    ),
-    (
         "ApplySecurityGroupsToLoadBalancer",
-        "security groups are (clb's source allow lists will be flags)",
+        "security groups are (restrict client sources with --allow [PORT=]CIDR instead; see README)",
     ),
 ];
 

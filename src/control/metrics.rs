@@ -230,6 +230,12 @@ pub fn render(sources: &Sources<'_>) -> String {
             process(|s| s.buffer_misses.load(Ordering::Relaxed)),
         ),
         (
+            "clb_connections_refused_by_allow_list",
+            "counter",
+            "client connections closed at accept by --allow",
+            process(|s| s.allow_refused.load(Ordering::Relaxed)),
+        ),
+        (
             "clb_backend_pool_hits",
             "counter",
             "requests sent on a pooled keep-alive instance connection",

@@ -99,6 +99,8 @@ pub struct Settings {
     pub stats: Arc<crate::stats::Stats>,
     /// The access-log thread, when `--access-log` is on.
     pub access_log: Option<std::sync::mpsc::Sender<crate::access_log::Message>>,
+    /// `--allow`: client sources each listener accepts.
+    pub allow: Arc<crate::config::allow::AllowList>,
 }
 
 pub struct Worker {
@@ -418,6 +420,15 @@ impl Worker {
             let Some(view) = self.topo.listeners.get(listener) else {
                 continue;
             };
+            if !self.settings.allow.permits(view.listener.port, peer.ip()) {
+                // Closed before a byte is read (dropping the socket closes it).
+                self.settings
+                    .stats
+                    .allow_refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                log::debug!("connection from {peer} refused by the allow list");
+                continue;
+            }
             let lb = view.lb;
             let tls = view.listener.protocol.is_tls();
             let idle = self
