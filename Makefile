@@ -35,8 +35,9 @@ fuzz:
 		$(CARGO) +nightly fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS); \
 	done
 
-# clb against nginx and HAProxy on loopback (issue 5): about 8 minutes, writes
-# tests/bench/results.md. ROUNDS=, DURATION= (seconds per run) or QUICK=1 (about 1.5 min).
+# clb against nginx and HAProxy on loopback (issues 5 and 6): about 15 minutes, writes
+# tests/bench/results.md. ROUNDS=, DURATION= (seconds per run), LOADS= (a subset) or
+# QUICK=1 (about 2.5 minutes); see tests/bench/README.md.
 bench:
 	tests/bench/run.sh
 

@@ -23,7 +23,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    // rustls warns on every handshake whose SNI is an IP address (common with clients
+    // connecting by IP): a line per request. Only its errors are logged unless RUST_LOG
+    // names it.
+    if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("rustls")) {
+        logger.filter_module("rustls", log::LevelFilter::Error);
+    }
+    logger.init();
     let credentials = match &config.runtime.api_credentials {
         None => None,
         Some(path) => match std::fs::read_to_string(path)

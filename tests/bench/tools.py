@@ -4,8 +4,14 @@
   tools.py tree PID                 PID and every descendant, one a line
   tools.py cpu PID                  user+sys clock ticks of PID's process tree (reaped
                                     children included through cutime/cstime)
+  tools.py cpusplit PID             the same, split: "user sys" (utime+cutime, stime+cstime)
+  tools.py perfsplit FILE...        "FILE<TAB>user<TAB>kernel" per perf record file
+                                    (task-clock samples in user space and in the kernel;
+                                    a missing or unreadable file is left out)
   tools.py rss PID                  VmRSS of PID's process tree, in KiB
-  tools.py ready HOST PORT PATH S   wait up to S seconds for a 200 on GET PATH; exit 1 if none
+  tools.py ready HOST PORT PATH S [tls]
+                                    wait up to S seconds for a 200 on GET PATH (over TLS,
+                                    certificate not checked, with "tls"); exit 1 if none
   tools.py idle HOST PORT PATH N PID [HOLD]
                                     open N keep-alive connections, one GET each, keep them
                                     idle; print "conns rss_before_kib rss_after_kib" for
@@ -13,9 +19,12 @@
   tools.py load HOST PORT PATH N C  N requests over C keep-alive connections (one request
                                     in flight per connection); print "ok failed"
 """
+import contextlib
 import os
+import subprocess
 import selectors
 import socket
+import ssl
 import sys
 import time
 
@@ -46,8 +55,9 @@ def tree(pid):
     return out
 
 
-def cpu_ticks(pid):
-    total = 0
+def cpu_split(pid):
+    """(user, sys) clock ticks of PID's process tree, reaped children included."""
+    user = system = 0
     for p in tree(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
@@ -56,8 +66,27 @@ def cpu_ticks(pid):
             continue
         fields = stat[stat.rindex(")") + 2:].split()
         # fields[0] is stat field 3 (state): utime=14, stime=15, cutime=16, cstime=17
-        total += sum(int(fields[i]) for i in (11, 12, 13, 14))
-    return total
+        user += int(fields[11]) + int(fields[13])
+        system += int(fields[12]) + int(fields[14])
+    return user, system
+
+
+def cpu_ticks(pid):
+    return sum(cpu_split(pid))
+
+
+def perf_split(path):
+    """(user, kernel) sample counts of a `perf record -e task-clock` file: a sample whose
+    instruction pointer is in the kernel's half of the address space is kernel time."""
+    out = subprocess.run(["perf", "script", "-i", path, "-F", "ip"], capture_output=True,
+                         text=True, check=True).stdout
+    user = kernel = 0
+    for line in out.split():
+        if int(line, 16) >= 0xFFFF800000000000:
+            kernel += 1
+        else:
+            user += 1
+    return user, kernel
 
 
 def rss_kib(pid):
@@ -103,11 +132,17 @@ class Reader:
         return int(head.split(" ", 2)[1])
 
 
-def ready(host, port, path, seconds):
+def ready(host, port, path, seconds, tls=False):
+    ctx = None
+    if tls:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
     deadline = time.time() + seconds
     while time.time() < deadline:
         try:
-            with socket.create_connection((host, port), timeout=1) as s:
+            with socket.create_connection((host, port), timeout=1) as raw, \
+                    (ctx.wrap_socket(raw) if ctx else contextlib.nullcontext(raw)) as s:
                 s.sendall(request(host, port, path))
                 r = Reader()
                 while True:
@@ -235,10 +270,19 @@ def main(argv):
         print("\n".join(map(str, tree(int(argv[2])))))
     elif cmd == "cpu":
         print(cpu_ticks(int(argv[2])))
+    elif cmd == "cpusplit":
+        print(*cpu_split(int(argv[2])))
+    elif cmd == "perfsplit":
+        for path in argv[2:]:
+            try:
+                print(path, *perf_split(path), sep="\t")
+            except (OSError, ValueError, subprocess.CalledProcessError):
+                continue
     elif cmd == "rss":
         print(rss_kib(int(argv[2])))
     elif cmd == "ready":
-        return ready(argv[2], int(argv[3]), argv[4], float(argv[5]))
+        return ready(argv[2], int(argv[3]), argv[4], float(argv[5]),
+                     len(argv) > 6 and argv[6] == "tls")
     elif cmd == "idle":
         hold = float(argv[7]) if len(argv) > 7 else 2.0
         return idle(argv[2], int(argv[3]), argv[4], int(argv[5]), int(argv[6]), hold)
