@@ -54,9 +54,7 @@ const HEADER_TIMEOUT_RANGE: (u64, u64) = (1, 4000);
 const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Flags of DESIGN §4 that are recognised but refused, with the feature each belongs to.
-const NOT_BUILT: &[(&str, &str)] = &[
-    ("sticky", "sticky sessions are"),
-];
+const NOT_BUILT: &[(&str, &str)] = &[("sticky", "sticky sessions are")];
 
 fn options() -> Options {
     let mut opts = Options::new();
@@ -150,7 +148,13 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
     let access_log = match m.opt_str("access-log").as_deref() {
         None => None,
         Some("-") => Some(crate::access_log::Target::Stdout),
-        Some("") => return Err(flag_error("access-log", "", "give a file path, or - for stdout")),
+        Some("") => {
+            return Err(flag_error(
+                "access-log",
+                "",
+                "give a file path, or - for stdout",
+            ))
+        }
         Some(path) => Some(crate::access_log::Target::File(path.into())),
     };
     let mut allow = crate::config::allow::AllowList::default();

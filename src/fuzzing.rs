@@ -367,6 +367,7 @@ pub fn chunked_and_response(data: &[u8]) {
         expect_continue: false,
         close_after: false,
         verdict: crate::http::desync::Verdict::COMPLIANT,
+        upgrade: false,
     };
     let mut out = BufPool::new(1).get();
     if let Ok(Parse::Complete(info)) = crate::http::response::forward_head(data, &req, &mut out) {

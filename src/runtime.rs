@@ -107,9 +107,10 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
     };
     let access_log = match &runtime.access_log {
         None => None,
-        Some(target) => Some(crate::access_log::start(target.clone()).map_err(|e| {
-            StartError::Config(format!("--access-log {target:?}: {e}"))
-        })?),
+        Some(target) => Some(
+            crate::access_log::start(target.clone())
+                .map_err(|e| StartError::Config(format!("--access-log {target:?}: {e}")))?,
+        ),
     };
     let allow = Arc::new(runtime.allow.clone());
     let backend_tls = crate::tls::backend::client_config(&runtime.backend_tls)

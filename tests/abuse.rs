@@ -172,7 +172,9 @@ fn out_of_descriptors_pauses_accepting_warns_once_a_second_and_recovers() {
         format!("TCP:{}", backend.addr.port()),
     ]
     .into();
-    let (mut child, log) = clb_with_fd_limit(64, &args);
+    // Room to start (threads, polls, listeners) even when the test process is busy, far
+    // less than the connections below.
+    let (mut child, log) = clb_with_fd_limit(256, &args);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     assert!(
         wait_until(SOON, || TcpStream::connect(addr).is_ok()),
@@ -181,7 +183,7 @@ fn out_of_descriptors_pauses_accepting_warns_once_a_second_and_recovers() {
     // Far more connections than descriptors: the kernel queues them; clb accepts what
     // it can and pauses instead of spinning.
     let mut held = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..600 {
         if let Ok(conn) = TcpStream::connect(addr) {
             held.push(conn);
         }

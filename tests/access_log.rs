@@ -139,8 +139,7 @@ fn sigusr1_reopens_the_file_for_rotation() {
     assert_eq!(client.request(&get("/before")).status, 200);
     lines_in(&path, 1);
     std::fs::rename(&path, &rotated).unwrap();
-    // SAFETY: kill(2) on the clb this test started.
-    assert_eq!(unsafe { libc::kill(clb.pid() as i32, libc::SIGUSR1) }, 0);
+    clb.signal(libc::SIGUSR1);
     assert!(
         clb.wait_for_log("access log reopened", 1, SOON),
         "{}",

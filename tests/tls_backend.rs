@@ -10,114 +10,28 @@
 
 mod common;
 
+use common::tls::*;
 use common::*;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-const SOON: Duration = Duration::from_secs(10);
 const MIB: usize = 1 << 20;
+const SOON: Duration = Duration::from_secs(10);
+/// A "second" of health-check time, in milliseconds.
+const HEALTH_UNIT_MS: &str = "100";
 
-/// A certificate and its key, as PEM files on disk and as rustls values.
-struct Identity {
-    cert_pem: String,
-    cert: CertificateDer<'static>,
-    key_der: Vec<u8>,
-}
-
-impl Identity {
-    fn self_signed(name: &str) -> Identity {
-        let generated = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
-        Identity {
-            cert_pem: generated.cert.pem(),
-            cert: generated.cert.der().clone(),
-            key_der: generated.signing_key.serialize_der(),
-        }
-    }
-
-    fn server_config(&self) -> Arc<ServerConfig> {
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()));
-        let config =
-            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(vec![self.cert.clone()], key)
-                .unwrap();
-        Arc::new(config)
-    }
-}
-
-/// A CA, and leaf identities it signs.
-struct Authority {
-    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
-}
-
-impl Authority {
-    fn new() -> Authority {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "clb test CA");
-        let key = rcgen::KeyPair::generate().unwrap();
-        Authority {
-            issuer: rcgen::CertifiedIssuer::self_signed(params, key).unwrap(),
-        }
-    }
-
-    fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    fn leaf(&self, name: &str) -> Identity {
-        let params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Identity {
-            cert_pem: cert.pem(),
-            cert: cert.der().clone(),
-            key_der: key.serialize_der(),
-        }
-    }
-}
-
-/// Files that disappear with the test.
-struct TempFiles(Vec<PathBuf>);
-
-impl TempFiles {
-    fn write(&mut self, name: &str, content: &str) -> String {
-        static SEQ: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "clb-tls-backend-{}-{}-{name}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::write(&path, content).unwrap();
-        self.0.push(path.clone());
-        path.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TempFiles {
-    fn drop(&mut self) {
-        for path in &self.0 {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
+/// What a [`TlsBackend`] does once a handshake is done.
 #[derive(Clone, Copy)]
 enum Mode {
     /// Answers each request with `proto=<X-Forwarded-Proto> path=<path> body=<bytes>`,
     /// or with `size` pattern bytes for `GET /big/<size>`.
     Http,
+    /// Writes back every byte it reads; at the client's close_notify, sends its own.
     Echo,
 }
 
@@ -127,19 +41,22 @@ struct Seen {
     requests: AtomicUsize,
     /// SNI names instances were sent (`None` when there was none).
     sni: Mutex<Vec<Option<String>>>,
+    /// The bytes each [`Mode::Echo`] session carried, as each ends.
+    echoed: Mutex<Vec<usize>>,
 }
 
+/// A TLS test instance: a rustls server on `IP:free port`, a thread per connection.
 struct TlsBackend {
     addr: SocketAddr,
     seen: Arc<Seen>,
 }
 
 impl TlsBackend {
-    fn start(ip_str: &str, identity: &Identity, mode: Mode) -> TlsBackend {
-        let listener = TcpListener::bind((ip(ip_str), 0)).unwrap();
-        let addr = listener.local_addr().unwrap();
+    fn start(ip_str: &str, leaf: &Leaf, mode: Mode) -> TlsBackend {
+        let listener = bind_unique(ip_str);
+        let addr = listener.local_addr().expect("instance addr");
         let seen = Arc::new(Seen::default());
-        let config = identity.server_config();
+        let config = leaf.server_config();
         let shared = seen.clone();
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
@@ -161,6 +78,12 @@ impl TlsBackend {
     fn requests(&self) -> usize {
         self.seen.requests.load(Ordering::SeqCst)
     }
+
+    /// No handshake so far carried an SNI name.
+    fn saw_no_sni(&self) -> bool {
+        let sni = self.seen.sni.lock().expect("sni lock");
+        sni.iter().all(Option::is_none)
+    }
 }
 
 fn serve(stream: TcpStream, config: Arc<ServerConfig>, seen: &Seen, mode: Mode) {
@@ -176,24 +99,27 @@ fn serve(stream: TcpStream, config: Arc<ServerConfig>, seen: &Seen, mode: Mode) 
     seen.handshakes.fetch_add(1, Ordering::SeqCst);
     seen.sni
         .lock()
-        .unwrap()
+        .expect("sni lock")
         .push(tls.conn.server_name().map(str::to_string));
     match mode {
         Mode::Echo => {
             let mut buf = [0u8; 16 * 1024];
+            let mut echoed = 0;
             loop {
                 match tls.read(&mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         if tls.write_all(&buf[..n]).is_err() {
-                            return;
+                            break;
                         }
+                        echoed += n;
                     }
                 }
             }
             // The client half-closed: say so the TLS way and end.
             tls.conn.send_close_notify();
             let _ = tls.flush();
+            seen.echoed.lock().expect("echoed lock").push(echoed);
         }
         Mode::Http => {
             let mut reader = BufReader::new(tls);
@@ -249,141 +175,77 @@ fn read_request(reader: &mut impl BufRead) -> Option<(String, String, Vec<u8>)> 
     Some((path, proto, body))
 }
 
-/// Starts clb with `listener` in front of `instances` and waits for those expected healthy.
-fn start_clb(listener_proto: &str, instances: &[Instance], extra: &[&str]) -> Clb {
-    let mut last = String::new();
-    for _ in 0..3 {
-        let port = free_port("127.0.0.1");
-        let listener = format!("{listener_proto}:{port}:{}", extra_instance_proto(extra));
-        let specs: Vec<String> = instances.iter().map(Instance::spec).collect();
-        let mut args = vec![
-            "--listener",
-            &listener,
-            "--bind",
-            "127.0.0.1",
-            "--api",
-            "off",
-            "--workers",
-            "1",
-        ];
-        for spec in &specs {
-            args.extend_from_slice(&["--instance", spec]);
-        }
-        args.extend(extra.iter().filter(|a| !a.starts_with("instance-proto=")));
-        match Clb::try_start_env(&args, &[(HEALTH_TIME_UNIT_VAR, "100")]) {
-            Ok(mut clb) => {
-                let expected: Vec<&Instance> =
-                    instances.iter().filter(|i| i.expect_healthy).collect();
-                if let Err(e) = clb.wait_in_service(&expected, SOON) {
-                    panic!("{e}");
-                }
-                return clb;
-            }
-            Err(e) => last = e,
-        }
-    }
-    panic!("clb did not start: {last}");
+/// clb with the listener `FRONT:PORT:BACK` (e.g. `http` and `https:443`) on a free port
+/// of 127.0.0.1 in front of `instances`, one worker and a short health-check "second",
+/// then `extra` (which names the health check).
+fn start_clb(front: &str, back: &str, instances: &[Instance], extra: &[&str]) -> Clb {
+    let mut args = vec!["--workers", "1"];
+    args.extend_from_slice(extra);
+    Clb::listening(
+        &|port| format!("{front}:{port}:{back}"),
+        "127.0.0.1",
+        instances,
+        &args,
+        &[(HEALTH_TIME_UNIT_VAR, HEALTH_UNIT_MS)],
+        "TCP:443",
+    )
 }
 
-/// `instance-proto=https:443` in `extra` names the listener's instance side.
-fn extra_instance_proto(extra: &[&str]) -> String {
-    extra
-        .iter()
-        .find_map(|a| a.strip_prefix("instance-proto="))
-        .unwrap_or("https:443")
-        .to_string()
+/// The body of a [`Mode::Http`] instance's answer to `path` with `body` bytes.
+fn answer(proto: &str, path: &str, body: usize) -> String {
+    format!("proto={proto} path={path} body={body}")
 }
 
-/// Sends one request on `conn` and returns status and body.
-fn request(conn: &mut TcpStream, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: clb\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    conn.write_all(head.as_bytes()).unwrap();
-    conn.write_all(body).unwrap();
-    read_response(conn)
-}
-
-fn read_response(conn: &mut TcpStream) -> (u16, Vec<u8>) {
-    let mut reader = BufReader::new(conn);
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    let status = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let mut length = 0usize;
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).unwrap();
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().unwrap();
-            }
-        }
-    }
-    let mut body = vec![0u8; length];
-    reader.read_exact(&mut body).unwrap();
-    (status, body)
-}
-
-fn connect(clb: &Clb) -> TcpStream {
-    let conn = TcpStream::connect(clb.addr).unwrap();
-    conn.set_read_timeout(Some(SOON)).unwrap();
-    conn
-}
-
-fn text(body: &[u8]) -> String {
-    String::from_utf8_lossy(body).into_owned()
+/// One request on a new connection to clb; the status of its response.
+fn status_of_get(clb: &Clb, path: &str) -> u16 {
+    clb.connect().request(&get(path)).status
 }
 
 #[test]
 fn http_listener_to_https_instances_with_pooled_sessions() {
-    let id = Identity::self_signed("backend");
-    let a = TlsBackend::start("127.0.0.2", &id, Mode::Http);
-    let b = TlsBackend::start("127.0.0.3", &id, Mode::Http);
+    let leaf = Leaf::self_signed(&["backend"]);
+    let a = TlsBackend::start(IP1, &leaf, Mode::Http);
+    let b = TlsBackend::start(IP2, &leaf, Mode::Http);
     let clb = start_clb(
         "http",
+        "https:443",
         &[a.instance("a"), b.instance("b")],
         &["--health-check", "HTTPS:443/health"],
     );
-    let mut conn = connect(&clb);
+    let mut client = clb.connect();
     for i in 0..20 {
-        let (status, body) = request(&mut conn, "GET", &format!("/r{i}"), b"");
-        assert_eq!(status, 200, "{}", text(&body));
-        assert_eq!(text(&body), format!("proto=http path=/r{i} body=0"));
+        let path = format!("/r{i}");
+        let r = client.request(&get(&path));
+        assert_eq!(r.status, 200, "{}", r.body_text());
+        assert_eq!(r.body_text(), answer("http", &path, 0));
     }
     assert_eq!(a.requests() + b.requests(), 20);
-    let (status, body) = request(&mut conn, "POST", "/upload", &pattern(MIB));
+    client.send(&with_body("POST", "/upload", &pattern(MIB)));
+    let r = client.response();
     assert_eq!(
-        (status, text(&body)),
-        (200, format!("proto=http path=/upload body={MIB}"))
+        (r.status, r.body_text()),
+        (200, answer("http", "/upload", MIB))
     );
-    let (status, body) = request(&mut conn, "GET", &format!("/big/{MIB}"), b"");
-    assert_eq!(status, 200);
-    assert!(body == pattern(MIB), "1 MiB body differs");
+    let r = client.request(&get(&format!("/big/{MIB}")));
+    assert_eq!(r.status, 200);
+    assert!(r.body == pattern(MIB), "1 MiB body differs");
     // No SNI goes to instances (spec §13.15).
-    for seen in [&a.seen, &b.seen] {
-        assert!(seen.sni.lock().unwrap().iter().all(Option::is_none));
-    }
+    assert!(a.saw_no_sni() && b.saw_no_sni());
 }
 
 #[test]
 fn sessions_to_instances_are_reused_across_clients() {
-    let id = Identity::self_signed("backend");
-    let a = TlsBackend::start("127.0.0.2", &id, Mode::Http);
+    let leaf = Leaf::self_signed(&["backend"]);
+    let a = TlsBackend::start(IP1, &leaf, Mode::Http);
     // A TCP check, so no probe handshake is counted.
-    let clb = start_clb("http", &[a.instance("a")], &["--health-check", "TCP:443"]);
+    let clb = start_clb(
+        "http",
+        "https:443",
+        &[a.instance("a")],
+        &["--health-check", "TCP:443"],
+    );
     for i in 0..10 {
-        let mut conn = connect(&clb);
-        let (status, _) = request(&mut conn, "GET", &format!("/c{i}"), b"");
-        assert_eq!(status, 200);
+        assert_eq!(status_of_get(&clb, &format!("/c{i}")), 200);
     }
     assert_eq!(a.requests(), 10);
     assert_eq!(
@@ -393,101 +255,44 @@ fn sessions_to_instances_are_reused_across_clients() {
     );
 }
 
+/// A TLS 1.2 and 1.3 client that takes clb's own self-signed listener certificate.
+fn any_cert() -> Arc<rustls::ClientConfig> {
+    accept_any_client(&[&rustls::version::TLS13, &rustls::version::TLS12])
+}
+
 #[test]
 fn https_listener_to_https_instance() {
-    let id = Identity::self_signed("backend");
-    let a = TlsBackend::start("127.0.0.2", &id, Mode::Http);
-    let clb = start_clb("https", &[a.instance("a")], &["--health-check", "SSL:443"]);
-    let mut client = tls_client(&clb);
-    client
-        .write_all(b"GET /end-to-end HTTP/1.1\r\nHost: clb\r\n\r\n")
-        .unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !text(&got).contains("body=0") {
-        let n = client.read(&mut buf).unwrap();
-        assert!(n > 0, "closed early: {}", text(&got));
-        got.extend_from_slice(&buf[..n]);
-    }
-    assert!(
-        text(&got).ends_with("proto=https path=/end-to-end body=0"),
-        "{}",
-        text(&got)
+    let leaf = Leaf::self_signed(&["backend"]);
+    let a = TlsBackend::start(IP1, &leaf, Mode::Http);
+    let clb = start_clb(
+        "https",
+        "https:443",
+        &[a.instance("a")],
+        &["--health-check", "SSL:443"],
     );
-}
-
-/// A TLS client to clb's own (self-signed) listener certificate.
-fn tls_client(clb: &Clb) -> StreamOwned<rustls::ClientConnection, TcpStream> {
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .dangerous()
-    .with_custom_certificate_verifier(Arc::new(AcceptAnything))
-    .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    StreamOwned::new(conn, connect(clb))
-}
-
-#[derive(Debug)]
-struct AcceptAnything;
-
-impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        rustls::crypto::ring::default_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+    let mut client = TlsClient::open(clb.addr, &any_cert(), "localhost");
+    let r = client.request(&get("/end-to-end"));
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(r.body_text(), answer("https", "/end-to-end", 0));
 }
 
 #[test]
 fn ssl_listener_to_ssl_instance_with_proxy_protocol_inside_the_session() {
-    let id = Identity::self_signed("backend");
-    let a = TlsBackend::start("127.0.0.2", &id, Mode::Echo);
+    let leaf = Leaf::self_signed(&["backend"]);
+    let a = TlsBackend::start(IP1, &leaf, Mode::Echo);
     let clb = start_clb(
         "ssl",
+        "ssl:443",
         &[a.instance("a")],
         &[
-            "instance-proto=ssl:443",
             "--health-check",
             "TCP:443",
             "--proxy-protocol",
             &a.addr.port().to_string(),
         ],
     );
-    let mut client = tls_client(&clb);
-    let local = client.sock.local_addr().unwrap();
+    let mut client = TlsClient::open(clb.addr, &any_cert(), "localhost");
+    let local = client.stream.sock.local_addr().expect("local addr");
     let header = format!(
         "PROXY TCP4 {} {} {} {}\r\n",
         local.ip(),
@@ -498,40 +303,57 @@ fn ssl_listener_to_ssl_instance_with_proxy_protocol_inside_the_session() {
     // rustls streams do not split into halves: send 1 MiB in 16 KiB steps, reading
     // each step's echo back before the next, so no buffer anywhere fills.
     let payload = pattern(MIB);
-    let mut got = vec![0u8; header.len()];
     for (i, chunk) in payload.chunks(16 * 1024).enumerate() {
-        client.write_all(chunk).unwrap();
-        client.flush().unwrap();
-        let mut echo = vec![0u8; chunk.len()];
+        client.send(chunk);
         if i == 0 {
-            client.read_exact(&mut got).unwrap();
+            let got = client
+                .read_exactly(header.len())
+                .unwrap_or_else(|e| panic!("the PROXY header: {e}"));
             assert_eq!(
-                text(&got),
+                String::from_utf8_lossy(&got),
                 header,
                 "the PROXY header comes first, inside TLS"
             );
         }
-        client.read_exact(&mut echo).unwrap();
+        let echo = client
+            .read_exactly(chunk.len())
+            .unwrap_or_else(|e| panic!("echo of step {i}: {e}"));
         assert!(echo == chunk, "echo of step {i} differs");
     }
     // Half-close: close_notify from the client comes back as the instance's own.
-    client.conn.send_close_notify();
-    client.flush().unwrap();
-    let mut rest = Vec::new();
-    let _ = client.read_to_end(&mut rest);
-    assert!(rest.is_empty(), "{} stray bytes", rest.len());
-    // Not exactly 1: the harness's own "is it listening" connect may start a tunnel too.
-    assert!(a.handshakes() >= 1);
-    assert!(a.seen.sni.lock().unwrap().iter().all(Option::is_none));
+    client.half_close();
+    match client.expect_end(SOON) {
+        Ok(true) => {}
+        Ok(false) => panic!("the instance's close_notify came as a bare TCP close"),
+        Err(e) => panic!("after the client's close_notify: {e}"),
+    }
+    // One session carried it all. (The harness's own "is it listening" connect may
+    // have opened a tunnel, and a session, of its own: it carries no more than the
+    // PROXY header.)
+    let mut sessions = Vec::new();
+    let ended = wait_until(SOON, || {
+        sessions = a.seen.echoed.lock().expect("echoed lock").clone();
+        sessions.contains(&(header.len() + MIB))
+    });
+    assert!(
+        ended,
+        "no session carried the header and 1 MiB: {sessions:?}"
+    );
+    assert!(
+        sessions.iter().filter(|n| **n > header.len()).count() == 1,
+        "bytes per session: {sessions:?}"
+    );
+    assert!(a.saw_no_sni());
 }
 
 #[test]
 fn https_health_checks_fail_on_a_plain_instance_and_pass_on_a_tls_one() {
-    let id = Identity::self_signed("backend");
-    let tls = TlsBackend::start("127.0.0.2", &id, Mode::Http);
-    let plain = Backend::echo("127.0.0.3", "plain");
+    let leaf = Leaf::self_signed(&["backend"]);
+    let tls = TlsBackend::start(IP1, &leaf, Mode::Http);
+    let plain = Backend::echo(IP2, "plain");
     let clb = start_clb(
         "http",
+        "https:443",
         &[
             tls.instance("tls"),
             plain.instance("zone-a").expecting_healthy(false),
@@ -541,8 +363,7 @@ fn https_health_checks_fail_on_a_plain_instance_and_pass_on_a_tls_one() {
     // The plain instance answers probes in cleartext: it never comes in service, so
     // every request goes to the TLS one.
     for i in 0..6 {
-        let mut conn = connect(&clb);
-        assert_eq!(request(&mut conn, "GET", &format!("/h{i}"), b"").0, 200);
+        assert_eq!(status_of_get(&clb, &format!("/h{i}")), 200);
     }
     assert_eq!(tls.requests(), 6);
     assert!(clb
@@ -551,23 +372,30 @@ fn https_health_checks_fail_on_a_plain_instance_and_pass_on_a_tls_one() {
         .all(|l| !l.contains("-> InService")));
 }
 
+/// Two self-signed certificates, "trusted" and "other", and a `--backend-public-key`
+/// file in `files` that pins the trusted one's key (a certificate file: its key is
+/// taken).
+fn pinned(files: &TempDir) -> (Leaf, Leaf, String) {
+    let trusted = Leaf::self_signed(&["trusted"]);
+    let pin = files.write("pin.pem", trusted.cert_pem.as_bytes());
+    (trusted, Leaf::self_signed(&["other"]), pin)
+}
+
 #[test]
 fn pinned_public_keys_decide_which_instances_are_trusted() {
-    let mut files = TempFiles(Vec::new());
-    let trusted = Identity::self_signed("trusted");
-    let other = Identity::self_signed("other");
-    let a = TlsBackend::start("127.0.0.2", &trusted, Mode::Http);
-    let b = TlsBackend::start("127.0.0.3", &other, Mode::Http);
-    // A certificate file pins its key; an SSL check fails where the key does not match.
-    let pin = files.write("pin.pem", &trusted.cert_pem);
+    let files = TempDir::new("pins");
+    let (trusted, other, pin) = pinned(&files);
+    let a = TlsBackend::start(IP1, &trusted, Mode::Http);
+    let b = TlsBackend::start(IP2, &other, Mode::Http);
+    // An SSL check fails where the key does not match.
     let clb = start_clb(
         "http",
+        "https:443",
         &[a.instance("a"), b.instance("b").expecting_healthy(false)],
         &["--health-check", "SSL:443", "--backend-public-key", &pin],
     );
     for i in 0..6 {
-        let mut conn = connect(&clb);
-        assert_eq!(request(&mut conn, "GET", &format!("/p{i}"), b"").0, 200);
+        assert_eq!(status_of_get(&clb, &format!("/p{i}")), 200);
     }
     assert_eq!((a.requests(), b.requests()), (6, 0));
     assert_eq!(
@@ -579,35 +407,37 @@ fn pinned_public_keys_decide_which_instances_are_trusted() {
 
 #[test]
 fn an_unpinned_instance_in_service_by_tcp_check_is_never_sent_a_request() {
-    let mut files = TempFiles(Vec::new());
-    let trusted = Identity::self_signed("trusted");
-    let other = Identity::self_signed("other");
-    let b = TlsBackend::start("127.0.0.3", &other, Mode::Http);
-    let pin = files.write("pin.pem", &trusted.cert_pem);
+    let files = TempDir::new("pins");
+    let (_, other, pin) = pinned(&files);
+    let b = TlsBackend::start(IP2, &other, Mode::Http);
     let clb = start_clb(
         "http",
+        "https:443",
         &[b.instance("b")],
         &["--health-check", "TCP:443", "--backend-public-key", &pin],
     );
-    let mut conn = connect(&clb);
-    let (status, _) = request(&mut conn, "GET", "/x", b"");
+    let status = status_of_get(&clb, "/x");
     assert!(status >= 500, "status {status}");
     assert_eq!(b.requests(), 0);
 }
 
 #[test]
 fn a_backend_ca_trusts_the_leaves_it_signed_and_listed_certificates() {
-    let mut files = TempFiles(Vec::new());
-    let ca = Authority::new();
-    let signed = ca.leaf("signed.example");
-    let stranger = Authority::new().leaf("stranger.example");
-    let listed = Identity::self_signed("listed");
-    let a = TlsBackend::start("127.0.0.2", &signed, Mode::Http);
-    let b = TlsBackend::start("127.0.0.3", &stranger, Mode::Http);
-    let c = TlsBackend::start("127.0.0.4", &listed, Mode::Http);
-    let bundle = files.write("ca.pem", &format!("{}{}", ca.pem(), listed.cert_pem));
+    let files = TempDir::new("backend-ca");
+    let ca = TestCa::new();
+    let signed = ca.leaf(&["signed.example"]);
+    let stranger = TestCa::new().leaf(&["stranger.example"]);
+    let listed = Leaf::self_signed(&["listed"]);
+    let a = TlsBackend::start(IP1, &signed, Mode::Http);
+    let b = TlsBackend::start(IP2, &stranger, Mode::Http);
+    let c = TlsBackend::start(IP3, &listed, Mode::Http);
+    let bundle = files.write(
+        "ca.pem",
+        format!("{}{}", ca.pem, listed.cert_pem).as_bytes(),
+    );
     let clb = start_clb(
         "http",
+        "https:443",
         &[
             a.instance("a"),
             b.instance("b").expecting_healthy(false),
@@ -616,8 +446,7 @@ fn a_backend_ca_trusts_the_leaves_it_signed_and_listed_certificates() {
         &["--health-check", "SSL:443", "--backend-ca", &bundle],
     );
     for i in 0..8 {
-        let mut conn = connect(&clb);
-        assert_eq!(request(&mut conn, "GET", &format!("/ca{i}"), b"").0, 200);
+        assert_eq!(status_of_get(&clb, &format!("/ca{i}")), 200);
     }
     assert_eq!(a.requests() + c.requests(), 8);
     assert!(a.requests() > 0 && c.requests() > 0);

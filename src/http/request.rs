@@ -66,6 +66,9 @@ pub struct RequestInfo {
     pub close_after: bool,
     /// The desync classifier's verdict, for the counters.
     pub verdict: Verdict,
+    /// A WebSocket handshake (`Upgrade: websocket`, `Connection: upgrade`): its
+    /// `Upgrade` header goes to the instance, and a 101 turns the pair into a tunnel.
+    pub upgrade: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,6 +150,7 @@ pub fn forward_head(
     let (mut close, mut keep_alive_token) = (false, false);
     let (mut content_length, mut chunked, mut has_te) = (None::<u64>, false, false);
     let (mut hosts, mut expect_continue, mut last_xff) = (0, false, None);
+    let (mut connection_upgrade, mut websocket) = (false, None::<usize>);
     for (i, h) in headers.iter().enumerate() {
         let name = h.name.as_bytes();
         roles[i] = if name.eq_ignore_ascii_case(b"connection") {
@@ -155,6 +159,8 @@ pub fn forward_head(
                     close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
                     keep_alive_token = true;
+                } else if token.eq_ignore_ascii_case(b"upgrade") {
+                    connection_upgrade = true;
                 } else if conn_count < MAX_CONNECTION_TOKENS {
                     conn_tokens[conn_count] = token;
                     conn_count += 1;
@@ -193,6 +199,11 @@ pub fn forward_head(
         {
             expect_continue = !http10;
             Role::Drop
+        } else if name.eq_ignore_ascii_case(b"upgrade")
+            && list_items(h.value).any(|p| p.eq_ignore_ascii_case(b"websocket"))
+        {
+            websocket = Some(i);
+            Role::Drop
         } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
             last_xff = Some(i);
             Role::ForwardedFor
@@ -223,6 +234,16 @@ pub fn forward_head(
         return Err(HeadError::Malformed("more than one Host header"));
     }
     let mut close_after = action == Action::ForwardThenClose;
+    // RFC 6455 §4.1: a GET on HTTP/1.1 with both headers, and no body.
+    let upgrade = websocket.is_some()
+        && connection_upgrade
+        && !http10
+        && method == "GET"
+        && !has_te
+        && content_length.unwrap_or(0) == 0;
+    if let (true, Some(i)) = (upgrade, websocket) {
+        roles[i] = Role::Keep;
+    }
     let body = if has_te {
         if http10 {
             return Err(HeadError::Malformed(
@@ -266,6 +287,9 @@ pub fn forward_head(
     if last_xff.is_none() {
         let _ = write!(out, "X-Forwarded-For: {}\r\n", fwd.client_ip);
     }
+    if upgrade {
+        out.extend(b"Connection: Upgrade\r\n");
+    }
     let _ = write!(
         out,
         "X-Forwarded-Proto: {}\r\nX-Forwarded-Port: {}\r\n",
@@ -300,6 +324,7 @@ pub fn forward_head(
         expect_continue,
         close_after,
         verdict,
+        upgrade,
     }))
 }
 

@@ -36,6 +36,8 @@ pub struct ResponseInfo {
     pub reusable: bool,
     /// The client connection closes after this response.
     pub client_close: bool,
+    /// A 101 to a WebSocket handshake: from now on bytes flow both ways untouched.
+    pub switching: bool,
 }
 
 /// Parses the head at the start of `input`; appends the client's head to `out` when complete
@@ -86,7 +88,23 @@ pub fn forward_head(
 
     if (100..200).contains(&status) {
         if status == 101 {
-            return Err(ResponseError("protocol upgrade without an upgrade request"));
+            if !req.upgrade {
+                return Err(ResponseError("protocol upgrade without an upgrade request"));
+            }
+            // The handshake answer goes to the client as the instance wrote it: its
+            // Upgrade, Connection and Sec-WebSocket-* headers are the protocol switch.
+            out.extend(&input[..head_len]);
+            return Ok(Parse::Complete(ResponseInfo {
+                head_len,
+                status,
+                informational: false,
+                forwarded: true,
+                body: Body::UntilClose,
+                dechunk: false,
+                reusable: false,
+                client_close: false,
+                switching: true,
+            }));
         }
         // clb answered any 100-continue itself; 1.0 clients must never see a 1xx.
         let forwarded = status != 100 && !req.http10;
@@ -104,6 +122,7 @@ pub fn forward_head(
             dechunk: false,
             reusable: true,
             client_close: false,
+            switching: false,
         }));
     }
 
@@ -152,6 +171,7 @@ pub fn forward_head(
         dechunk,
         reusable,
         client_close,
+        switching: false,
     }))
 }
 
@@ -216,6 +236,7 @@ mod tests {
             expect_continue: false,
             close_after: false,
             verdict: crate::http::desync::Verdict::COMPLIANT,
+            upgrade: false,
         }
     }
 

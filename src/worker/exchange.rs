@@ -14,7 +14,6 @@ use super::conn::{Deadline, Exchange, Phase, Ready, Response, Upstream};
 use super::pipe::{Pipe, PipeError};
 use super::session::Step;
 use super::splice::{splice_through, take_pipe};
-use crate::stats::Counter;
 use super::stream::Stream;
 use super::token::{self, Kind};
 use super::{Worker, CONNECT_TIMEOUT};
@@ -22,6 +21,7 @@ use crate::backend::balancer::Tried;
 use crate::http::canned::Canned;
 use crate::http::request::Parse;
 use crate::http::response::{self, MAX_RESPONSE_HEAD};
+use crate::stats::Counter;
 use mio::net::TcpStream;
 use mio::Interest;
 use std::io;
@@ -53,6 +53,8 @@ enum Outcome {
     },
     /// Cut both connections: the client already has part of a response, or left.
     Abort,
+    /// The instance answered a WebSocket handshake with 101: the pair becomes a tunnel.
+    Switch,
 }
 
 impl Worker {
@@ -66,6 +68,7 @@ impl Worker {
             Outcome::Failed(failure) => self.upstream_failed(key, ex, failure),
             Outcome::Answer(canned) => self.fail_exchange(key, ex, canned),
             Outcome::Finished { reuse, close } => self.finish(key, ex, reuse, close),
+            Outcome::Switch => self.switch_to_tunnel(key, ex),
             Outcome::Abort => {
                 self.drop_exchange(ex);
                 Step::Close
@@ -204,6 +207,9 @@ impl Worker {
                             if let Some(log) = ex.log.as_mut() {
                                 log.response_head_at = Some(now);
                                 log.backend_status = Some(info.status);
+                            }
+                            if info.switching {
+                                return Outcome::Switch;
                             }
                             ex.response = Response::Body {
                                 pipe: Pipe::new(info.body, info.dechunk),
@@ -633,9 +639,11 @@ impl Worker {
 
 impl Worker {
     /// The access-log line of a finished (or failed) exchange.
-    fn log_exchange(&mut self, key: usize, ex: &mut Exchange, elb_status: Option<u16>) {
+    pub(super) fn log_exchange(&mut self, key: usize, ex: &mut Exchange, elb_status: Option<u16>) {
         let Some(log) = ex.log.take() else { return };
-        let Some(c) = self.clients.get(key) else { return };
+        let Some(c) = self.clients.get(key) else {
+            return;
+        };
         let topo = self.topo.clone();
         let lb = topo
             .listeners

@@ -221,7 +221,8 @@ impl Worker {
                     timers = Some(timers.map_or(left, |t| t.min(left)));
                 }
                 if !self.log_lines.is_empty() {
-                    let left = (self.log_flushed + LOG_FLUSH).saturating_duration_since(Instant::now());
+                    let left =
+                        (self.log_flushed + LOG_FLUSH).saturating_duration_since(Instant::now());
                     timers = Some(timers.map_or(left, |t| t.min(left)));
                 }
                 match self.accept_backoff {
@@ -298,7 +299,9 @@ impl Worker {
     fn publish_buffer_stats(&self) {
         use std::sync::atomic::Ordering::Relaxed;
         let stats = &self.settings.stats;
-        stats.buffers_in_use.store(self.bufs.in_use() as u64, Relaxed);
+        stats
+            .buffers_in_use
+            .store(self.bufs.in_use() as u64, Relaxed);
         stats.buffer_hits.store(self.bufs.hits, Relaxed);
         stats.buffer_misses.store(self.bufs.misses, Relaxed);
     }

@@ -326,12 +326,9 @@ impl Worker {
         let connecting = matches!(p.stage, Stage::Connecting | Stage::Handshaking);
         if !ok && (connecting || detail == "connect failed") {
             let (lb, zone) = super::exchange::stats_slots(&self.topo, p.instance);
-            self.settings.stats.add(
-                lb,
-                zone,
-                crate::stats::Counter::BackendConnectionErrors,
-                1,
-            );
+            self.settings
+                .stats
+                .add(lb, zone, crate::stats::Counter::BackendConnectionErrors, 1);
         }
         let Some(p) = self.probes.get_mut(key) else {
             return;

@@ -14,10 +14,10 @@ use super::{Worker, LINGER};
 use crate::backend::balancer::Tried;
 use crate::http::canned::Canned;
 use crate::http::desync::{self, Mode};
-use std::time::Duration;
 use crate::http::request::{self, Forwarding, HeadError, Parse, RequestInfo, MAX_HEAD};
 use crate::worker::buffer::Buf;
 use std::io::{self, Write};
+use std::time::Duration;
 
 /// Steps one `drive` may take before the session yields to others.
 const MAX_STEPS: usize = 64;

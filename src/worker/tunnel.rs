@@ -12,17 +12,17 @@
 //! the tunnel ends. Short exchanges never take a pipe.
 
 use super::conn::{Deadline, Phase, Ready, Upstream};
+use super::exchange::stats_slots;
 use super::exchange::{read_some, ReadOutcome};
 use super::pipe::Pipe;
 use super::session::Step;
-use super::exchange::stats_slots;
 use super::splice::{splice_through, take_pipe};
-use crate::stats::Counter;
 use super::stream::Stream;
 use super::token::{self, Kind};
 use super::{Worker, CONNECT_TIMEOUT};
 use crate::backend::balancer::Tried;
 use crate::http::framing::Body;
+use crate::stats::Counter;
 use crate::sys::KernelPipe;
 use crate::tcp::proxy_protocol;
 use mio::net::TcpStream;
@@ -182,6 +182,52 @@ impl Worker {
             return true;
         }
         false
+    }
+
+    /// A WebSocket handshake was answered 101: the exchange's instance connection now
+    /// carries bytes both ways untouched, like a TCP listener's (beyond ELB Classic,
+    /// which needs a TCP listener for WebSocket).
+    pub(super) fn switch_to_tunnel(&mut self, key: usize, mut ex: super::conn::Exchange) -> Step {
+        let status = ex.log.as_ref().and_then(|l| l.backend_status);
+        self.log_exchange(key, &mut ex, status);
+        // Least-outstanding counting is for requests; the in-flight count (draining)
+        // stays until the tunnel ends.
+        self.balancer.end(ex.instance);
+        self.bufs.release(&mut ex.head);
+        let kernel = ex.kernel.take();
+        self.return_kernel_pipe(kernel);
+        let tunnel = Tunnel {
+            upstream: ex.upstream.take(),
+            backend: ex.backend,
+            instance: ex.instance,
+            slot: ex.slot,
+            tried: ex.tried,
+            connecting_since: self.now,
+            header: Vec::new(),
+            header_sent: 0,
+            up: Pipe::new(Body::UntilClose, false),
+            up_eof: false,
+            up_shut: false,
+            up_bulk: false,
+            up_kernel: None,
+            down: Pipe::new(Body::UntilClose, false),
+            down_eof: false,
+            down_shut: false,
+            down_bulk: false,
+            down_kernel: None,
+        };
+        let tk = self.tunnels.insert(tunnel);
+        match self.clients.get_mut(key) {
+            Some(c) => {
+                c.phase = Phase::Tunnel(tk);
+                Step::Progress
+            }
+            None => {
+                let mut tunnel = self.tunnels.remove(tk);
+                self.release_tunnel(&mut tunnel);
+                Step::Close
+            }
+        }
     }
 
     /// The access-log line of a TCP/SSL connection, when it ends (spec §12.1).
@@ -372,20 +418,26 @@ impl Worker {
         }
         self.bufs.release_if_empty(&mut c.rbuf);
 
-        // Instance → client.
+        // Instance → client; after a WebSocket 101, only once its head is out.
         let rbuf = u.rbuf.get_or_insert_with(|| self.bufs.get());
-        match t.down.pump(&[], rbuf, &mut c.sock, &mut c.ready.writable) {
-            Ok(moved) => progress |= moved.any(),
-            Err(_) => return Flow::Close,
+        if c.wbuf.is_none() {
+            match t.down.pump(&[], rbuf, &mut c.sock, &mut c.ready.writable) {
+                Ok(moved) => progress |= moved.any(),
+                Err(_) => return Flow::Close,
+            }
         }
-        if t.down_bulk && t.down_kernel.is_none() && rbuf.is_empty() && !t.down_eof {
+        let head_out = c.wbuf.is_none();
+        if t.down_bulk && t.down_kernel.is_none() && rbuf.is_empty() && !t.down_eof && head_out {
             if let (Some(_), Some(_)) = (u.sock.plain(), c.sock.plain()) {
                 t.down_kernel = take_pipe(&mut self.pipes);
             }
         }
-        if let (Some(kernel), Some(from), Some(to)) =
-            (t.down_kernel.as_mut(), u.sock.plain(), c.sock.plain())
-        {
+        if let (Some(kernel), Some(from), Some(to), true) = (
+            t.down_kernel.as_mut(),
+            u.sock.plain(),
+            c.sock.plain(),
+            head_out,
+        ) {
             match splice_through(kernel, u64::MAX, from, &mut u.ready, to, &mut c.ready) {
                 Ok(spliced) => {
                     t.down.spliced(spliced.filled);

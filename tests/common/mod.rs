@@ -12,15 +12,21 @@
 //!   `Behavior`, and counts them apart: a probe is never a request, and a connection
 //!   only counts once it has carried a request that is not a probe.
 //! - [`Client`] writes raw bytes and reads one response at a time, so tests see the
-//!   exact status line, headers and body framing.
+//!   exact status line, headers and body framing; over TCP, or over TLS as a
+//!   [`tls::TlsClient`].
+//! - [`tls`]: test certificates and their files, rustls clients, clb with an HTTPS or
+//!   SSL listener.
 //!
 //! Every wait is a poll with a deadline and every socket read has a timeout: a broken
 //! proxy fails the test, it never hangs it. Every test picks its own ports, so tests
 //! run in parallel.
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+pub mod tls;
+
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashSet;
+use std::fmt;
 use std::fs::{self, File};
 use std::hash::Hasher;
 use std::io::{self, Read, Write};
@@ -89,7 +95,7 @@ pub fn free_port(ip_str: &str) -> u16 {
 }
 
 /// A listener on `ip` at a port no other test of this process got.
-fn bind_unique(ip_str: &str) -> TcpListener {
+pub fn bind_unique(ip_str: &str) -> TcpListener {
     loop {
         let listener = TcpListener::bind((ip(ip_str), 0)).expect("bind test instance");
         if take_port(listener.local_addr().expect("local addr").port()) {
@@ -246,30 +252,48 @@ impl Clb {
     }
 
     fn http_with(instances: &[Instance], extra: &[&str], env: &[(&str, &str)], api: bool) -> Clb {
+        Clb::start_listener(
+            &|port| format!("http:{port}:http:80"),
+            "127.0.0.1",
+            instances,
+            extra,
+            env,
+            DEFAULT_HEALTH_CHECK,
+            api,
+        )
+    }
+
+    /// What [`Clb::http_with`] and [`Clb::listening`] share: the listener `listener(port)`
+    /// on a free port of `bind`, the control API on a free port of `bind` when `api`
+    /// (else `--api off`), each of `instances`, `default_check` unless `extra` has a
+    /// `--health-check`, then `extra`. Returns once every instance expected healthy is
+    /// logged InService; retries with other ports if one picked was taken before clb
+    /// bound it.
+    fn start_listener(
+        listener: &dyn Fn(u16) -> String,
+        bind: &str,
+        instances: &[Instance],
+        extra: &[&str],
+        env: &[(&str, &str)],
+        default_check: &str,
+        api: bool,
+    ) -> Clb {
         let mut last = String::new();
         for _ in 0..3 {
-            let port = free_port("127.0.0.1");
-            let listener = format!("http:{port}:http:80");
+            let spec = listener(free_port(bind));
             let api_addr = if api {
-                format!("127.0.0.1:{}", free_port("127.0.0.1"))
+                SocketAddr::new(ip(bind), free_port(bind)).to_string()
             } else {
                 "off".to_string()
             };
             let specs: Vec<String> = instances.iter().map(Instance::spec).collect();
-            let mut args = vec![
-                "--listener",
-                &listener,
-                "--bind",
-                "127.0.0.1",
-                "--api",
-                &api_addr,
-            ];
-            for spec in &specs {
+            let mut args = vec!["--listener", &spec, "--bind", bind, "--api", &api_addr];
+            for s in &specs {
                 args.push("--instance");
-                args.push(spec);
+                args.push(s);
             }
             if !extra.contains(&"--health-check") {
-                args.extend_from_slice(&["--health-check", DEFAULT_HEALTH_CHECK]);
+                args.extend_from_slice(&["--health-check", default_check]);
             }
             args.extend_from_slice(extra);
             match Clb::try_start_env(&args, env) {
@@ -338,6 +362,12 @@ impl Clb {
         self.child.id()
     }
 
+    /// Sends SIGHUP to clb (it reloads its certificate files). Through kill(1) rather
+    /// than libc, so the tests need no `unsafe`.
+    pub fn hup(&self) {
+        self.signal(libc::SIGHUP);
+    }
+
     /// The control API's address; panics if clb was started with `--api off`.
     pub fn api_addr(&self) -> SocketAddr {
         self.api.expect("clb was started without an --api address")
@@ -397,6 +427,27 @@ impl Clb {
     /// Whether clb is still running (it must survive whatever a test sent it).
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGTERM`) to clb.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(rc, 0, "kill({signal})");
+    }
+
+    /// Waits for clb to exit by itself; its status, or `None` if it is still running.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
@@ -618,6 +669,11 @@ pub fn pattern_byte(offset: usize) -> u8 {
 
 pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(pattern_byte).collect()
+}
+
+/// `len` pattern bytes starting at pattern offset `offset`.
+pub fn pattern_at(offset: usize, len: usize) -> Vec<u8> {
+    (offset..offset + len).map(pattern_byte).collect()
 }
 
 /// A fast, stable hash of bytes fed in pieces, for comparing large bodies.
@@ -1335,23 +1391,45 @@ pub enum ReadError {
     Malformed(String),
 }
 
-/// A raw HTTP/1.x client with a read timeout on every read.
-pub struct Client {
-    pub stream: TcpStream,
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Timeout { got } => write!(f, "read timed out; unread: {:?}", preview(got)),
+            ReadError::Closed { got } => write!(f, "connection closed; unread: {:?}", preview(got)),
+            ReadError::Malformed(what) => write!(f, "not an HTTP response: {what}"),
+        }
+    }
+}
+
+/// What a [`Client`] talks over: a TCP stream, or a TLS session on one
+/// ([`tls::TlsStream`]). Reads end with an error at the socket's read timeout.
+pub trait Transport: Read + Write {
+    /// The TCP socket underneath, for timeouts and shutdowns.
+    fn socket(&self) -> &TcpStream;
+}
+
+impl Transport for TcpStream {
+    fn socket(&self) -> &TcpStream {
+        self
+    }
+}
+
+/// A raw HTTP/1.x client with a read timeout on every read: over plain TCP by default,
+/// over TLS as a [`tls::TlsClient`].
+pub struct Client<S = TcpStream> {
+    pub stream: S,
     buf: Vec<u8>,
 }
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-        stream
-            .set_read_timeout(Some(READ_TIMEOUT))
-            .expect("timeout");
-        stream
-            .set_write_timeout(Some(READ_TIMEOUT))
-            .expect("timeout");
-        stream.set_nodelay(true).expect("nodelay");
+        Client::over(tcp_connect(addr))
+    }
+}
+
+impl<S: Transport> Client<S> {
+    /// A client over a connected `stream` (its timeouts already set).
+    pub fn over(stream: S) -> Client<S> {
         Client {
             stream,
             buf: Vec::new(),
@@ -1359,19 +1437,28 @@ impl Client {
     }
 
     pub fn set_read_timeout(&self, t: Duration) {
-        self.stream.set_read_timeout(Some(t)).expect("timeout");
+        self.stream
+            .socket()
+            .set_read_timeout(Some(t))
+            .expect("timeout");
+    }
+
+    /// Writes all of `bytes`; `Err` says why the peer did not take them.
+    pub fn try_send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.stream
+            .write_all(bytes)
+            .and_then(|()| self.stream.flush())
+            .map_err(|e| format!("write to clb: {e}"))
     }
 
     /// Writes all of `bytes`; panics if the peer refuses them.
     pub fn send(&mut self, bytes: &[u8]) {
-        self.stream
-            .write_all(bytes)
-            .unwrap_or_else(|e| panic!("write to clb: {e}"));
+        self.try_send(bytes).unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Writes as much of `bytes` as the peer takes (it may answer and close early).
     pub fn send_lossy(&mut self, bytes: &[u8]) {
-        let _ = self.stream.write_all(bytes);
+        let _ = self.try_send(bytes);
     }
 
     /// Sends `request` and reads one final response; panics on any failure.
@@ -1380,10 +1467,18 @@ impl Client {
         self.response()
     }
 
+    /// Sends `request` and reads one response; `Err` says what went wrong (for client
+    /// threads, which report failures instead of panicking).
+    pub fn try_request(&mut self, request: &str) -> Result<Response, String> {
+        self.try_send(request.as_bytes())?;
+        self.read_response(false)
+            .map_err(|e| format!("no complete response: {e}"))
+    }
+
     /// Reads one response, panicking with the reason if it cannot.
     pub fn response(&mut self) -> Response {
         self.read_response(false)
-            .unwrap_or_else(|e| panic!("no complete response: {e:?}"))
+            .unwrap_or_else(|e| panic!("no complete response: {e}"))
     }
 
     /// Reads one response (a 1xx counts as one). `to_head` says the request was
@@ -1516,6 +1611,13 @@ impl Client {
         Ok(self.buf.drain(..n).collect())
     }
 
+    /// Reads exactly `n` bytes (for streams that are not HTTP: SSL listeners); `Err`
+    /// says what arrived instead.
+    pub fn read_exactly(&mut self, n: usize) -> Result<Vec<u8>, String> {
+        self.take(n)
+            .map_err(|e| format!("{n} bytes wanted: {e} ({} bytes)", self.buf.len()))
+    }
+
     fn line(&mut self) -> Result<Vec<u8>, ReadError> {
         loop {
             if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
@@ -1528,33 +1630,13 @@ impl Client {
     /// Waits up to `within` for the peer to close the connection (EOF or reset),
     /// with no unread bytes before the close. `Err` says what happened instead.
     pub fn expect_closed(&mut self, within: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + within;
         if !self.buf.is_empty() {
             return Err(format!(
                 "unexpected bytes before close: {:?}",
-                String::from_utf8_lossy(&self.buf)
+                preview(&self.buf)
             ));
         }
-        let mut chunk = [0u8; 4096];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(format!("connection still open after {within:?}"));
-            }
-            self.set_read_timeout(left);
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Ok(()),
-                Ok(n) => {
-                    return Err(format!(
-                        "unexpected bytes instead of close: {:?}",
-                        String::from_utf8_lossy(&chunk[..n])
-                    ))
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) => {}
-                Err(_) => return Ok(()), // reset: closed too
-            }
-        }
+        expect_eof(&mut self.stream, within)
     }
 
     /// Whether the connection is still open and silent after `during` (nothing
@@ -1585,6 +1667,17 @@ pub fn get_close(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: test.example\r\nConnection: close\r\n\r\n")
 }
 
+/// `METHOD path HTTP/1.1` with a Host header and `body`, framed by Content-Length.
+pub fn with_body(method: &str, path: &str, body: &[u8]) -> Vec<u8> {
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test.example\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
 /// The request head an echo instance sent back, as text.
 pub fn echoed(response: &Response) -> String {
     assert_eq!(
@@ -1602,6 +1695,16 @@ pub fn echoed_header_lines(response: &Response) -> Vec<String> {
         .split("\r\n")
         .skip(1)
         .map(str::to_string)
+        .collect()
+}
+
+/// The values of every header called `name` (any case) in an echoed head, in order.
+pub fn echoed_values(response: &Response, name: &str) -> Vec<String> {
+    echoed_header_lines(response)
+        .iter()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().to_string())
         .collect()
 }
 
@@ -1668,32 +1771,7 @@ impl Clb {
         env: &[(&str, &str)],
         default_check: &str,
     ) -> Clb {
-        let mut last = String::new();
-        for _ in 0..3 {
-            let spec = listener(free_port(bind));
-            let specs: Vec<String> = instances.iter().map(Instance::spec).collect();
-            let mut args = vec!["--listener", &spec, "--bind", bind, "--api", "off"];
-            for s in &specs {
-                args.push("--instance");
-                args.push(s);
-            }
-            if !extra.contains(&"--health-check") {
-                args.extend_from_slice(&["--health-check", default_check]);
-            }
-            args.extend_from_slice(extra);
-            match Clb::try_start_env(&args, env) {
-                Ok(mut clb) => {
-                    let expected: Vec<&Instance> =
-                        instances.iter().filter(|i| i.expect_healthy).collect();
-                    if let Err(e) = clb.wait_in_service(&expected, IN_SERVICE_TIMEOUT) {
-                        panic!("clb {args:?}: {e}");
-                    }
-                    return clb;
-                }
-                Err(e) => last = e,
-            }
-        }
-        panic!("clb did not start in 3 tries: {last}");
+        Clb::start_listener(listener, bind, instances, extra, env, default_check, false)
     }
 }
 
@@ -1706,6 +1784,12 @@ pub enum TcpBehavior {
     /// Writes `len` bytes of [`pattern`] at once, half-closes its write side, then
     /// reads (and records) until EOF.
     SendThenHalfClose(usize),
+    /// Speaks first, as SMTP or MySQL servers do: writes `len` bytes of [`pattern`] at
+    /// once, then behaves as [`TcpBehavior::Echo`].
+    BannerThenEcho(usize),
+    /// Reads (and records) until a line has arrived (through `\n`), then writes `len`
+    /// bytes of [`pattern`] and half-closes its write side; reads on until EOF.
+    HalfCloseAfterLine(usize),
 }
 
 /// The most bytes a [`TcpBackend`] keeps of one connection (it counts them all).
@@ -1853,16 +1937,18 @@ fn serve_tcp(mut stream: TcpStream, index: usize, state: &TcpBackendState) {
         return;
     }
     let behavior = state.behavior.lock().expect("behavior lock").clone();
-    let echo = match behavior {
-        TcpBehavior::Echo => true,
+    // A probe connection may be gone already: writes to it fail, reading still sees
+    // its end.
+    let (echo, mut after_line) = match behavior {
+        TcpBehavior::Echo => (true, None),
         TcpBehavior::SendThenHalfClose(len) => {
-            // A probe connection may be gone already: the writes fail, reading still
-            // sees its end.
             if write_pattern(&mut stream, 0, len) {
                 let _ = stream.shutdown(Shutdown::Write);
             }
-            false
+            (false, None)
         }
+        TcpBehavior::BannerThenEcho(len) => (write_pattern(&mut stream, 0, len), None),
+        TcpBehavior::HalfCloseAfterLine(len) => (false, Some(len)),
     };
     let mut chunk = vec![0u8; 65536];
     loop {
@@ -1888,6 +1974,13 @@ fn serve_tcp(mut stream: TcpStream, index: usize, state: &TcpBackendState) {
                 if echo && stream.write_all(&chunk[..n]).is_err() {
                     return;
                 }
+                if let Some(len) = after_line.filter(|_| chunk[..n].contains(&b'\n')) {
+                    after_line = None;
+                    if !write_pattern(&mut stream, 0, len) {
+                        return;
+                    }
+                    let _ = stream.shutdown(Shutdown::Write);
+                }
             }
             Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => {
@@ -1896,6 +1989,28 @@ fn serve_tcp(mut stream: TcpStream, index: usize, state: &TcpBackendState) {
             }
         }
     }
+}
+
+/// Waits until `backend` has a connection that starts with `prefix` and has seen EOF
+/// (or a reset); returns it.
+pub fn finished_conn(backend: &TcpBackend, prefix: &[u8], within: Duration) -> TcpConnLog {
+    let mut found = None;
+    let ok = wait_until(within, || {
+        found = backend.conn_starting_with(prefix);
+        found.as_ref().is_some_and(|c| c.eof || c.reset)
+    });
+    assert!(
+        ok,
+        "{} has no finished connection starting with {:?}; it has {:?}",
+        backend.name(),
+        preview(prefix),
+        backend
+            .conns()
+            .iter()
+            .map(|c| (preview(&c.received), c.eof, c.reset))
+            .collect::<Vec<_>>()
+    );
+    found.expect("found")
 }
 
 /// A raw TCP connection to `addr` with [`READ_TIMEOUT`] on every read and write.
@@ -1944,67 +2059,94 @@ pub fn read_exactly(stream: &mut TcpStream, n: usize) -> Result<Vec<u8>, String>
     Ok(out)
 }
 
-/// Reads until EOF, at most `max` bytes and for at most `within`; `Err` says what
-/// happened instead (a reset, a timeout, too many bytes).
-pub fn read_to_eof(
-    stream: &mut TcpStream,
+/// How [`read_until_end`] stopped.
+enum End {
+    /// EOF (after a TLS peer's close_notify, on a TLS stream).
+    Eof,
+    /// A read failed: a reset (or, on a TLS stream, a close without close_notify).
+    Failed(io::Error),
+    /// `within` passed with the stream still open.
+    Open,
+    /// More than the most bytes wanted arrived.
+    TooMuch,
+}
+
+/// Reads into `out` until the stream ends (EOF or a failed read), more than `max`
+/// bytes have arrived, or `within` passes.
+fn read_until_end(
+    stream: &mut impl Transport,
+    out: &mut Vec<u8>,
     max: usize,
     within: Duration,
-) -> Result<Vec<u8>, String> {
+) -> End {
     let deadline = Instant::now() + within;
-    let mut out = Vec::new();
     let mut chunk = vec![0u8; 65536];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(format!(
-                "no EOF within {within:?}; {} bytes so far",
-                out.len()
-            ));
+            return End::Open;
         }
         stream
-            .set_read_timeout(Some(left.min(READ_TIMEOUT)))
+            .socket()
+            .set_read_timeout(Some(left))
             .expect("timeout");
         match stream.read(&mut chunk) {
-            Ok(0) => return Ok(out),
+            Ok(0) => return End::Eof,
             Ok(k) => {
                 out.extend_from_slice(&chunk[..k]);
                 if out.len() > max {
-                    return Err(format!("more than {max} bytes before EOF"));
+                    return End::TooMuch;
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if is_timeout(&e) => {
-                return Err(format!("no EOF: read timed out after {} bytes", out.len()))
-            }
-            Err(e) => return Err(format!("{e} after {} bytes instead of EOF", out.len())),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted || is_timeout(&e) => {}
+            Err(e) => return End::Failed(e),
         }
+    }
+}
+
+/// Reads until EOF, at most `max` bytes and for at most `within`; `Err` says what
+/// happened instead (a reset, a timeout, too many bytes).
+pub fn read_to_eof(
+    stream: &mut impl Transport,
+    max: usize,
+    within: Duration,
+) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    match read_until_end(stream, &mut out, max, within) {
+        End::Eof => Ok(out),
+        End::Failed(e) => Err(format!("{e} after {} bytes instead of EOF", out.len())),
+        End::Open => Err(format!(
+            "no EOF within {within:?}; {} bytes so far",
+            out.len()
+        )),
+        End::TooMuch => Err(format!("more than {max} bytes before EOF")),
     }
 }
 
 /// Whether `stream` ends (EOF or reset) within `within` with nothing unread before the
 /// end; `Err` says what arrived instead.
-pub fn expect_eof(stream: &mut TcpStream, within: Duration) -> Result<(), String> {
-    let deadline = Instant::now() + within;
-    let mut chunk = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(format!("connection still open after {within:?}"));
-        }
-        stream.set_read_timeout(Some(left)).expect("timeout");
-        match stream.read(&mut chunk) {
-            Ok(0) => return Ok(()),
-            Ok(n) => {
-                return Err(format!(
-                    "unexpected bytes instead of the end: {:?}",
-                    preview(&chunk[..n])
-                ))
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if is_timeout(&e) => {}
-            Err(_) => return Ok(()),
-        }
+pub fn expect_eof(stream: &mut impl Transport, within: Duration) -> Result<(), String> {
+    let mut out = Vec::new();
+    match read_until_end(stream, &mut out, 0, within) {
+        End::Eof | End::Failed(_) => Ok(()),
+        End::Open => Err(format!("connection still open after {within:?}")),
+        End::TooMuch => Err(format!(
+            "unexpected bytes instead of the end: {:?}",
+            preview(&out)
+        )),
+    }
+}
+
+/// Reads whatever comes until the peer ends the connection (EOF or reset); `Err` if it
+/// is still open after `within`.
+pub fn read_until_closed(stream: &mut impl Transport, within: Duration) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    match read_until_end(stream, &mut out, usize::MAX, within) {
+        End::Eof | End::Failed(_) => Ok(out),
+        End::Open | End::TooMuch => Err(format!(
+            "still open after {within:?}, having sent {:?}",
+            preview(&out)
+        )),
     }
 }
 
