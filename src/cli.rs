@@ -54,7 +54,7 @@ const HEADER_TIMEOUT_RANGE: (u64, u64) = (1, 4000);
 const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Flags of DESIGN §4 that are recognised but refused, with the feature each belongs to.
-const NOT_BUILT: &[(&str, &str)] = &[("sticky", "sticky sessions are")];
+const NOT_BUILT: &[(&str, &str)] = &[];
 
 fn options() -> Options {
     let mut opts = Options::new();
@@ -76,6 +76,7 @@ fn options() -> Options {
         .optmulti("", "key", "", "FILE")
         .optopt("", "ssl-policy", "", "NAME")
         .optopt("", "desync-mode", "", "MODE")
+        .optopt("", "sticky", "", "lb[:S]|app:COOKIE")
         .optopt("", "header-timeout", "", "S")
         .optopt("", "access-log", "", "FILE|-")
         .optmulti("", "allow", "", "[PORT=]CIDR")
@@ -252,6 +253,13 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             )
         })?,
     };
+    let sticky = match m.opt_str("sticky") {
+        None => None,
+        Some(text) => Some(
+            crate::http::sticky::parse_policy(&text)
+                .map_err(|why| flag_error("sticky", &text, &why))?,
+        ),
+    };
     let mut proxy_protocol: Vec<(u16, ProxyVersion)> = Vec::new();
     for text in m.opt_strs("proxy-protocol") {
         let (version, port) = match text.strip_prefix("v2:") {
@@ -286,6 +294,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             health_check,
             proxy_protocol,
             desync_mode,
+            sticky,
         },
         draining,
         runtime: Runtime {

@@ -113,6 +113,7 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
         ),
     };
     let allow = Arc::new(runtime.allow.clone());
+    let sticky_key = Arc::new(sticky_key(runtime.state.as_deref()).map_err(StartError::Config)?);
     let backend_tls = crate::tls::backend::client_config(&runtime.backend_tls)
         .map_err(|e| StartError::Config(e.to_string()))?;
     let mut threads = Vec::with_capacity(sockets.len() + 1);
@@ -131,6 +132,7 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
             stats: Arc::new(Default::default()),
             access_log: access_log.clone(),
             allow: allow.clone(),
+            sticky_key: sticky_key.clone(),
             tls: tls.clone(),
             backend_tls: backend_tls.clone(),
         };
@@ -188,5 +190,54 @@ impl Running {
             }
         }
         Ok(())
+    }
+}
+
+/// The key `AWSELB` cookies are signed with. With `--state FILE` it is kept beside it in
+/// `FILE.sticky-key` (created on first start, mode 0600), so cookies stay valid across
+/// restarts; without, each process makes its own.
+fn sticky_key(state: Option<&std::path::Path>) -> Result<crate::http::sticky::Key, String> {
+    use std::io::Read;
+    let fresh = || -> Result<[u8; 32], String> {
+        let mut bytes = [0u8; 32];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .map_err(|e| format!("cannot read /dev/urandom for the sticky-session key: {e}"))?;
+        Ok(bytes)
+    };
+    let Some(state) = state else {
+        return Ok(crate::http::sticky::Key::new(fresh()?));
+    };
+    let mut path = state.as_os_str().to_owned();
+    path.push(".sticky-key");
+    let path = std::path::PathBuf::from(path);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let text = text.trim();
+            let mut bytes = [0u8; 32];
+            if text.len() != 64 {
+                return Err(format!("{}: not a 64-digit hex key", path.display()));
+            }
+            for (i, byte) in bytes.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+                    .map_err(|_| format!("{}: not a 64-digit hex key", path.display()))?;
+            }
+            Ok(crate::http::sticky::Key::new(bytes))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let bytes = fresh()?;
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .and_then(|mut f| f.write_all(format!("{hex}\n").as_bytes()))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(crate::http::sticky::Key::new(bytes))
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
     }
 }

@@ -30,6 +30,15 @@ impl Tried {
     }
 }
 
+/// Whether an instance in `instance_zone` serves a connection assigned `client_zone`.
+fn in_scope(instance_zone: Option<usize>, cross_zone: bool, client_zone: Option<usize>) -> bool {
+    match (instance_zone, cross_zone) {
+        (None, _) => false,
+        (Some(_), true) => true,
+        (Some(z), false) => client_zone == Some(z),
+    }
+}
+
 /// One pick: the listener position, the back end (address) and its instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pick {
@@ -149,12 +158,7 @@ impl Balancer {
             let Some(instance) = topo.instances.get(target.instance) else {
                 continue;
             };
-            let in_scope = match (instance.zone, lb.cross_zone) {
-                (None, _) => false,
-                (Some(_), true) => true,
-                (Some(z), false) => zone == Some(z),
-            };
-            if !in_scope || !topo.routable(target.instance) {
+            if !in_scope(instance.zone, lb.cross_zone, zone) || !topo.routable(target.instance) {
                 continue;
             }
             let refused = self
@@ -186,6 +190,44 @@ impl Balancer {
             *last = self.picks;
         }
         Some(pick)
+    }
+
+    /// Sticky sessions (spec §7): the listener's back end of instance `id` at back-end
+    /// `port`, if it is in scope, routable and not tried yet for this request.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pick_named(
+        &mut self,
+        topo: &Topology,
+        listener: usize,
+        zone: Option<usize>,
+        tried: &mut Tried,
+        id: &str,
+        port: u16,
+    ) -> Option<Pick> {
+        let view = topo.listeners.get(listener)?;
+        let lb = topo.lbs.get(view.lb)?;
+        let (position, backend, target) =
+            view.backends
+                .iter()
+                .enumerate()
+                .find_map(|(position, &backend)| {
+                    let target = topo.backends.get(backend)?;
+                    let instance = topo.instances.get(target.instance)?;
+                    (instance.id == id && target.addr.port() == port)
+                        .then_some((position, backend, target))
+                })?;
+        let instance = topo.instances.get(target.instance)?;
+        if tried.has(position)
+            || !in_scope(instance.zone, lb.cross_zone, zone)
+            || !topo.routable(target.instance)
+        {
+            return None;
+        }
+        tried.add(position);
+        Some(Pick {
+            backend,
+            instance: target.instance,
+        })
     }
 
     pub fn begin(&mut self, instance: usize) {
@@ -242,6 +284,7 @@ mod tests {
             health_check: crate::config::HealthCheck::default_for(80),
             proxy_protocol: Vec::new(),
             desync_mode: Default::default(),
+            sticky: None,
         };
         let topo = Topology::from_load_balancers(&[lb]).unwrap();
         for i in 0..topo.instances.len() {

@@ -120,6 +120,8 @@ pub struct LoadBalancer {
     pub proxy_protocol: Vec<(u16, crate::tcp::proxy_protocol::Version)>,
     /// What HTTP listeners do with requests the desync classifier flags (spec §10).
     pub desync_mode: crate::http::desync::Mode,
+    /// Sticky sessions on the HTTP/HTTPS listeners (spec §7); `None`: none.
+    pub sticky: Option<crate::http::sticky::Policy>,
 }
 
 /// Process-wide settings that are not part of any load balancer.

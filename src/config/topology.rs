@@ -36,6 +36,8 @@ pub struct ListenerView {
     pub listener: Listener,
     /// Indices into `Topology::backends`, one per registered instance.
     pub backends: Vec<usize>,
+    /// Sticky sessions (HTTP/HTTPS listeners only, spec §7.2).
+    pub sticky: Option<crate::http::sticky::Policy>,
 }
 
 #[derive(Clone, Debug)]
@@ -177,6 +179,7 @@ impl Topology {
                     lb: lb_index,
                     listener: listener.clone(),
                     backends,
+                    sticky: lb.sticky.clone().filter(|_| listener.protocol.is_http()),
                 });
             }
         }
@@ -292,6 +295,7 @@ mod tests {
             health_check: HealthCheck::default_for(8080),
             proxy_protocol: Vec::new(),
             desync_mode: Default::default(),
+            sticky: None,
         }
     }
 

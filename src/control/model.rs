@@ -70,6 +70,8 @@ pub struct LbState {
     pub tags: Vec<(String, String)>,
     /// Instance ports with a PROXY protocol header (flags now; the policy API later).
     pub proxy_protocol: Vec<(u16, crate::tcp::proxy_protocol::Version)>,
+    /// Sticky sessions on the HTTP/HTTPS listeners (flags now; the policy API later).
+    pub sticky: Option<crate::http::sticky::Policy>,
 }
 
 /// One row of DescribeInstanceHealth.
@@ -180,6 +182,7 @@ impl Model {
             attributes: Attributes::default(),
             tags: Vec::new(),
             proxy_protocol: Vec::new(),
+            sticky: None,
         };
         add_listeners(&mut lb, listeners)?;
         add_tags(&mut lb, tags)?;
@@ -591,6 +594,7 @@ impl LbState {
             },
             tags: Vec::new(),
             proxy_protocol: lb.proxy_protocol.clone(),
+            sticky: lb.sticky.clone(),
         }
     }
 
@@ -619,6 +623,7 @@ impl LbState {
             idle_timeout: Duration::from_secs(self.attributes.idle_timeout.into()),
             health_check: self.health_check.clone(),
             proxy_protocol: self.proxy_protocol.clone(),
+            sticky: self.sticky.clone(),
             desync_mode: Mode::parse(&self.attributes.desync_mode).unwrap_or_default(),
         };
         let registrations = self

@@ -9,6 +9,7 @@
 
 use super::model::{Attributes, LbState, Registered};
 use crate::config::{parse_health_target, HealthCheck, Host, Instance, Listener, Protocol};
+use crate::http::sticky::Policy;
 use crate::tcp::proxy_protocol::Version;
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -140,6 +141,14 @@ pub fn encode(lbs: &[LbState]) -> String {
             };
             line(&mut out, &["proxy", &port.to_string(), v]);
         }
+        match &lb.sticky {
+            Some(Policy::Duration { period }) => {
+                let period = period.map_or("session".to_string(), |p| p.to_string());
+                line(&mut out, &["sticky", "lb", &period]);
+            }
+            Some(Policy::Application { cookie }) => line(&mut out, &["sticky", "app", cookie]),
+            None => {}
+        }
         line(&mut out, &["end"]);
     }
     out
@@ -182,6 +191,7 @@ pub fn decode(text: &str) -> Result<Vec<LbState>, String> {
                     attributes: Attributes::default(),
                     tags: Vec::new(),
                     proxy_protocol: Vec::new(),
+                    sticky: None,
                 });
             }
             (["listener", p, port, ip, iport, certificate @ ..], Some(lb))
@@ -251,6 +261,21 @@ pub fn decode(text: &str) -> Result<Vec<LbState>, String> {
                     other => return Err(at(format!("bad proxy protocol version {other}"))),
                 };
                 lb.proxy_protocol.push((port, version));
+            }
+            (["sticky", "lb", period], Some(lb)) => {
+                let period = match *period {
+                    "session" => None,
+                    p => Some(
+                        p.parse()
+                            .map_err(|_| at(format!("bad cookie period {p}")))?,
+                    ),
+                };
+                lb.sticky = Some(Policy::Duration { period });
+            }
+            (["sticky", "app", cookie], Some(lb)) => {
+                lb.sticky = Some(Policy::Application {
+                    cookie: cookie.to_string(),
+                });
             }
             (["end"], Some(_)) => lbs.extend(current.take()),
             _ => return Err(at(format!("unexpected record '{raw}'"))),

@@ -9,3 +9,4 @@ pub mod desync;
 pub mod framing;
 pub mod request;
 pub mod response;
+pub mod sticky;

@@ -107,6 +107,17 @@ pub struct Exchange {
     pub dispatched: std::time::Instant,
     /// What the access log needs, when it is on.
     pub log: Option<Box<RequestLog>>,
+    /// Sticky sessions, on a listener with a policy.
+    pub sticky: Option<Box<StickyState>>,
+}
+
+/// One request's stickiness: where its cookie says to go, and whether a new cookie is due.
+pub struct StickyState {
+    pub policy: crate::http::sticky::Policy,
+    /// The instance id and back-end port a genuine `AWSELB` cookie named.
+    pub target: Option<(String, u16)>,
+    /// The request went where no valid cookie pointed: the answer carries a new one.
+    pub set_cookie: bool,
 }
 
 /// One request's access-log fields gathered along the way.

@@ -196,6 +196,21 @@ impl Worker {
                 let wbuf = c.wbuf.get_or_insert_with(|| self.bufs.get());
                 match response::forward_head(rbuf.bytes(), &ex.req, wbuf) {
                     Ok(Parse::Complete(info)) => {
+                        if let (Some(state), false) = (ex.sticky.as_ref(), info.informational) {
+                            let lines = sticky_cookies(
+                                state,
+                                &rbuf.bytes()[..info.head_len],
+                                &self.topo,
+                                ex.instance,
+                                ex.backend,
+                                &self.settings.sticky_key,
+                            );
+                            if let Some(lines) = lines {
+                                wbuf.pop_crlf();
+                                wbuf.extend(lines.as_bytes());
+                                wbuf.extend(b"\r\n");
+                            }
+                        }
                         rbuf.consume(info.head_len);
                         progress = true;
                         if !info.informational {
@@ -358,10 +373,21 @@ impl Worker {
         else {
             return false;
         };
-        while let Some(pick) = self
-            .balancer
-            .pick(&self.topo, listener, zone, &mut ex.tried, now)
-        {
+        // Sticky sessions: the instance the cookie names, while it is healthy (spec §7.8:
+        // otherwise the usual pick, as if there were no cookie, and a new cookie).
+        let named = ex.sticky.as_ref().and_then(|s| s.target.clone());
+        let sticky_pick = named.and_then(|(id, port)| {
+            self.balancer
+                .pick_named(&self.topo, listener, zone, &mut ex.tried, &id, port)
+        });
+        if let Some(state) = ex.sticky.as_mut() {
+            state.set_cookie = sticky_pick.is_none();
+        }
+        let mut sticky_pick = sticky_pick;
+        while let Some(pick) = sticky_pick.take().or_else(|| {
+            self.balancer
+                .pick(&self.topo, listener, zone, &mut ex.tried, now)
+        }) {
             if !fresh {
                 while let Some(uk) = self.pool.pop(pick.backend) {
                     let Some(u) = self.upstreams.get_mut(uk) else {
@@ -674,6 +700,37 @@ impl Worker {
             tls: c.sock.tls_names(),
         };
         self.access_log(&entry);
+    }
+}
+
+/// The `Set-Cookie` lines a response gets for stickiness (spec §7.4–7.10), if any.
+fn sticky_cookies(
+    state: &super::conn::StickyState,
+    response_head: &[u8],
+    topo: &crate::config::Topology,
+    instance: usize,
+    backend: usize,
+    key: &crate::http::sticky::Key,
+) -> Option<String> {
+    use crate::http::sticky::{application_cookies, duration_cookies, Policy};
+    let id = &topo.instances.get(instance)?.id;
+    let port = topo.backends.get(backend)?.addr.port();
+    match &state.policy {
+        Policy::Duration { period } => state
+            .set_cookie
+            .then(|| duration_cookies(&key.token(id, port), *period)),
+        Policy::Application { cookie } => {
+            let mut headers = [httparse::EMPTY_HEADER; 128];
+            let mut resp = httparse::Response::new(&mut headers);
+            resp.parse(response_head).ok()?;
+            let set_cookies: Vec<&[u8]> = resp
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("set-cookie"))
+                .map(|h| h.value)
+                .collect();
+            application_cookies(&set_cookies, cookie, &key.token(id, port))
+        }
     }
 }
 

@@ -101,6 +101,8 @@ pub struct Settings {
     pub access_log: Option<std::sync::mpsc::Sender<crate::access_log::Message>>,
     /// `--allow`: client sources each listener accepts.
     pub allow: Arc<crate::config::allow::AllowList>,
+    /// Signs and checks `AWSELB` cookies.
+    pub sticky_key: Arc<crate::http::sticky::Key>,
 }
 
 pub struct Worker {

@@ -481,6 +481,7 @@ mod tests {
             health_check: HealthCheck::default_for(80),
             proxy_protocol: Vec::new(),
             desync_mode: Default::default(),
+            sticky: None,
         };
         let topo = Topology::from_load_balancers(&[lb]).unwrap();
         let owners: Vec<usize> = (0..100).map(|i| owner(&topo, i, 2)).collect();

@@ -7,7 +7,7 @@
 //! bounded and a session with work left is queued to run again after the other events
 //! of this batch, so one fast transfer cannot starve the rest.
 
-use super::conn::{Exchange, Phase, RequestLog, Response};
+use super::conn::{Exchange, Phase, RequestLog, Response, StickyState};
 use super::exchange::{read_some, ReadOutcome};
 use super::pipe::Pipe;
 use super::{Worker, LINGER};
@@ -167,8 +167,25 @@ impl Worker {
                             backend_status: None,
                         })
                     });
+                    let sticky = self
+                        .topo
+                        .listeners
+                        .get(c.listener)
+                        .and_then(|l| l.sticky.clone())
+                        .map(|policy| {
+                            let target = sticky_target(
+                                &rbuf.bytes()[..req.head_len],
+                                &policy,
+                                &self.settings.sticky_key,
+                            );
+                            Box::new(StickyState {
+                                policy,
+                                target,
+                                set_cookie: false,
+                            })
+                        });
                     rbuf.consume(req.head_len);
-                    return self.start_exchange(key, req, head, log);
+                    return self.start_exchange(key, req, head, log, sticky);
                 }
                 Ok(Parse::Partial) => {
                     self.bufs.put(head);
@@ -242,6 +259,7 @@ impl Worker {
         req: RequestInfo,
         head: Buf,
         log: Option<Box<RequestLog>>,
+        sticky: Option<Box<StickyState>>,
     ) -> Step {
         let Some(c) = self.clients.get_mut(key) else {
             self.bufs.put(head);
@@ -270,6 +288,7 @@ impl Worker {
             kernel: None,
             dispatched: self.now,
             log,
+            sticky,
         };
         if self.attach_upstream(key, &mut ex, false) {
             if !self.put_exchange(key, ex) {
@@ -455,4 +474,27 @@ fn canned_for(e: HeadError) -> Canned {
         HeadError::UriTooLong => Canned::UriTooLong,
         HeadError::HeadersTooLarge => Canned::HeadersTooLarge,
     }
+}
+
+/// The instance a request's genuine `AWSELB` cookie names (spec §7.4, §7.9: with the
+/// application policy, only while the application's own cookie is still sent).
+fn sticky_target(
+    head: &[u8],
+    policy: &crate::http::sticky::Policy,
+    key: &crate::http::sticky::Key,
+) -> Option<(String, u16)> {
+    use crate::http::sticky::{cookie_value, Policy};
+    let mut headers = [httparse::EMPTY_HEADER; crate::http::request::MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    req.parse(head).ok()?;
+    let cookies: Vec<&[u8]> = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
+        .map(|h| h.value)
+        .collect();
+    if let Policy::Application { cookie } = policy {
+        cookie_value(&cookies, cookie)?;
+    }
+    key.verify(cookie_value(&cookies, "AWSELB")?)
 }
