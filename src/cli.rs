@@ -80,6 +80,8 @@ fn options() -> Options {
         .optopt("", "header-timeout", "", "S")
         .optopt("", "access-log", "", "FILE|-")
         .optmulti("", "allow", "", "[PORT=]CIDR")
+        .optopt("", "max-backend-connections", "", "N")
+        .optopt("", "surge-queue", "", "N")
         .optopt("", "backend-ca", "", "FILE")
         .optmulti("", "backend-public-key", "", "FILE")
         .optopt("", "health-check", "", "TARGET")
@@ -158,6 +160,20 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
         }
         Some(path) => Some(crate::access_log::Target::File(path.into())),
     };
+    let max_backend_connections = number(
+        &m,
+        "max-backend-connections",
+        (1, 1_000_000),
+        "a whole number from 1 to 1000000",
+    )?
+    .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
+    let surge_queue = number(
+        &m,
+        "surge-queue",
+        (0, 1_000_000),
+        "a whole number from 0 to 1000000",
+    )?
+    .map_or(1024, |n| usize::try_from(n).unwrap_or(1024));
     let mut allow = crate::config::allow::AllowList::default();
     for text in m.opt_strs("allow") {
         let rule = crate::config::allow::parse_allow(&text)
@@ -310,6 +326,8 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             header_timeout,
             access_log,
             allow,
+            max_backend_connections,
+            surge_queue,
         },
     })))
 }
@@ -570,6 +588,11 @@ Recognised but not supported yet (giving one is refused):
                                sticky sessions: an AWSELB cookie for S seconds, or for the life
                                of the application's COOKIE
       --desync-mode MODE       monitor, defensive (default) or strictest
+      --max-backend-connections N
+                               requests (HTTP) or connections (TCP) at once per instance and
+                               worker; beyond, they wait in the surge queue (default: no limit)
+      --surge-queue N          surge queue length for the process, shared by the workers; a full
+                               queue spills over: 503, or the connection closed (default 1024)
       --allow [PORT=]CIDR      accept client connections only from these sources (all listeners, or
                                listener PORT); others are closed at accept; repeatable
       --access-log FILE|-      one line per request (HTTP) or connection (TCP) in ELB's access-log

@@ -133,6 +133,9 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
             access_log: access_log.clone(),
             allow: allow.clone(),
             sticky_key: sticky_key.clone(),
+            max_backend_connections: runtime.max_backend_connections,
+            // Each worker is an "LB node" with its share of the queue.
+            surge_queue: runtime.surge_queue.div_ceil(runtime.workers.max(1)),
             tls: tls.clone(),
             backend_tls: backend_tls.clone(),
         };

@@ -58,6 +58,8 @@ pub struct Stats {
     pub backend_pool_misses: AtomicU64,
     /// Client connections closed at accept by `--allow`.
     pub allow_refused: AtomicU64,
+    /// Requests and connections in the surge queue now, per load balancer slot.
+    pub surge: Vec<AtomicU64>,
 }
 
 impl Default for Stats {
@@ -73,6 +75,7 @@ impl Default for Stats {
             backend_pool_hits: AtomicU64::new(0),
             backend_pool_misses: AtomicU64::new(0),
             allow_refused: AtomicU64::new(0),
+            surge: (0..LB_SLOTS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 }

@@ -54,6 +54,10 @@ pub struct Balancer {
     picks: u64,
     refused_at: Vec<Option<Instant>>,
     zone_rotation: Vec<usize>,
+    /// `--max-backend-connections` (per instance, per worker); 0: no limit.
+    max_per_instance: u32,
+    /// The last pick found no instance with room, though some could have served.
+    saturated: bool,
 }
 
 impl Balancer {
@@ -61,6 +65,12 @@ impl Balancer {
         let mut balancer = Balancer::default();
         balancer.resize(topo);
         balancer
+    }
+
+    /// Limits each instance to `max` requests or connections at once (0: no limit).
+    pub fn with_limit(mut self, max: u32) -> Balancer {
+        self.max_per_instance = max;
+        self
     }
 
     /// Follows a new topology; counts for surviving indices are kept.
@@ -147,6 +157,7 @@ impl Balancer {
             return None;
         }
         let mut best: Option<((bool, u32, u64), usize, Pick)> = None;
+        self.saturated = false;
         for position in 0..n {
             if tried.has(position) {
                 continue;
@@ -159,6 +170,12 @@ impl Balancer {
                 continue;
             };
             if !in_scope(instance.zone, lb.cross_zone, zone) || !topo.routable(target.instance) {
+                continue;
+            }
+            let busy = self.outstanding.get(target.instance).copied().unwrap_or(0);
+            if self.max_per_instance > 0 && busy >= self.max_per_instance {
+                // Spec §11: the request waits in the surge queue for room.
+                self.saturated = true;
                 continue;
             }
             let refused = self
@@ -184,6 +201,7 @@ impl Balancer {
             }
         }
         let (_, position, pick) = best?;
+        self.saturated = false;
         tried.add(position);
         self.picks += 1;
         if let Some(last) = self.last_pick.get_mut(pick.instance) {
@@ -217,7 +235,10 @@ impl Balancer {
                         .then_some((position, backend, target))
                 })?;
         let instance = topo.instances.get(target.instance)?;
-        if tried.has(position)
+        let busy = self.outstanding.get(target.instance).copied().unwrap_or(0);
+        let full = self.max_per_instance > 0 && busy >= self.max_per_instance;
+        if full
+            || tried.has(position)
             || !in_scope(instance.zone, lb.cross_zone, zone)
             || !topo.routable(target.instance)
         {
@@ -228,6 +249,12 @@ impl Balancer {
             backend,
             instance: target.instance,
         })
+    }
+
+    /// Whether the last pick failed only because every eligible instance was at
+    /// `--max-backend-connections`: the request can wait in the surge queue.
+    pub fn saturated(&self) -> bool {
+        self.saturated
     }
 
     pub fn begin(&mut self, instance: usize) {

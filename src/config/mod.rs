@@ -149,6 +149,10 @@ pub struct Runtime {
     pub access_log: Option<crate::access_log::Target>,
     /// `--allow`: which client sources each listener accepts.
     pub allow: allow::AllowList,
+    /// Requests or connections per instance and worker; 0: no limit (no surge queue).
+    pub max_backend_connections: u32,
+    /// Surge queue length for the whole process (spec §11: 1,024 per LB node).
+    pub surge_queue: usize,
 }
 
 /// The whole configuration the process starts from.

@@ -190,10 +190,23 @@ pub fn render(sources: &Sources<'_>) -> String {
             let _ = writeln!(out, "clb_{name}{{{}}} {n}", labels(lb, Some(zone)));
         }
     }
-    let _ = writeln!(out, "# HELP clb_SurgeQueueLength requests waiting for an instance (no surge queue yet: always 0).");
+    let _ = writeln!(
+        out,
+        "# HELP clb_SurgeQueueLength requests (HTTP) or connections (TCP) waiting for room at an instance."
+    );
     let _ = writeln!(out, "# TYPE clb_SurgeQueueLength gauge");
     for lb in &topo.lbs {
-        let _ = writeln!(out, "clb_SurgeQueueLength{{{}}} 0", labels(&lb.name, None));
+        let queued: u64 = sources
+            .stats
+            .iter()
+            .filter_map(|s| s.surge.get(lb.stats_slot))
+            .map(|g| g.load(Ordering::Relaxed))
+            .sum();
+        let _ = writeln!(
+            out,
+            "clb_SurgeQueueLength{{{}}} {queued}",
+            labels(&lb.name, None)
+        );
     }
 
     // Process-wide figures.

@@ -109,6 +109,8 @@ pub struct Exchange {
     pub log: Option<Box<RequestLog>>,
     /// Sticky sessions, on a listener with a policy.
     pub sticky: Option<Box<StickyState>>,
+    /// Waiting in the surge queue for room at an instance.
+    pub queued: bool,
 }
 
 /// One request's stickiness: where its cookie says to go, and whether a new cookie is due.

@@ -88,6 +88,9 @@ impl Worker {
     /// Moves every byte that can move now, in both directions.
     fn advance(&mut self, key: usize, ex: &mut Exchange) -> Outcome {
         let now = self.now;
+        if ex.queued {
+            return Outcome::Wait;
+        }
         let Some(uk) = ex.upstream else {
             return Outcome::Failed(Failure::Connect);
         };

@@ -14,6 +14,7 @@ mod probe;
 mod session;
 mod splice;
 mod stream;
+mod surge;
 mod swap;
 pub mod timers;
 pub mod token;
@@ -103,6 +104,10 @@ pub struct Settings {
     pub allow: Arc<crate::config::allow::AllowList>,
     /// Signs and checks `AWSELB` cookies.
     pub sticky_key: Arc<crate::http::sticky::Key>,
+    /// `--max-backend-connections`: requests or connections per instance (0: no limit).
+    pub max_backend_connections: u32,
+    /// This worker's share of `--surge-queue`.
+    pub surge_queue: usize,
 }
 
 pub struct Worker {
@@ -136,6 +141,8 @@ pub struct Worker {
     /// Access-log lines not yet handed to the log thread, and when they last were.
     log_lines: Vec<u8>,
     log_flushed: Instant,
+    /// Requests and connections waiting for room at an instance (spec §11).
+    surge: std::collections::VecDeque<surge::Waiting>,
     /// Set by SIGTERM: no more accepting; the loop ends when no client is left or then.
     shutdown: Option<Instant>,
     /// The zero of `clock_ms` (request-head start times are stored as u32 milliseconds).
@@ -173,7 +180,7 @@ impl Worker {
             bufs: BufPool::new(POOLED_BUFFERS),
             timers: Timers::default(),
             pool,
-            balancer: Balancer::new(&topo),
+            balancer: Balancer::new(&topo).with_limit(settings.max_backend_connections),
             topo,
             generations: Generations::default(),
             now: Instant::now(),
@@ -184,6 +191,7 @@ impl Worker {
             next_accept_warning: Instant::now(),
             epoch: Instant::now(),
             shutdown: None,
+            surge: std::collections::VecDeque::new(),
             log_lines: Vec::new(),
             log_flushed: Instant::now(),
             again: Vec::new(),
@@ -249,6 +257,9 @@ impl Worker {
             }
             self.run_deadlines();
             self.publish_buffer_stats();
+            if !self.surge.is_empty() {
+                self.serve_surge_queue();
+            }
             if self.accept_backoff.is_some_and(|until| until <= self.now) {
                 self.accept_backoff = None;
                 self.accept_all();

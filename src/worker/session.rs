@@ -289,13 +289,22 @@ impl Worker {
             dispatched: self.now,
             log,
             sticky,
+            queued: false,
         };
         if self.attach_upstream(key, &mut ex, false) {
             if !self.put_exchange(key, ex) {
                 return Step::Close;
             }
             Step::Progress
+        } else if self.balancer.saturated() && self.enqueue_surge(key) {
+            // Every instance that could serve it is at --max-backend-connections.
+            ex.queued = true;
+            if !self.put_exchange(key, ex) {
+                return Step::Close;
+            }
+            Step::Wait
         } else {
+            // No instance, or the surge queue is full (spillover).
             self.fail_exchange(key, ex, Canned::ServiceUnavailable)
         }
     }
@@ -435,6 +444,10 @@ impl Worker {
         };
         let action = match (&c.phase, exchange) {
             (Phase::ReadHead { .. }, _) if partial_head => Action::Answer(Canned::RequestTimeout),
+            // Spec §11: a request still in the surge queue at the idle timeout.
+            (Phase::Exchange(_), Some(ex)) if ex.queued => {
+                Action::FailExchange(Canned::ServiceUnavailable)
+            }
             (Phase::Exchange(_), Some(ex)) => match ex.response {
                 // A request body the client stopped sending (spec §11: 408).
                 Response::AwaitHead if !ex.request.finished() => {

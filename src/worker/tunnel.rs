@@ -34,6 +34,8 @@ pub struct Tunnel {
     pub instance: usize,
     pub slot: usize,
     pub tried: Tried,
+    /// Waiting in the surge queue for room at an instance.
+    pub queued: bool,
     /// When the current connect to the instance started (Latency, for TCP).
     connecting_since: std::time::Instant,
     /// Client → instance: the PROXY header first, then the client's bytes.
@@ -69,6 +71,7 @@ impl Worker {
             instance: 0,
             slot: usize::MAX,
             tried: Tried::default(),
+            queued: false,
             connecting_since: self.now,
             header: Vec::new(),
             header_sent: 0,
@@ -84,7 +87,12 @@ impl Worker {
             down_kernel: None,
         };
         if !self.connect_tunnel(key, &mut tunnel) {
-            return Step::Close;
+            // At --max-backend-connections everywhere: wait in the surge queue; with
+            // no instance, or the queue full (spillover), the connection closes.
+            if !self.balancer.saturated() || !self.enqueue_surge(key) {
+                return Step::Close;
+            }
+            tunnel.queued = true;
         }
         let tk = self.tunnels.insert(tunnel);
         match self.clients.get_mut(key) {
@@ -179,6 +187,7 @@ impl Worker {
                 .get(pick.instance)
                 .map_or(usize::MAX, |v| v.slot);
             self.in_flight.begin(tunnel.slot);
+            self.balancer.begin(tunnel.instance);
             return true;
         }
         false
@@ -190,9 +199,8 @@ impl Worker {
     pub(super) fn switch_to_tunnel(&mut self, key: usize, mut ex: super::conn::Exchange) -> Step {
         let status = ex.log.as_ref().and_then(|l| l.backend_status);
         self.log_exchange(key, &mut ex, status);
-        // Least-outstanding counting is for requests; the in-flight count (draining)
-        // stays until the tunnel ends.
-        self.balancer.end(ex.instance);
+        // The request's counts (least outstanding, in flight) become the tunnel's, and
+        // end with it.
         self.bufs.release(&mut ex.head);
         let kernel = ex.kernel.take();
         self.return_kernel_pipe(kernel);
@@ -202,6 +210,7 @@ impl Worker {
             instance: ex.instance,
             slot: ex.slot,
             tried: ex.tried,
+            queued: false,
             connecting_since: self.now,
             header: Vec::new(),
             header_sent: 0,
@@ -227,6 +236,24 @@ impl Worker {
                 self.release_tunnel(&mut tunnel);
                 Step::Close
             }
+        }
+    }
+
+    /// A queued connection's turn: `Some(true)` connected, `Some(false)` still no room,
+    /// `None` no instance left (the caller closes it).
+    pub(super) fn connect_queued_tunnel(&mut self, key: usize, tk: usize) -> Option<bool> {
+        let mut tunnel = self.tunnels.try_remove(tk)?;
+        let connected = self.connect_tunnel(key, &mut tunnel);
+        let saturated = self.balancer.saturated();
+        tunnel.queued = !connected;
+        let new_key = self.tunnels.insert(tunnel);
+        if let Some(c) = self.clients.get_mut(key) {
+            c.phase = Phase::Tunnel(new_key);
+        }
+        match (connected, saturated) {
+            (true, _) => Some(true),
+            (false, true) => Some(false),
+            (false, false) => None,
         }
     }
 
@@ -274,6 +301,7 @@ impl Worker {
         self.return_kernel_pipe(down);
         if let Some(uk) = tunnel.upstream.take() {
             self.in_flight.end(tunnel.slot);
+            self.balancer.end(tunnel.instance);
             self.close_upstream(uk);
         }
     }
@@ -336,6 +364,9 @@ impl Worker {
 
     fn flow(&mut self, key: usize, t: &mut Tunnel) -> Flow {
         let now = self.now;
+        if t.queued {
+            return Flow::Wait;
+        }
         let Some(uk) = t.upstream else {
             return Flow::Refused;
         };
