@@ -311,6 +311,8 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             proxy_protocol,
             desync_mode,
             sticky,
+            listener_sticky: Vec::new(),
+            backend_pins: Vec::new(),
         },
         draining,
         runtime: Runtime {

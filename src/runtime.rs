@@ -138,6 +138,7 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
             surge_queue: runtime.surge_queue.div_ceil(runtime.workers.max(1)),
             tls: tls.clone(),
             backend_tls: backend_tls.clone(),
+            backend_tls_settings: runtime.backend_tls.clone(),
         };
         stats.push(settings.stats.clone());
         desync.push(settings.desync_counts.clone());

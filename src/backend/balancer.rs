@@ -312,6 +312,8 @@ mod tests {
             proxy_protocol: Vec::new(),
             desync_mode: Default::default(),
             sticky: None,
+            listener_sticky: Vec::new(),
+            backend_pins: Vec::new(),
         };
         let topo = Topology::from_load_balancers(&[lb]).unwrap();
         for i in 0..topo.instances.len() {

@@ -122,6 +122,11 @@ pub struct LoadBalancer {
     pub desync_mode: crate::http::desync::Mode,
     /// Sticky sessions on the HTTP/HTTPS listeners (spec §7); `None`: none.
     pub sticky: Option<crate::http::sticky::Policy>,
+    /// Listener ports whose policies the API set: their stickiness replaces `sticky`.
+    pub listener_sticky: Vec<(u16, Option<crate::http::sticky::Policy>)>,
+    /// Instance ports with back-end authentication: the public keys (DER
+    /// SubjectPublicKeyInfo) an HTTPS/SSL instance there may present.
+    pub backend_pins: Vec<(u16, Vec<Vec<u8>>)>,
 }
 
 /// Process-wide settings that are not part of any load balancer.

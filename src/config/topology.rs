@@ -28,6 +28,8 @@ pub struct Backend {
     pub proxy_protocol: Option<crate::tcp::proxy_protocol::Version>,
     /// The listener's instance protocol is HTTPS or SSL: connections start TLS.
     pub tls: bool,
+    /// Public keys a back-end authentication policy pins for this port (empty: none).
+    pub pins: Vec<Vec<u8>>,
 }
 
 #[derive(Clone, Debug)]
@@ -170,6 +172,12 @@ impl Topology {
                             addr,
                             proxy_protocol,
                             tls,
+                            pins: lb
+                                .backend_pins
+                                .iter()
+                                .find(|(port, _)| *port == addr.port())
+                                .map(|(_, keys)| keys.clone())
+                                .unwrap_or_default(),
                         });
                         topo.backends.len() - 1
                     });
@@ -179,7 +187,12 @@ impl Topology {
                     lb: lb_index,
                     listener: listener.clone(),
                     backends,
-                    sticky: lb.sticky.clone().filter(|_| listener.protocol.is_http()),
+                    sticky: lb
+                        .listener_sticky
+                        .iter()
+                        .find(|(port, _)| *port == listener.port)
+                        .map_or_else(|| lb.sticky.clone(), |(_, policy)| policy.clone())
+                        .filter(|_| listener.protocol.is_http()),
                 });
             }
         }
@@ -296,6 +309,8 @@ mod tests {
             proxy_protocol: Vec::new(),
             desync_mode: Default::default(),
             sticky: None,
+            listener_sticky: Vec::new(),
+            backend_pins: Vec::new(),
         }
     }
 

@@ -9,6 +9,7 @@ use super::error::ApiError;
 use super::model::{
     Attributes, InstanceHealth, LbState, Model, MAX_INSTANCES, MAX_LISTENERS, MAX_LOAD_BALANCERS,
 };
+use super::policies::{self, PolicyDef};
 use super::query::{MemberStruct, Params, QueryError};
 use super::xml::Xml;
 use crate::config::{parse_health_target, HealthCheck, Listener, Protocol};
@@ -17,26 +18,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 pub const VERSION: &str = "2012-06-01";
 
 /// Actions that belong to features not built yet: answered with a clear error.
-const NOT_BUILT: &[(&str, &str)] = &[
-    ("CreateLoadBalancerPolicy", "load balancer policies are"),
-    ("CreateLBCookieStickinessPolicy", "sticky sessions are"),
-    ("CreateAppCookieStickinessPolicy", "sticky sessions are"),
-    ("SetLoadBalancerPoliciesOfListener", "listener policies are"),
-    (
-        "SetLoadBalancerPoliciesForBackendServer",
-        "back-end server policies are",
-    ),
-    ("DescribeLoadBalancerPolicies", "load balancer policies are"),
-    (
-        "DescribeLoadBalancerPolicyTypes",
-        "load balancer policies are",
-    ),
-    ("DeleteLoadBalancerPolicy", "load balancer policies are"),
-    (
-        "ApplySecurityGroupsToLoadBalancer",
-        "security groups are (restrict client sources with --allow [PORT=]CIDR instead; see README)",
-    ),
-];
+const NOT_BUILT: &[(&str, &str)] = &[(
+    "ApplySecurityGroupsToLoadBalancer",
+    "security groups are (restrict client sources with --allow [PORT=]CIDR instead; see README)",
+)];
 
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> ApiError {
@@ -124,6 +109,133 @@ pub fn run(
                 .collect::<Result<Vec<u16>, _>>()?;
             model.delete_listeners(params.required("LoadBalancerName")?, &ports)?;
             Ok(ok(&|_| {}))
+        }
+        "CreateLoadBalancerPolicy" => {
+            let attributes = params
+                .member_structs("PolicyAttributes")
+                .iter()
+                .map(|m| {
+                    Ok((
+                        m.required("AttributeName")?.to_string(),
+                        m.get("AttributeValue").unwrap_or("").to_string(),
+                    ))
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            let def = PolicyDef {
+                name: params.required("PolicyName")?.to_string(),
+                type_name: params.required("PolicyTypeName")?.to_string(),
+                attributes,
+            };
+            model.create_policy(params.required("LoadBalancerName")?, def)?;
+            Ok(ok(&|_| {}))
+        }
+        "CreateLBCookieStickinessPolicy" | "CreateAppCookieStickinessPolicy" => {
+            let (type_name, attributes) = if action == "CreateLBCookieStickinessPolicy" {
+                let period = params
+                    .get("CookieExpirationPeriod")
+                    .map(|p| vec![("CookieExpirationPeriod".to_string(), p.to_string())]);
+                (policies::LB_COOKIE, period.unwrap_or_default())
+            } else {
+                let cookie = params.required("CookieName")?;
+                (
+                    policies::APP_COOKIE,
+                    vec![("CookieName".to_string(), cookie.to_string())],
+                )
+            };
+            let def = PolicyDef {
+                name: params.required("PolicyName")?.to_string(),
+                type_name: type_name.to_string(),
+                attributes,
+            };
+            model.create_policy(params.required("LoadBalancerName")?, def)?;
+            Ok(ok(&|_| {}))
+        }
+        "DeleteLoadBalancerPolicy" => {
+            model.delete_policy(
+                params.required("LoadBalancerName")?,
+                params.required("PolicyName")?,
+            )?;
+            Ok(ok(&|_| {}))
+        }
+        "SetLoadBalancerPoliciesOfListener" => {
+            let port = port("LoadBalancerPort", params.required("LoadBalancerPort")?)?;
+            let names = policy_names(params);
+            model.set_listener_policies(params.required("LoadBalancerName")?, port, &names)?;
+            Ok(ok(&|_| {}))
+        }
+        "SetLoadBalancerPoliciesForBackendServer" => {
+            let port = port("InstancePort", params.required("InstancePort")?)?;
+            let names = policy_names(params);
+            model.set_backend_policies(params.required("LoadBalancerName")?, port, &names)?;
+            Ok(ok(&|_| {}))
+        }
+        "DescribeLoadBalancerPolicies" => {
+            let wanted = policy_names(params);
+            let defs: Vec<PolicyDef> = match params.get("LoadBalancerName") {
+                Some(name) => model.lb(name)?.policies.clone(),
+                None => vec![predefined_ssl_policy()],
+            };
+            for name in &wanted {
+                if !defs.iter().any(|p| p.name == *name) {
+                    return Err(ApiError::policy_not_found(format!(
+                        "There is no policy named {name}"
+                    )));
+                }
+            }
+            Ok(ok(&|x| {
+                x.open("PolicyDescriptions");
+                for def in defs
+                    .iter()
+                    .filter(|p| wanted.is_empty() || wanted.contains(&p.name))
+                {
+                    x.open("member");
+                    x.leaf("PolicyName", &def.name);
+                    x.leaf("PolicyTypeName", &def.type_name);
+                    x.open("PolicyAttributeDescriptions");
+                    for (name, value) in &def.attributes {
+                        x.open("member");
+                        x.leaf("AttributeName", name);
+                        x.leaf("AttributeValue", value);
+                        x.close("member");
+                    }
+                    x.close("PolicyAttributeDescriptions");
+                    x.close("member");
+                }
+                x.close("PolicyDescriptions");
+            }))
+        }
+        "DescribeLoadBalancerPolicyTypes" => {
+            let wanted: Vec<&str> = params.members("PolicyTypeNames");
+            for name in &wanted {
+                if !policies::TYPES.iter().any(|t| t.name == *name) {
+                    return Err(ApiError::policy_type_not_found(format!(
+                        "There is no policy type named {name}"
+                    )));
+                }
+            }
+            Ok(ok(&|x| {
+                x.open("PolicyTypeDescriptions");
+                for t in policies::TYPES
+                    .iter()
+                    .filter(|t| wanted.is_empty() || wanted.contains(&t.name))
+                {
+                    x.open("member");
+                    x.leaf("PolicyTypeName", t.name);
+                    x.leaf("Description", t.description);
+                    x.open("PolicyAttributeTypeDescriptions");
+                    for a in t.attributes {
+                        x.open("member");
+                        x.leaf("AttributeName", a.name);
+                        x.leaf("AttributeType", a.type_name);
+                        x.leaf("Cardinality", a.cardinality);
+                        x.leaf("Description", a.description);
+                        x.close("member");
+                    }
+                    x.close("PolicyAttributeTypeDescriptions");
+                    x.close("member");
+                }
+                x.close("PolicyTypeDescriptions");
+            }))
         }
         "SetLoadBalancerListenerSSLCertificate" => {
             let name = params.required("LoadBalancerName")?;
@@ -342,6 +454,33 @@ fn instance_ids(params: &Params) -> Result<Vec<String>, ApiError> {
         .collect()
 }
 
+fn policy_names(params: &Params) -> Vec<String> {
+    params
+        .members("PolicyNames")
+        .into_iter()
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// What DescribeLoadBalancerPolicies lists without a load balancer: the predefined
+/// security policy clb honours, as ELB describes it.
+fn predefined_ssl_policy() -> PolicyDef {
+    let on = |name: &str| (name.to_string(), "true".to_string());
+    PolicyDef {
+        name: crate::tls::DEFAULT_POLICY.to_string(),
+        type_name: policies::SSL_NEGOTIATION.to_string(),
+        attributes: vec![
+            on("Protocol-TLSv1.2"),
+            on("Server-Defined-Cipher-Order"),
+            on("ECDHE-ECDSA-AES128-GCM-SHA256"),
+            on("ECDHE-RSA-AES128-GCM-SHA256"),
+            on("ECDHE-ECDSA-AES256-GCM-SHA384"),
+            on("ECDHE-RSA-AES256-GCM-SHA384"),
+        ],
+    }
+}
+
 fn names(params: &Params) -> Result<Vec<String>, ApiError> {
     let names: Vec<String> = params
         .members("LoadBalancerNames")
@@ -442,22 +581,58 @@ fn describe_lb(x: &mut Xml, lb: &LbState) {
             x.leaf("SSLCertificateId", id);
         }
         x.close("Listener");
-        x.open("PolicyNames");
-        x.close("PolicyNames");
+        let attached = lb
+            .listener_policies
+            .iter()
+            .find(|(port, _)| *port == l.port)
+            .map(|(_, names)| names.clone())
+            .unwrap_or_default();
+        string_list(x, "PolicyNames", &attached);
         x.close("member");
     }
     x.close("ListenerDescriptions");
     x.open("Policies");
-    for list in [
-        "AppCookieStickinessPolicies",
-        "LBCookieStickinessPolicies",
-        "OtherPolicies",
-    ] {
-        x.open(list);
-        x.close(list);
+    x.open("AppCookieStickinessPolicies");
+    for p in lb
+        .policies
+        .iter()
+        .filter(|p| p.type_name == policies::APP_COOKIE)
+    {
+        x.open("member");
+        x.leaf("PolicyName", &p.name);
+        x.leaf("CookieName", p.attribute("CookieName").unwrap_or(""));
+        x.close("member");
     }
+    x.close("AppCookieStickinessPolicies");
+    x.open("LBCookieStickinessPolicies");
+    for p in lb
+        .policies
+        .iter()
+        .filter(|p| p.type_name == policies::LB_COOKIE)
+    {
+        x.open("member");
+        x.leaf("PolicyName", &p.name);
+        if let Some(period) = p.attribute("CookieExpirationPeriod") {
+            x.leaf("CookieExpirationPeriod", period);
+        }
+        x.close("member");
+    }
+    x.close("LBCookieStickinessPolicies");
+    let others: Vec<String> = lb
+        .policies
+        .iter()
+        .filter(|p| p.sticky().is_none())
+        .map(|p| p.name.clone())
+        .collect();
+    string_list(x, "OtherPolicies", &others);
     x.close("Policies");
     x.open("BackendServerDescriptions");
+    for (port, names) in &lb.backend_policies {
+        x.open("member");
+        x.leaf("InstancePort", &port.to_string());
+        string_list(x, "PolicyNames", names);
+        x.close("member");
+    }
     x.close("BackendServerDescriptions");
     string_list(x, "AvailabilityZones", &lb.zones);
     string_list(x, "Subnets", &[]);

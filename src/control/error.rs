@@ -60,6 +60,18 @@ impl ApiError {
         ApiError::new("PolicyNotFound", 400, message)
     }
 
+    pub fn duplicate_policy_name(message: impl Into<String>) -> ApiError {
+        ApiError::new("DuplicatePolicyName", 400, message)
+    }
+
+    pub fn policy_type_not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new("PolicyTypeNotFound", 400, message)
+    }
+
+    pub fn too_many_policies(message: impl Into<String>) -> ApiError {
+        ApiError::new("TooManyPolicies", 400, message)
+    }
+
     pub fn unsupported_protocol(message: impl Into<String>) -> ApiError {
         ApiError::new("UnsupportedProtocol", 400, message)
     }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod metrics;
 pub mod model;
 pub mod plane;
+pub mod policies;
 pub mod query;
 pub mod server;
 pub mod sigv4;

@@ -7,6 +7,7 @@
 //! new one of the same instance.
 
 use super::error::ApiError;
+use super::policies::{self, PolicyDef};
 use crate::backend::health::{Health, HealthBoard, MAX_SLOTS};
 use crate::config::{
     valid_load_balancer_name, HealthCheck, Host, Instance, Listener, LoadBalancer, Registration,
@@ -20,6 +21,8 @@ use std::time::{Duration, Instant, SystemTime};
 /// Spec §16 (DescribeAccountLimits): load balancers, listeners per LB, instances per LB.
 pub const MAX_LOAD_BALANCERS: usize = 20;
 pub const MAX_LISTENERS: usize = 100;
+/// Policies per load balancer (clb's own bound; ELB documents none for Classic).
+pub const MAX_POLICIES: usize = 100;
 pub const MAX_INSTANCES: usize = 1000;
 /// Tags per load balancer (ELB's limit).
 pub const MAX_TAGS: usize = 10;
@@ -70,8 +73,13 @@ pub struct LbState {
     pub tags: Vec<(String, String)>,
     /// Instance ports with a PROXY protocol header (flags now; the policy API later).
     pub proxy_protocol: Vec<(u16, crate::tcp::proxy_protocol::Version)>,
-    /// Sticky sessions on the HTTP/HTTPS listeners (flags now; the policy API later).
+    /// Sticky sessions on the HTTP/HTTPS listeners from `--sticky` (API policies on a
+    /// listener replace it there).
     pub sticky: Option<crate::http::sticky::Policy>,
+    /// Policies created through the API, and where they are attached.
+    pub policies: Vec<PolicyDef>,
+    pub listener_policies: Vec<(u16, Vec<String>)>,
+    pub backend_policies: Vec<(u16, Vec<String>)>,
 }
 
 /// One row of DescribeInstanceHealth.
@@ -183,6 +191,9 @@ impl Model {
             tags: Vec::new(),
             proxy_protocol: Vec::new(),
             sticky: None,
+            policies: Vec::new(),
+            listener_policies: Vec::new(),
+            backend_policies: Vec::new(),
         };
         add_listeners(&mut lb, listeners)?;
         add_tags(&mut lb, tags)?;
@@ -235,6 +246,127 @@ impl Model {
         Ok(())
     }
 
+    /// CreateLoadBalancerPolicy (and the two stickiness shortcuts).
+    pub fn create_policy(&mut self, name: &str, def: PolicyDef) -> Result<(), ApiError> {
+        let lb = self.lb_mut(name)?;
+        if lb.policies.iter().any(|p| p.name == def.name) {
+            return Err(ApiError::duplicate_policy_name(format!(
+                "Policy {} already exists for {}",
+                def.name, lb.name
+            )));
+        }
+        if def.name.is_empty()
+            || def.name.starts_with("ELBSecurityPolicy-")
+            || def.name.starts_with("ELBSample-")
+        {
+            return Err(ApiError::validation(format!(
+                "Policy name '{}' is empty or reserved",
+                def.name
+            )));
+        }
+        if lb.policies.len() >= MAX_POLICIES {
+            return Err(ApiError::too_many_policies(format!(
+                "{} already has {MAX_POLICIES} policies",
+                lb.name
+            )));
+        }
+        policies::validate(&def, &lb.policies)?;
+        lb.policies.push(def);
+        Ok(())
+    }
+
+    /// DeleteLoadBalancerPolicy: only a policy nothing uses.
+    pub fn delete_policy(&mut self, name: &str, policy: &str) -> Result<(), ApiError> {
+        let lb = self.lb_mut(name)?;
+        if !lb.policies.iter().any(|p| p.name == policy) {
+            return Err(ApiError::policy_not_found(format!(
+                "There is no policy named {policy}"
+            )));
+        }
+        let attached = lb
+            .listener_policies
+            .iter()
+            .chain(lb.backend_policies.iter())
+            .any(|(_, names)| names.iter().any(|n| n == policy));
+        let referenced = lb.policies.iter().any(|p| {
+            p.type_name == policies::BACKEND_AUTH && p.attributes.iter().any(|(_, v)| v == policy)
+        });
+        if attached || referenced {
+            return Err(ApiError::invalid_configuration(format!(
+                "Policy {policy} is in use and cannot be deleted"
+            )));
+        }
+        lb.policies.retain(|p| p.name != policy);
+        Ok(())
+    }
+
+    /// SetLoadBalancerPoliciesOfListener: replaces the listener's set (empty: none).
+    pub fn set_listener_policies(
+        &mut self,
+        name: &str,
+        port: u16,
+        names: &[String],
+    ) -> Result<(), ApiError> {
+        let lb = self.lb_mut(name)?;
+        let Some(listener) = lb.listeners.iter().find(|l| l.port == port) else {
+            return Err(ApiError::listener_not_found(format!(
+                "There is no listener on port {port}"
+            )));
+        };
+        let mut sticky = 0;
+        for policy in names {
+            let Some(def) = lb.policies.iter().find(|p| p.name == *policy) else {
+                return Err(ApiError::policy_not_found(format!(
+                    "There is no policy named {policy}"
+                )));
+            };
+            if !policies::fits_listener(&def.type_name, listener.protocol) {
+                return Err(ApiError::invalid_configuration(format!(
+                    "{} policies cannot be set on a {} listener",
+                    def.type_name,
+                    listener.protocol.as_str()
+                )));
+            }
+            sticky += usize::from(def.sticky().is_some());
+        }
+        if sticky > 1 {
+            return Err(ApiError::invalid_configuration(
+                "A listener can have only one stickiness policy",
+            ));
+        }
+        lb.listener_policies.retain(|(p, _)| *p != port);
+        lb.listener_policies.push((port, names.to_vec()));
+        Ok(())
+    }
+
+    /// SetLoadBalancerPoliciesForBackendServer: replaces the instance port's set.
+    pub fn set_backend_policies(
+        &mut self,
+        name: &str,
+        port: u16,
+        names: &[String],
+    ) -> Result<(), ApiError> {
+        let lb = self.lb_mut(name)?;
+        for policy in names {
+            let Some(def) = lb.policies.iter().find(|p| p.name == *policy) else {
+                return Err(ApiError::policy_not_found(format!(
+                    "There is no policy named {policy}"
+                )));
+            };
+            if !policies::fits_backend(&def.type_name) {
+                return Err(ApiError::invalid_configuration(format!(
+                    "{} policies cannot be set on an instance port",
+                    def.type_name
+                )));
+            }
+        }
+        lb.backend_policies.retain(|(p, _)| *p != port);
+        if !names.is_empty() {
+            lb.backend_policies.push((port, names.to_vec()));
+        }
+        Ok(())
+    }
+
     pub fn delete_listeners(&mut self, name: &str, ports: &[u16]) -> Result<(), ApiError> {
         let lb = self.lb_mut(name)?;
         if let Some(port) = ports
@@ -246,6 +378,7 @@ impl Model {
             )));
         }
         lb.listeners.retain(|l| !ports.contains(&l.port));
+        lb.listener_policies.retain(|(p, _)| !ports.contains(p));
         Ok(())
     }
 
@@ -595,6 +728,9 @@ impl LbState {
             tags: Vec::new(),
             proxy_protocol: lb.proxy_protocol.clone(),
             sticky: lb.sticky.clone(),
+            policies: Vec::new(),
+            listener_policies: Vec::new(),
+            backend_policies: Vec::new(),
         }
     }
 
@@ -613,6 +749,58 @@ impl LbState {
             .collect()
     }
 
+    /// The attached policies (of instance port `port`) of one type.
+    fn backend_policies_of(&self, port: u16, type_name: &str) -> Vec<&PolicyDef> {
+        self.backend_policies
+            .iter()
+            .filter(|(p, _)| *p == port)
+            .flat_map(|(_, names)| names.iter())
+            .filter_map(|n| self.policies.iter().find(|p| p.name == *n))
+            .filter(|p| p.type_name == type_name)
+            .collect()
+    }
+
+    /// `--proxy-protocol` ports, plus instance ports with a ProxyProtocol policy.
+    fn proxy_protocol_with_policies(&self) -> Vec<(u16, crate::tcp::proxy_protocol::Version)> {
+        let mut ports = self.proxy_protocol.clone();
+        for (port, _) in &self.backend_policies {
+            let on = self
+                .backend_policies_of(*port, policies::PROXY_PROTOCOL)
+                .iter()
+                .any(|p| p.attribute("ProxyProtocol") == Some("true"));
+            if on && !ports.iter().any(|(p, _)| p == port) {
+                ports.push((*port, crate::tcp::proxy_protocol::Version::V1));
+            }
+        }
+        ports
+    }
+
+    /// Public keys pinned per instance port by BackendServerAuthentication policies.
+    fn backend_pins(&self) -> Vec<(u16, Vec<Vec<u8>>)> {
+        let mut pins = Vec::new();
+        for (port, _) in &self.backend_policies {
+            let keys: Vec<Vec<u8>> = self
+                .backend_policies_of(*port, policies::BACKEND_AUTH)
+                .iter()
+                .flat_map(|auth| {
+                    auth.attributes
+                        .iter()
+                        .filter(|(n, _)| n.eq_ignore_ascii_case("PublicKeyPolicyName"))
+                        .map(|(_, v)| v.clone())
+                })
+                .filter_map(|name| self.policies.iter().find(|p| p.name == name))
+                .filter_map(|p| {
+                    p.attribute("PublicKey")
+                        .and_then(policies::decode_public_key)
+                })
+                .collect();
+            if !keys.is_empty() {
+                pins.push((*port, keys));
+            }
+        }
+        pins
+    }
+
     fn routing(&self) -> (LoadBalancer, Vec<Registration>) {
         let lb = LoadBalancer {
             name: self.name.clone(),
@@ -622,8 +810,20 @@ impl LbState {
             cross_zone: self.attributes.cross_zone,
             idle_timeout: Duration::from_secs(self.attributes.idle_timeout.into()),
             health_check: self.health_check.clone(),
-            proxy_protocol: self.proxy_protocol.clone(),
+            proxy_protocol: self.proxy_protocol_with_policies(),
             sticky: self.sticky.clone(),
+            listener_sticky: self
+                .listener_policies
+                .iter()
+                .map(|(port, names)| {
+                    let sticky = names
+                        .iter()
+                        .filter_map(|n| self.policies.iter().find(|p| p.name == *n))
+                        .find_map(PolicyDef::sticky);
+                    (*port, sticky)
+                })
+                .collect(),
+            backend_pins: self.backend_pins(),
             desync_mode: Mode::parse(&self.attributes.desync_mode).unwrap_or_default(),
         };
         let registrations = self

@@ -8,6 +8,7 @@
 //! deregistered: after a restart there is nothing in flight to drain.
 
 use super::model::{Attributes, LbState, Registered};
+use super::policies::PolicyDef;
 use crate::config::{parse_health_target, HealthCheck, Host, Instance, Listener, Protocol};
 use crate::http::sticky::Policy;
 use crate::tcp::proxy_protocol::Version;
@@ -149,6 +150,23 @@ pub fn encode(lbs: &[LbState]) -> String {
             Some(Policy::Application { cookie }) => line(&mut out, &["sticky", "app", cookie]),
             None => {}
         }
+        for p in &lb.policies {
+            line(&mut out, &["policy", &p.name, &p.type_name]);
+            for (key, value) in &p.attributes {
+                line(&mut out, &["policy-attribute", &p.name, key, value]);
+            }
+        }
+        for (record, list) in [
+            ("listener-policies", &lb.listener_policies),
+            ("backend-policies", &lb.backend_policies),
+        ] {
+            for (port, names) in list {
+                let port = port.to_string();
+                let mut fields = vec![record, port.as_str()];
+                fields.extend(names.iter().map(String::as_str));
+                line(&mut out, &fields);
+            }
+        }
         line(&mut out, &["end"]);
     }
     out
@@ -192,6 +210,9 @@ pub fn decode(text: &str) -> Result<Vec<LbState>, String> {
                     tags: Vec::new(),
                     proxy_protocol: Vec::new(),
                     sticky: None,
+                    policies: Vec::new(),
+                    listener_policies: Vec::new(),
+                    backend_policies: Vec::new(),
                 });
             }
             (["listener", p, port, ip, iport, certificate @ ..], Some(lb))
@@ -276,6 +297,28 @@ pub fn decode(text: &str) -> Result<Vec<LbState>, String> {
                 lb.sticky = Some(Policy::Application {
                     cookie: cookie.to_string(),
                 });
+            }
+            (["policy", name, type_name], Some(lb)) => lb.policies.push(PolicyDef {
+                name: name.to_string(),
+                type_name: type_name.to_string(),
+                attributes: Vec::new(),
+            }),
+            (["policy-attribute", name, key, value], Some(lb)) => {
+                let policy = lb
+                    .policies
+                    .iter_mut()
+                    .find(|p| p.name == *name)
+                    .ok_or_else(|| at(format!("attribute of unknown policy {name}")))?;
+                policy.attributes.push((key.to_string(), value.to_string()));
+            }
+            ([record @ ("listener-policies" | "backend-policies"), port, names @ ..], Some(lb)) => {
+                let port: u16 = port.parse().map_err(|_| at(format!("bad port {port}")))?;
+                let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+                if *record == "listener-policies" {
+                    lb.listener_policies.push((port, names));
+                } else {
+                    lb.backend_policies.push((port, names));
+                }
             }
             (["end"], Some(_)) => lbs.extend(current.take()),
             _ => return Err(at(format!("unexpected record '{raw}'"))),
@@ -390,6 +433,37 @@ mod tests {
         )
         .unwrap();
         m.register("web", &["127.0.0.3:9000".into()]).unwrap();
+        let policy = |name: &str, type_name: &str, attributes: &[(&str, &str)]| {
+            crate::control::policies::PolicyDef {
+                name: name.into(),
+                type_name: type_name.into(),
+                attributes: attributes
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            }
+        };
+        m.create_policy(
+            "web",
+            policy(
+                "sticky",
+                "LBCookieStickinessPolicyType",
+                &[("CookieExpirationPeriod", "30")],
+            ),
+        )
+        .unwrap();
+        m.create_policy(
+            "web",
+            policy(
+                "pp",
+                "ProxyProtocolPolicyType",
+                &[("ProxyProtocol", "true")],
+            ),
+        )
+        .unwrap();
+        m.set_listener_policies("web", 80, &["sticky".into()])
+            .unwrap();
+        m.set_backend_policies("web", 8080, &["pp".into()]).unwrap();
         let text = encode(&m.lbs);
         let back = decode(&text).unwrap();
         assert_eq!(back.len(), 1);
@@ -397,6 +471,9 @@ mod tests {
         assert_eq!(a.listeners, b.listeners);
         assert_eq!(a.zones, b.zones);
         assert_eq!(a.tags, b.tags);
+        assert_eq!(a.policies, b.policies);
+        assert_eq!(a.listener_policies, b.listener_policies);
+        assert_eq!(a.backend_policies, b.backend_policies);
         assert_eq!(a.health_check, b.health_check);
         assert_eq!(a.attributes, b.attributes);
         assert_eq!(a.registered[0].instance, b.registered[0].instance);

@@ -29,11 +29,26 @@ pub struct BackendTls {
 
 /// The client configuration every worker uses towards TLS instances.
 pub fn client_config(settings: &BackendTls) -> Result<Arc<ClientConfig>, TlsError> {
+    client_config_pinned(settings, None)
+}
+
+/// [`client_config`] for an instance port with a back-end authentication policy: its
+/// `pins` (DER SubjectPublicKeyInfo) replace `--backend-public-key`'s.
+pub fn client_config_pinned(
+    settings: &BackendTls,
+    policy_pins: Option<&[Vec<u8>]>,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut pins = Vec::with_capacity(settings.public_keys.len());
-    for path in &settings.public_keys {
-        pins.push(load_public_key(path)?);
-    }
+    let pins = match policy_pins {
+        Some(pins) => pins.to_vec(),
+        None => {
+            let mut pins = Vec::with_capacity(settings.public_keys.len());
+            for path in &settings.public_keys {
+                pins.push(load_public_key(path)?);
+            }
+            pins
+        }
+    };
     let (chain, anchors) = match &settings.ca {
         None => (None, Vec::new()),
         Some(path) => {

@@ -463,6 +463,8 @@ impl Worker {
     ) -> io::Result<usize> {
         let mut sock = TcpStream::connect(addr)?;
         let _ = sock.set_nodelay(true);
+        let tls = self.topo.backends.get(backend).is_some_and(|b| b.tls);
+        let tls_config = tls.then(|| self.backend_tls_for(backend));
         let generation = self.generations.issue();
         let entry = self.upstreams.vacant_entry();
         let key = entry.key();
@@ -471,9 +473,8 @@ impl Worker {
             token::encode(Kind::Backend, generation, key),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        let tls = self.topo.backends.get(backend).is_some_and(|b| b.tls);
-        let sock = if tls {
-            Stream::tls_client(sock, self.settings.backend_tls.clone(), addr.ip())?
+        let sock = if let Some(config) = tls_config {
+            Stream::tls_client(sock, config, addr.ip())?
         } else {
             Stream::Plain(sock)
         };

@@ -89,6 +89,8 @@ pub struct Settings {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The TLS configuration towards HTTPS and SSL instances.
     pub backend_tls: Arc<rustls::ClientConfig>,
+    /// What it was built from, for instance ports whose policies pin their own keys.
+    pub backend_tls_settings: crate::tls::backend::BackendTls,
     /// Whether bulk bytes between plain sockets move with `splice(2)`
     /// (`CLB_SPLICE=off` turns it off, to measure what it saves).
     pub splice: bool,
@@ -141,6 +143,8 @@ pub struct Worker {
     /// Access-log lines not yet handed to the log thread, and when they last were.
     log_lines: Vec<u8>,
     log_flushed: Instant,
+    /// Client TLS configurations for pinned instance ports, built on first use.
+    pinned_tls: std::collections::HashMap<Vec<Vec<u8>>, Arc<rustls::ClientConfig>>,
     /// Requests and connections waiting for room at an instance (spec §11).
     surge: std::collections::VecDeque<surge::Waiting>,
     /// Set by SIGTERM: no more accepting; the loop ends when no client is left or then.
@@ -192,6 +196,7 @@ impl Worker {
             epoch: Instant::now(),
             shutdown: None,
             surge: std::collections::VecDeque::new(),
+            pinned_tls: std::collections::HashMap::new(),
             log_lines: Vec::new(),
             log_flushed: Instant::now(),
             again: Vec::new(),
@@ -305,6 +310,31 @@ impl Worker {
             .collect();
         for key in idle {
             self.close_client(key);
+        }
+    }
+
+    /// The client TLS configuration for back end `backend`: the shared one, or one with
+    /// the keys its port's back-end authentication policy pins.
+    pub(super) fn backend_tls_for(&mut self, backend: usize) -> Arc<rustls::ClientConfig> {
+        let pins = match self.topo.backends.get(backend) {
+            Some(b) if !b.pins.is_empty() => b.pins.clone(),
+            _ => return self.settings.backend_tls.clone(),
+        };
+        if let Some(config) = self.pinned_tls.get(&pins) {
+            return config.clone();
+        }
+        match crate::tls::backend::client_config_pinned(
+            &self.settings.backend_tls_settings,
+            Some(&pins),
+        ) {
+            Ok(config) => {
+                self.pinned_tls.insert(pins, config.clone());
+                config
+            }
+            Err(e) => {
+                log::error!("back-end authentication policy: {e}");
+                self.settings.backend_tls.clone()
+            }
         }
     }
 

@@ -158,6 +158,7 @@ impl Worker {
         let Some(addr) = topo.probe_addr(p.instance) else {
             return;
         };
+        let probed = p.instance;
         let mut sock = match TcpStream::connect(addr) {
             Ok(sock) => sock,
             Err(e) => {
@@ -174,7 +175,16 @@ impl Worker {
             return self.probe_result(key, false, "register failed");
         }
         let sock = if check.target.protocol.is_tls() {
-            match Stream::tls_client(sock, self.settings.backend_tls.clone(), addr.ip()) {
+            // The probe trusts what requests to this instance port trust.
+            let backend = topo
+                .backends
+                .iter()
+                .position(|b| b.instance == probed && b.addr == addr);
+            let config = match backend {
+                Some(backend) => self.backend_tls_for(backend),
+                None => self.settings.backend_tls.clone(),
+            };
+            match Stream::tls_client(sock, config, addr.ip()) {
                 Ok(sock) => sock,
                 Err(_) => return self.probe_result(key, false, "TLS setup failed"),
             }
@@ -482,6 +492,8 @@ mod tests {
             proxy_protocol: Vec::new(),
             desync_mode: Default::default(),
             sticky: None,
+            listener_sticky: Vec::new(),
+            backend_pins: Vec::new(),
         };
         let topo = Topology::from_load_balancers(&[lb]).unwrap();
         let owners: Vec<usize> = (0..100).map(|i| owner(&topo, i, 2)).collect();

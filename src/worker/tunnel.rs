@@ -138,6 +138,7 @@ impl Worker {
                     continue;
                 }
             };
+            let tls_config = tls.then(|| self.backend_tls_for(pick.backend));
             let generation = self.generations.issue();
             let entry = self.upstreams.vacant_entry();
             let uk = entry.key();
@@ -150,8 +151,8 @@ impl Worker {
             if registered.is_err() {
                 continue;
             }
-            let sock = if tls {
-                match Stream::tls_client(sock, self.settings.backend_tls.clone(), addr.ip()) {
+            let sock = if let Some(config) = tls_config {
+                match Stream::tls_client(sock, config, addr.ip()) {
                     Ok(sock) => sock,
                     Err(e) => {
                         log::warn!("TLS to {addr} cannot start: {e}");
