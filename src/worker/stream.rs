@@ -229,20 +229,23 @@ impl Write for Stream {
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Stream::Plain(sock) => sock.write_vectored(bufs),
-            Stream::Tls(_) => {
-                // rustls frames each write as records anyway: take the slices in turn.
+            Stream::Tls(tls) => {
+                // Every slice into rustls first, then one flush: a response head and its
+                // body leave in the same records and the same write, as over plain TCP.
+                if !tls.flush_records()? {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
                 let mut total = 0;
                 for buf in bufs.iter().filter(|b| !b.is_empty()) {
-                    match self.write(buf) {
-                        Ok(n) => {
-                            total += n;
-                            if n < buf.len() {
-                                break;
-                            }
-                        }
-                        Err(e) if total > 0 && e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => return Err(e),
+                    let n = tls.conn.writer().write(buf)?;
+                    total += n;
+                    if n < buf.len() {
+                        break;
                     }
+                }
+                tls.flush_records()?;
+                if total == 0 && bufs.iter().any(|b| !b.is_empty()) {
+                    return Err(io::ErrorKind::WouldBlock.into());
                 }
                 Ok(total)
             }
