@@ -9,7 +9,7 @@ INSTANCE_PORT ?= 8081
 # Seconds each fuzz target runs in `make fuzz`.
 FUZZ_SECONDS ?= 30
 
-.PHONY: build run test lint fuzz bench bench-probes
+.PHONY: build run test lint fuzz bench bench-probes bench-slow
 
 build:
 	$(CARGO) build --release
@@ -44,3 +44,7 @@ bench:
 # Health-probe cost: 1,000 instances every 5 s (issue 3); needs nginx, about 40 s.
 bench-probes:
 	tests/bench/probe_cost.sh
+
+# Normal clients beside 5,000 slow-loris connections (issue 7); about 40 s.
+bench-slow:
+	tests/bench/slow_clients.sh
