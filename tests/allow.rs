@@ -41,15 +41,6 @@ fn answer(mut conn: TcpStream) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
-fn scrape(api: SocketAddr) -> String {
-    let mut conn = TcpStream::connect(api).unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    conn.read_to_string(&mut text).unwrap();
-    text
-}
-
 #[test]
 fn only_allowed_sources_are_served_and_the_rest_closed_at_accept() {
     let backend = Backend::echo("127.0.0.2", "i-1");
@@ -66,7 +57,7 @@ fn only_allowed_sources_are_served_and_the_rest_closed_at_accept() {
         assert_eq!(refused, "", "a refused source got an answer");
     }
     assert_eq!(backend.requests(), before);
-    assert!(wait_until(SOON, || scrape(clb.api_addr())
+    assert!(wait_until(SOON, || scrape_metrics(clb.api_addr())
         .contains("clb_connections_refused_by_allow_list 3")));
 }
 

@@ -6,25 +6,8 @@ mod common;
 
 use common::*;
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
 use std::process::Command;
-use std::time::Duration;
-
-const SOON: Duration = Duration::from_secs(10);
-
-fn scrape(api: SocketAddr) -> String {
-    let mut conn = TcpStream::connect(api).unwrap();
-    conn.set_read_timeout(Some(SOON)).unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    conn.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a head");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
-    body.to_string()
-}
 
 /// Every sample, parsed by `prometheus_client`: "name{label=value,...}" → value.
 fn parse_with_prometheus(text: &str) -> HashMap<String, f64> {
@@ -94,7 +77,7 @@ fn a_known_mix_of_requests_reads_back_exactly() {
         client.send(bad);
         assert!(client.response().status >= 400);
     }
-    let text = scrape(clb.api_addr());
+    let text = scrape_metrics(clb.api_addr());
     let samples = parse_with_prometheus(&text);
     let get = |key: &str| -> f64 {
         *samples

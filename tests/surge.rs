@@ -7,21 +7,12 @@ mod common;
 
 use common::*;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 const SOON: Duration = Duration::from_secs(10);
-
-fn scrape(api: SocketAddr) -> String {
-    let mut conn = TcpStream::connect(api).unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    conn.read_to_string(&mut text).unwrap();
-    text
-}
 
 fn metric(text: &str, prefix: &str) -> Option<u64> {
     text.lines()
@@ -68,7 +59,7 @@ fn requests_queue_for_room_and_spill_over_when_the_queue_is_full() {
         }
     }
     // While the first is being served, two wait.
-    let text = scrape(clb.api_addr());
+    let text = scrape_metrics(clb.api_addr());
     assert_eq!(
         metric(&text, "clb_SurgeQueueLength{load_balancer=\"default\"}"),
         Some(2),
@@ -85,7 +76,7 @@ fn requests_queue_for_room_and_spill_over_when_the_queue_is_full() {
     // Spilled requests are answered at once, queued ones after those ahead of them.
     assert!(results[3].2 < Duration::from_millis(500), "{results:?}");
     assert!(results[2].2 > Duration::from_millis(1200), "{results:?}");
-    let text = scrape(clb.api_addr());
+    let text = scrape_metrics(clb.api_addr());
     assert_eq!(
         metric(&text, "clb_SpilloverCount{load_balancer=\"default\"}"),
         Some(2),

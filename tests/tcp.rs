@@ -24,11 +24,6 @@ const TRANSFER: Duration = Duration::from_secs(30);
 /// How long something that should be immediate may take.
 const SOON: Duration = Duration::from_secs(5);
 
-/// `len` pattern bytes starting at pattern offset `offset`.
-fn pattern_at(offset: usize, len: usize) -> Vec<u8> {
-    (offset..offset + len).map(pattern_byte).collect()
-}
-
 /// Sends `payload` on a new connection through `addr`, half-closes, and returns
 /// everything that came back before EOF (the connection's own address and clb's too).
 fn round_trip(addr: SocketAddr, payload: &[u8]) -> (Vec<u8>, SocketAddr, SocketAddr) {
@@ -42,28 +37,6 @@ fn round_trip(addr: SocketAddr, payload: &[u8]) -> (Vec<u8>, SocketAddr, SocketA
     let back = read_to_eof(&mut stream, payload.len() + 4096, TRANSFER)
         .unwrap_or_else(|e| panic!("echo of {:?}: {e}", preview(payload)));
     (back, local, peer)
-}
-
-/// Waits until `backend` has a connection that starts with `prefix` and has seen EOF;
-/// returns it.
-fn finished_conn(backend: &TcpBackend, prefix: &[u8], within: Duration) -> TcpConnLog {
-    let mut found = None;
-    let ok = wait_until(within, || {
-        found = backend.conn_starting_with(prefix);
-        found.as_ref().is_some_and(|c| c.eof || c.reset)
-    });
-    assert!(
-        ok,
-        "{} has no finished connection starting with {:?}; it has {:?}",
-        backend.name(),
-        preview(prefix),
-        backend
-            .conns()
-            .iter()
-            .map(|c| (preview(&c.received), c.eof, c.reset))
-            .collect::<Vec<_>>()
-    );
-    found.expect("found")
 }
 
 #[test]

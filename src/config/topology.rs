@@ -200,6 +200,14 @@ impl Topology {
     }
 
     /// A topology for load balancers fresh from the flags: slots and serials in order.
+    /// The name of the load balancer listener `listener` belongs to (`-` if none).
+    pub fn lb_name_of(&self, listener: usize) -> &str {
+        self.listeners
+            .get(listener)
+            .and_then(|l| self.lbs.get(l.lb))
+            .map_or("-", |lb| lb.name.as_str())
+    }
+
     pub fn from_load_balancers(lbs: &[LoadBalancer]) -> Result<Topology, TopologyError> {
         let mut next = 0;
         let registrations: Vec<Vec<Registration>> = lbs

@@ -675,11 +675,7 @@ impl Worker {
             return;
         };
         let topo = self.topo.clone();
-        let lb = topo
-            .listeners
-            .get(c.listener)
-            .and_then(|l| topo.lbs.get(l.lb))
-            .map_or("-", |lb| lb.name.as_str());
+        let lb = topo.lb_name_of(c.listener);
         let dispatched = log.backend.map(|_| ex.dispatched);
         let response_bytes = match &ex.response {
             Response::Body { pipe, .. } => pipe.moved,

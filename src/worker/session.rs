@@ -402,11 +402,7 @@ impl Worker {
     /// The access-log line of a request clb refused before reading it whole.
     fn log_refused(&mut self, client: std::net::SocketAddr, listener: usize, status: u16) {
         let topo = self.topo.clone();
-        let lb = topo
-            .listeners
-            .get(listener)
-            .and_then(|l| topo.lbs.get(l.lb))
-            .map_or("-", |lb| lb.name.as_str());
+        let lb = topo.lb_name_of(listener);
         self.access_log(&crate::access_log::Entry {
             time: std::time::SystemTime::now(),
             lb,

@@ -54,25 +54,17 @@ pub struct Tunnel {
     down_kernel: Option<KernelPipe>,
 }
 
-enum Flow {
-    Progress,
-    Wait,
-    /// The connect failed: try the next instance.
-    Refused,
-    Close,
-}
-
-impl Worker {
-    /// A new connection on a TCP listener: pick an instance and connect to it.
-    pub(super) fn start_tunnel(&mut self, key: usize) -> Step {
-        let mut tunnel = Tunnel {
+impl Tunnel {
+    /// A tunnel with no instance yet, both directions open.
+    fn new(now: std::time::Instant) -> Tunnel {
+        Tunnel {
             upstream: None,
             backend: 0,
             instance: 0,
             slot: usize::MAX,
             tried: Tried::default(),
             queued: false,
-            connecting_since: self.now,
+            connecting_since: now,
             header: Vec::new(),
             header_sent: 0,
             up: Pipe::new(Body::UntilClose, false),
@@ -85,7 +77,22 @@ impl Worker {
             down_shut: false,
             down_bulk: false,
             down_kernel: None,
-        };
+        }
+    }
+}
+
+enum Flow {
+    Progress,
+    Wait,
+    /// The connect failed: try the next instance.
+    Refused,
+    Close,
+}
+
+impl Worker {
+    /// A new connection on a TCP listener: pick an instance and connect to it.
+    pub(super) fn start_tunnel(&mut self, key: usize) -> Step {
+        let mut tunnel = Tunnel::new(self.now);
         if !self.connect_tunnel(key, &mut tunnel) {
             // At --max-backend-connections everywhere: wait in the surge queue; with
             // no instance, or the queue full (spillover), the connection closes.
@@ -211,20 +218,7 @@ impl Worker {
             instance: ex.instance,
             slot: ex.slot,
             tried: ex.tried,
-            queued: false,
-            connecting_since: self.now,
-            header: Vec::new(),
-            header_sent: 0,
-            up: Pipe::new(Body::UntilClose, false),
-            up_eof: false,
-            up_shut: false,
-            up_bulk: false,
-            up_kernel: None,
-            down: Pipe::new(Body::UntilClose, false),
-            down_eof: false,
-            down_shut: false,
-            down_bulk: false,
-            down_kernel: None,
+            ..Tunnel::new(self.now)
         };
         let tk = self.tunnels.insert(tunnel);
         match self.clients.get_mut(key) {
@@ -264,11 +258,7 @@ impl Worker {
             return;
         }
         let topo = self.topo.clone();
-        let lb = topo
-            .listeners
-            .get(c.listener)
-            .and_then(|l| topo.lbs.get(l.lb))
-            .map_or("-", |lb| lb.name.as_str());
+        let lb = topo.lb_name_of(c.listener);
         let backend = t
             .upstream
             .and_then(|_| topo.backends.get(t.backend))

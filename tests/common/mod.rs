@@ -1663,6 +1663,21 @@ pub fn get(path: &str) -> String {
 }
 
 /// `GET path HTTP/1.1` with `Connection: close`.
+/// `GET /metrics` on clb's API port: the body (Prometheus text), checked to be a 200.
+pub fn scrape_metrics(api: SocketAddr) -> String {
+    let mut conn = TcpStream::connect(api).expect("connect to the API");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
+        .expect("send the scrape");
+    let mut text = String::new();
+    conn.read_to_string(&mut text).expect("read the scrape");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    body.to_string()
+}
+
 pub fn get_close(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: test.example\r\nConnection: close\r\n\r\n")
 }
