@@ -773,7 +773,7 @@ pub(super) fn connect_status(sock: &TcpStream) -> io::Result<bool> {
 }
 
 /// A readable source, and whether a read shorter than asked proves it is drained: true
-/// for a socket, false for TLS (plaintext and socket bytes do not match one to one).
+/// for a socket; for TLS only when the socket read under it was short as well.
 pub(super) trait Drained: io::Read {
     fn short_read_drains(&self) -> bool;
 }
@@ -786,7 +786,7 @@ impl Drained for TcpStream {
 
 impl Drained for super::stream::Stream {
     fn short_read_drains(&self) -> bool {
-        !self.is_tls()
+        super::stream::Stream::short_read_drains(self)
     }
 }
 

@@ -344,6 +344,11 @@ impl Worker {
         // Nothing unread and nothing more expected: a plain close sends FIN, not RST.
         let unread = c.rbuf.as_ref().is_some_and(|b| !b.is_empty()) || c.ready.readable;
         if !linger && !unread {
+            // TLS says goodbye with close_notify, so the client can tell a close from a
+            // truncation.
+            if c.sock.is_tls() {
+                let _ = c.sock.shutdown_write();
+            }
             return Step::Close;
         }
         if c.sock.shutdown_write().is_err() || c.read_closed {

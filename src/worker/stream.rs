@@ -25,6 +25,23 @@ pub enum Stream {
 pub struct TlsStream {
     sock: TcpStream,
     conn: Connection,
+    /// The last socket read returned less than rustls asked for: the socket is empty
+    /// (edge-triggered readiness: the next arrival raises a new event).
+    socket_drained: bool,
+}
+
+/// Passes reads through to the socket, noting whether one came back short.
+struct ShortRead<'a> {
+    sock: &'a mut TcpStream,
+    short: bool,
+}
+
+impl Read for ShortRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.sock.read(buf)?;
+        self.short = n < buf.len();
+        Ok(n)
+    }
 }
 
 impl Stream {
@@ -37,6 +54,7 @@ impl Stream {
         Ok(Stream::Tls(Box::new(TlsStream {
             sock,
             conn: conn.into(),
+            socket_drained: false,
         })))
     }
 
@@ -53,6 +71,7 @@ impl Stream {
         Ok(Stream::Tls(Box::new(TlsStream {
             sock,
             conn: conn.into(),
+            socket_drained: false,
         })))
     }
 
@@ -102,6 +121,15 @@ impl Stream {
 
     pub fn is_tls(&self) -> bool {
         matches!(self, Stream::Tls(_))
+    }
+
+    /// Whether a read that returned less than asked proves there is nothing left: always
+    /// for TCP; for TLS when the socket read under it came back short too.
+    pub fn short_read_drains(&self) -> bool {
+        match self {
+            Stream::Plain(_) => true,
+            Stream::Tls(tls) => tls.socket_drained,
+        }
     }
 
     /// The negotiated cipher suite and protocol in OpenSSL's words (as ELB's access log
@@ -190,7 +218,13 @@ impl Read for Stream {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
-            match tls.conn.read_tls(&mut tls.sock) {
+            let mut sock = ShortRead {
+                sock: &mut tls.sock,
+                short: false,
+            };
+            let got = tls.conn.read_tls(&mut sock);
+            tls.socket_drained = sock.short;
+            match got {
                 // The peer closed without close_notify: a truncation, reported as EOF.
                 Ok(0) => return Ok(0),
                 Ok(_) => {
