@@ -300,11 +300,20 @@ pub fn sigv4(data: &[u8]) {
     let secs = sigv4::parse_amz_date(amz_date).unwrap_or(0);
     let now =
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0));
-    assert_eq!(
-        sigv4::verify(&signed, &creds, now),
-        Ok(()),
-        "a signed request must verify"
-    );
+    // A query that carries its own X-Amz-Signature is a second auth mechanism, which
+    // verify refuses by design; every other signed request verifies.
+    let presigned = sigv4::query_pairs(query)
+        .map(|pairs| pairs.iter().any(|(n, _)| n == b"X-Amz-Signature"))
+        .unwrap_or(false);
+    let verdict = sigv4::verify(&signed, &creds, now);
+    if presigned {
+        assert!(
+            matches!(verdict, Err(sigv4::AuthError::Incomplete(_))),
+            "{verdict:?}"
+        );
+    } else {
+        assert_eq!(verdict, Ok(()), "a signed request must verify");
+    }
 }
 
 /// The state file. Invariant: whatever decodes encodes to text that decodes the same.

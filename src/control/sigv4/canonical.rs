@@ -51,12 +51,12 @@ impl<'a> SignedRequest<'a> {
 }
 
 /// A decoded (name, value) pair of the query string, as bytes: SigV4 signs bytes.
-pub(super) type QueryPair = (Vec<u8>, Vec<u8>);
+pub(crate) type QueryPair = (Vec<u8>, Vec<u8>);
 
 /// The decoded (name, value) pairs of a raw query string, bounded. Undecodable escapes
 /// stay literal: the signature is then simply computed over what was sent, and the query
 /// parser reports the bad escape with a clearer error.
-pub(super) fn query_pairs(query: &str) -> Result<Vec<QueryPair>, AuthError> {
+pub(crate) fn query_pairs(query: &str) -> Result<Vec<QueryPair>, AuthError> {
     let mut pairs = Vec::new();
     for piece in query
         .as_bytes()
