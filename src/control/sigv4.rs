@@ -45,8 +45,8 @@ pub use canonical::{
 pub use credentials::{load_credentials, Credentials};
 pub use time::{format_amz_date, parse_amz_date};
 
-use canonical::{decode_hex32, hex, hmac};
 pub(crate) use canonical::query_pairs;
+use canonical::{decode_hex32, hex, hmac};
 use time::check_time;
 
 /// The only service a credential scope may name.
