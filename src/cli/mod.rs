@@ -1,10 +1,11 @@
 //! The command line (DESIGN §4): getopts flags turned into a checked `Config`, or one
 //! error line naming the flag, the value and what is allowed.
 //!
-//! Every range is checked here, once, so nothing downstream parses a string. Flags of
-//! DESIGN §4 whose feature is not built yet are still declared: giving one is refused as
-//! "not supported yet" rather than "unknown", so a user learns the flag is right and the
-//! feature is missing, and scripts written against the design fail loudly, not silently.
+//! Every range is checked here, once, so nothing downstream parses a string. The help
+//! text lives in `help.rs`.
+
+mod help;
+pub use help::usage;
 
 use crate::config::{
     parse_health_target, parse_instance, parse_listener, parse_zones, valid_load_balancer_name,
@@ -53,9 +54,6 @@ const DRAINING_RANGE: (u64, u64) = (1, 3600);
 const HEADER_TIMEOUT_RANGE: (u64, u64) = (1, 4000);
 const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Flags of DESIGN §4 that are recognised but refused, with the feature each belongs to.
-const NOT_BUILT: &[(&str, &str)] = &[];
-
 fn options() -> Options {
     let mut opts = Options::new();
     opts.optopt("n", "name", "", "NAME")
@@ -91,9 +89,6 @@ fn options() -> Options {
         .optopt("", "unhealthy-threshold", "", "N")
         .optflag("h", "help", "")
         .optflag("V", "version", "");
-    for &(long, _) in NOT_BUILT {
-        opts.optopt("", long, "", "VALUE");
-    }
     opts
 }
 
@@ -113,7 +108,6 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             Quoted(arg)
         )));
     }
-    refuse_unbuilt(&m)?;
 
     let name = m.opt_str("name").unwrap_or_else(|| DEFAULT_NAME.to_owned());
     if !valid_load_balancer_name(&name) {
@@ -356,19 +350,6 @@ fn dashed(name: &str) -> String {
     format!("{dashes}{}", name.escape_debug())
 }
 
-fn refuse_unbuilt(m: &Matches) -> Result<(), CliError> {
-    for &(long, feature) in NOT_BUILT {
-        if let Some(value) = m.opt_strs(long).first() {
-            return Err(flag_error(
-                long,
-                value,
-                &format!("{feature} not supported yet"),
-            ));
-        }
-    }
-    Ok(())
-}
-
 fn listeners(specs: &[String]) -> Result<Vec<Listener>, CliError> {
     if specs.is_empty() {
         return Err(CliError(
@@ -530,373 +511,5 @@ impl fmt::Display for Quoted<'_> {
     }
 }
 
-/// The `--help` page, laid out as DESIGN §4 lays out the flags.
-pub fn usage() -> String {
-    format!(
-        "\
-clb {version}: a self-hosted Classic Load Balancer, ELB Classic behaviour on your own machines.
-
-Usage: clb [OPTIONS]
-
-  -n, --name NAME              load balancer name: 1 to 32 of A-Z a-z 0-9 '-' (default \"{DEFAULT_NAME}\")
-  -l, --listener SPEC          PROTO:PORT[:INSTANCE_PROTO:INSTANCE_PORT]; PROTO is http, https,
-                               tcp or ssl; repeatable, at least one; e.g. http:8080:http:80,
-                               https:8443:http:80, tcp:5432, ssl:443:tcp:80, http:80:https:443
-  -i, --instance SPEC          ID=HOST[:PORT][@ZONE], repeatable (none: every request gets 503);
-                               HOST is an IPv4 address, [IPv6] or a DNS name; a PORT overrides the
-                               listeners' instance port; ZONE defaults to {DEFAULT_ZONE}
-      --zones LIST             enabled zones, comma-separated (default: every zone named by an
-                               instance, or {DEFAULT_ZONE} when there is none)
-      --cross-zone on|off      spread requests over all enabled zones (default on)
-      --idle-timeout S         seconds without data before a connection closes, {idle_min}-{idle_max}
-                               (default {idle_default})
-      --bind ADDR              address the listeners bind (default 0.0.0.0)
-      --workers N              event loops, {workers_min}-{workers_max} (default: number of cores)
-      --max-connections N      client connections per worker, {conn_min}-{conn_max} (default {DEFAULT_MAX_CONNECTIONS})
-      --api ADDR|off           ELB Query API (aws elb --endpoint-url http://ADDR) (default
-                               127.0.0.1:9900); a non-loopback ADDR needs --api-credentials
-      --api-credentials FILE   require SigV4-signed API requests with this key: lines
-                               aws_access_key_id = ... and aws_secret_access_key = ...
-      --state FILE             API changes are saved here (atomically, before the answer) and
-                               reloaded at start
-      --draining S|off         connection draining timeout of this load balancer, 1-3600
-                               (default 300)
-      --cert FILE --key FILE   PEM certificate chain and key (RSA or ECDSA) for https and ssl
-                               listeners; repeatable pairs, chosen by SNI, the first is the
-                               default (none: a self-signed certificate for localhost)
-      --ssl-policy NAME        ELB security policy (default ELBSecurityPolicy-TLS-1-2-2017-01,
-                               the one rustls can honour)
-      --backend-ca FILE        HTTPS/SSL instances must present a certificate chained to one in
-                               this PEM file, or one of its certificates itself (default: any
-                               certificate, as ELB without a back-end authentication policy)
-      --backend-public-key FILE
-                               HTTPS/SSL instances must present this public key (PEM PUBLIC KEY,
-                               or a certificate's key); repeatable: any one of them
-      --proxy-protocol [v2:]PORT
-                               send a PROXY protocol header (v1, or v2) first on every TCP
-                               listener connection to this instance port; repeatable
-      --health-check TARGET    HTTP:PORT/PATH, HTTPS:PORT/PATH, TCP:PORT or SSL:PORT;
-                               an instance with its own PORT is probed there
-                               (default TCP:<first listener's instance port>)
-      --health-interval S      seconds between probes of an instance, 5-300 (default 30)
-      --health-timeout S       seconds a probe may take, 2-60, less than the interval (default 5)
-      --healthy-threshold N    consecutive successes that bring an instance back, 2-10 (default 10)
-      --unhealthy-threshold N  consecutive failures that take it out, 2-10 (default 2)
-  -h, --help                   print this help and exit
-  -V, --version                print the version and exit
-
-Recognised but not supported yet (giving one is refused):
-      --sticky lb[:S]|app:COOKIE
-                               sticky sessions: an AWSELB cookie for S seconds, or for the life
-                               of the application's COOKIE
-      --desync-mode MODE       monitor, defensive (default) or strictest
-      --max-backend-connections N
-                               requests (HTTP) or connections (TCP) at once per instance and
-                               worker; beyond, they wait in the surge queue (default: no limit)
-      --surge-queue N          surge queue length for the process, shared by the workers; a full
-                               queue spills over: 503, or the connection closed (default 1024)
-      --allow [PORT=]CIDR      accept client connections only from these sources (all listeners, or
-                               listener PORT); others are closed at accept; repeatable
-      --access-log FILE|-      one line per request (HTTP) or connection (TCP) in ELB's access-log
-                               format, appended to FILE (reopened on SIGUSR1) or written to stdout
-      --header-timeout S       seconds a request head may take from its first byte, 1-4000
-                               (default 60); then 408 and close, however slowly bytes trickle
-      --access-log FILE|-      ELB access-log lines
-
-RUST_LOG sets the log level. A refused flag prints one line and exits 2.
-",
-        version = env!("CARGO_PKG_VERSION"),
-        idle_min = IDLE_TIMEOUT_RANGE.0,
-        idle_max = IDLE_TIMEOUT_RANGE.1,
-        idle_default = DEFAULT_IDLE_TIMEOUT.as_secs(),
-        workers_min = WORKERS_RANGE.0,
-        workers_max = WORKERS_RANGE.1,
-        conn_min = MAX_CONNECTIONS_RANGE.0,
-        conn_max = MAX_CONNECTIONS_RANGE.1,
-    )
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(line: &str) -> Vec<String> {
-        line.split_whitespace().map(str::to_owned).collect()
-    }
-
-    fn run(line: &str) -> Config {
-        match parse(&args(line)) {
-            Ok(Command::Run(config)) => *config,
-            other => panic!("{line}: {other:?}"),
-        }
-    }
-
-    fn refused(line: &str) -> String {
-        match parse(&args(line)) {
-            Err(CliError(e)) => e,
-            other => panic!("{line}: accepted as {other:?}"),
-        }
-    }
-
-    #[test]
-    fn defaults() {
-        let c = run("--listener http:8080:http:80");
-        let lb = &c.load_balancer;
-        assert_eq!(lb.name, "default");
-        assert_eq!(
-            lb.listeners,
-            vec![parse_listener("http:8080:http:80").unwrap()]
-        );
-        assert!(lb.instances.is_empty());
-        assert_eq!(lb.zones, vec![DEFAULT_ZONE.to_owned()]);
-        assert!(lb.cross_zone);
-        assert_eq!(lb.idle_timeout, Duration::from_secs(60));
-        assert_eq!(c.runtime.bind, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        assert_eq!(c.runtime.workers, default_workers());
-        assert!((1..=256).contains(&c.runtime.workers));
-        assert_eq!(c.runtime.max_connections, 10_000);
-    }
-
-    #[test]
-    fn every_flag_set() {
-        let c = run(
-            "-n web -l http:80:http:8080 --listener http:81 -i a=10.0.0.1@z1 \
-             --instance b=[::1]:9000@z2 --zones z2,z1 --cross-zone off --idle-timeout=4000 \
-             --bind ::1 --workers 256 --max-connections 1000000 --api off",
-        );
-        let lb = &c.load_balancer;
-        assert_eq!(lb.name, "web");
-        assert_eq!(lb.listeners.len(), 2);
-        assert_eq!(lb.listeners[1].instance_port, 81);
-        assert_eq!(lb.instances.len(), 2);
-        assert_eq!(lb.instances[1].port, Some(9000));
-        assert_eq!(lb.zones, ["z2", "z1"]);
-        assert!(!lb.cross_zone);
-        assert_eq!(lb.idle_timeout, Duration::from_secs(4000));
-        assert_eq!(c.runtime.bind, "::1".parse::<IpAddr>().unwrap());
-        assert_eq!(c.runtime.workers, 256);
-        assert_eq!(c.runtime.max_connections, 1_000_000);
-        assert!(
-            run("-l http:80 --idle-timeout 1 --workers 1 --max-connections 1 --cross-zone on")
-                .load_balancer
-                .cross_zone
-        );
-    }
-
-    #[test]
-    fn zones_default_to_those_instances_name() {
-        let c = run("-l http:80 -i a=h@z2 -i b=h -i c=h@z2 -i d=h@z3");
-        assert_eq!(c.load_balancer.zones, ["z2", DEFAULT_ZONE, "z3"]);
-    }
-
-    #[test]
-    fn help_and_version_win() {
-        assert_eq!(parse(&args("--help")), Ok(Command::Help(usage())));
-        assert_eq!(parse(&args("-h --workers 0")), Ok(Command::Help(usage())));
-        let version = Ok(Command::Version(format!(
-            "clb {}",
-            env!("CARGO_PKG_VERSION")
-        )));
-        assert_eq!(parse(&args("-V")), version);
-        assert_eq!(parse(&args("--version -l ftp:1")), version);
-    }
-
-    #[test]
-    fn help_names_every_flag() {
-        let help = usage();
-        let opts = options();
-        let mut longs: Vec<&str> = [
-            "name",
-            "listener",
-            "instance",
-            "zones",
-            "cross-zone",
-            "idle-timeout",
-            "bind",
-            "workers",
-            "max-connections",
-            "api",
-            "help",
-            "version",
-        ]
-        .to_vec();
-        longs.extend(NOT_BUILT.iter().map(|&(long, _)| long));
-        for long in longs {
-            assert!(help.contains(&format!("--{long} ")), "help lacks --{long}");
-            // Every flag in the help is one getopts knows.
-            assert!(opts
-                .parse([format!("--{long}=x")])
-                .map_or_else(|e| !matches!(e, Fail::UnrecognizedOption(_)), |_| true));
-        }
-        assert!(help.lines().next().unwrap().starts_with("clb "));
-        assert!(help.contains("Usage: clb [OPTIONS]"));
-        for short in ["-n,", "-l,", "-i,", "-h,", "-V,"] {
-            assert!(help.contains(short), "help lacks {short}");
-        }
-    }
-
-    #[test]
-    fn listener_errors() {
-        assert_eq!(
-            refused(""),
-            "at least one --listener is required, e.g. --listener http:8080:http:80"
-        );
-        assert_eq!(refused("--name web"), refused(""));
-        assert_eq!(
-            refused("-l xyz"),
-            "--listener 'xyz': must be PROTO:PORT or PROTO:PORT:INSTANCE_PROTO:INSTANCE_PORT, \
-             e.g. http:8080:http:80"
-        );
-        assert!(refused("-l http:0").starts_with("--listener 'http:0': port '0' must be"));
-        assert!(
-            refused("-l http:80:tcp:80").starts_with("--listener 'http:80:tcp:80': HTTP cannot")
-        );
-        assert_eq!(
-            run("-l tcp:5432").load_balancer.listeners[0].instance_port,
-            5432
-        );
-        assert_eq!(
-            run("-l https:8443:http:80").load_balancer.listeners.len(),
-            1
-        );
-        for spec in [
-            "ssl:443:ssl:443",
-            "ssl:443:tcp:80",
-            "http:80:https:443",
-            "tcp:80:ssl:443",
-        ] {
-            assert_eq!(run(&format!("-l {spec}")).load_balancer.listeners.len(), 1);
-        }
-        assert_eq!(
-            run("-l http:80:https:443 --backend-public-key k.pem --backend-ca ca.pem")
-                .runtime
-                .backend_tls,
-            crate::tls::backend::BackendTls {
-                ca: Some("ca.pem".into()),
-                public_keys: vec!["k.pem".into()],
-            }
-        );
-        assert!(refused("-l http:80 --ssl-policy ELBSecurityPolicy-2016-08").contains("rustls"));
-        assert!(refused("-l http:80 --cert a.pem").starts_with("--cert and --key come in pairs"));
-        assert_eq!(
-            refused("-l http:80 -l HTTP:80:http:81"),
-            "--listener 'HTTP:80:http:81': port 80 already has a listener (one listener per port)"
-        );
-    }
-
-    #[test]
-    fn instance_errors() {
-        assert_eq!(
-            refused("-l http:80 -i nope"),
-            "--instance 'nope': must be ID=HOST[:PORT][@ZONE], e.g. i-1=10.0.0.1:8080@zone-a"
-        );
-        assert!(refused("-l http:80 -i i=h:0").starts_with("--instance 'i=h:0': port '0' must"));
-        assert_eq!(
-            refused("-l http:80 -i a=10.0.0.1 -i a=10.0.0.2"),
-            "--instance 'a=10.0.0.2': instance id 'a' is already registered"
-        );
-    }
-
-    #[test]
-    fn value_errors() {
-        let cases = [
-            ("--name -bad", "--name '-bad': must be 1 to 32 of A-Z, a-z, 0-9 and '-', not starting or ending with '-'"),
-            ("--zones a,,b", "--zones 'a,,b': empty zone name: give zone names separated by commas, e.g. zone-a,zone-b"),
-            ("--zones a_b", "--zones 'a_b': zone 'a_b' must be 1 to 64 of A-Z, a-z, 0-9 and '-'"),
-            ("--cross-zone maybe", "--cross-zone 'maybe': must be on or off"),
-            ("--cross-zone ON", "--cross-zone 'ON': must be on or off"),
-            ("--idle-timeout 0", "--idle-timeout '0': must be a whole number of seconds from 1 to 4000"),
-            ("--idle-timeout 4001", "--idle-timeout '4001': must be a whole number of seconds from 1 to 4000"),
-            ("--idle-timeout +5", "--idle-timeout '+5': must be a whole number of seconds from 1 to 4000"),
-            ("--idle-timeout 1.5", "--idle-timeout '1.5': must be a whole number of seconds from 1 to 4000"),
-            ("--workers x", "--workers 'x': must be a whole number from 1 to 256"),
-            ("--workers 257", "--workers '257': must be a whole number from 1 to 256"),
-            ("--workers 99999999999999999999999", "--workers '99999999999999999999999': must be a whole number from 1 to 256"),
-            ("--max-connections 0", "--max-connections '0': must be a whole number from 1 to 1000000"),
-            ("--max-connections 1000001", "--max-connections '1000001': must be a whole number from 1 to 1000000"),
-            ("--bind localhost", "--bind 'localhost': must be an IP address, e.g. 0.0.0.0, 127.0.0.1 or ::"),
-            ("--api 10.0.0.1:9900", "--api '10.0.0.1:9900': binds only a loopback address unless --api-credentials is given"),
-            ("--api 9900", "--api '9900': must be IP:PORT (e.g. 127.0.0.1:9900) or off"),
-            ("--draining 0", "--draining '0': must be a whole number of seconds from 1 to 3600"),
-            ("--draining 3601", "--draining '3601': must be a whole number of seconds from 1 to 3600"),
-        ];
-        for (flags, want) in cases {
-            assert_eq!(refused(&format!("-l http:80 {flags}")), want);
-        }
-        assert_eq!(
-            parse(&["-l".into(), "http:80".into(), "--workers=".into()]),
-            Err(CliError(
-                "--workers '': must be a whole number from 1 to 256".into()
-            ))
-        );
-    }
-
-    #[test]
-    fn unbuilt_flags_are_refused_by_name() {
-        for &(long, feature) in NOT_BUILT {
-            assert_eq!(
-                refused(&format!("-l http:80 --{long} v")),
-                format!("--{long} 'v': {feature} not supported yet")
-            );
-        }
-        assert_eq!(
-            refused("-l tcp:80 --proxy-protocol 80 --proxy-protocol v2:80"),
-            "--proxy-protocol 'v2:80': port given twice"
-        );
-        assert_eq!(
-            refused("-l tcp:80 --proxy-protocol x"),
-            "--proxy-protocol 'x': must be an instance port 1-65535, or v2:PORT"
-        );
-        let c = run("-l tcp:80 --proxy-protocol 80 --proxy-protocol v2:81");
-        assert_eq!(c.load_balancer.proxy_protocol.len(), 2);
-    }
-
-    #[test]
-    fn getopts_errors_point_to_help() {
-        let cases = [
-            ("--frobnicate", "unknown option --frobnicate (see --help)"),
-            ("-x", "unknown option -x (see --help)"),
-            ("-l", "-l needs a value (see --help)"),
-            (
-                "-l http:80 --workers",
-                "--workers needs a value (see --help)",
-            ),
-            (
-                "-l http:80 --help=yes",
-                "--help takes no value (see --help)",
-            ),
-            (
-                "-l http:80 -n a -n b",
-                "--name may be given only once (see --help)",
-            ),
-            (
-                "-l http:80 --workers 2 --workers 3",
-                "--workers may be given only once (see --help)",
-            ),
-            (
-                "-l http:80 stray",
-                "unexpected argument 'stray': every setting is a flag (see --help)",
-            ),
-            (
-                "-l http:80 -- -n",
-                "unexpected argument '-n': every setting is a flag (see --help)",
-            ),
-        ];
-        for (line, want) in cases {
-            assert_eq!(refused(line), want, "{line}");
-        }
-    }
-
-    #[test]
-    fn error_lines_stay_one_line() {
-        let hostile = vec!["-l".to_owned(), "http:80\n\u{1b}[2Jclb: fine".to_owned()];
-        let Err(CliError(e)) = parse(&hostile) else {
-            panic!("accepted");
-        };
-        assert!(!e.contains('\n') && !e.contains('\u{1b}'), "{e}");
-        let Err(CliError(e)) = parse(&["--\u{1b}x\ny".to_owned()]) else {
-            panic!("accepted");
-        };
-        assert!(!e.contains('\n') && !e.contains('\u{1b}'), "{e}");
-    }
-}
+mod tests;
