@@ -9,9 +9,17 @@ use super::error::ApiError;
 use super::model::{
     Attributes, InstanceHealth, LbState, Model, MAX_INSTANCES, MAX_LISTENERS, MAX_LOAD_BALANCERS,
 };
-use super::policies::{self, PolicyDef};
+use super::policies::PolicyDef;
 use super::query::{MemberStruct, Params, QueryError};
 use super::xml::Xml;
+pub use describe::iso8601;
+use describe::{
+    describe_attributes, describe_health_check, describe_lb, dns_name, instance_list,
+    instance_states, string_list,
+};
+
+mod describe;
+mod policy_actions;
 use crate::config::{parse_health_target, HealthCheck, Listener, Protocol};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -110,133 +118,14 @@ pub fn run(
             model.delete_listeners(params.required("LoadBalancerName")?, &ports)?;
             Ok(ok(&|_| {}))
         }
-        "CreateLoadBalancerPolicy" => {
-            let attributes = params
-                .member_structs("PolicyAttributes")
-                .iter()
-                .map(|m| {
-                    Ok((
-                        m.required("AttributeName")?.to_string(),
-                        m.get("AttributeValue").unwrap_or("").to_string(),
-                    ))
-                })
-                .collect::<Result<Vec<_>, ApiError>>()?;
-            let def = PolicyDef {
-                name: params.required("PolicyName")?.to_string(),
-                type_name: params.required("PolicyTypeName")?.to_string(),
-                attributes,
-            };
-            model.create_policy(params.required("LoadBalancerName")?, def)?;
-            Ok(ok(&|_| {}))
-        }
-        "CreateLBCookieStickinessPolicy" | "CreateAppCookieStickinessPolicy" => {
-            let (type_name, attributes) = if action == "CreateLBCookieStickinessPolicy" {
-                let period = params
-                    .get("CookieExpirationPeriod")
-                    .map(|p| vec![("CookieExpirationPeriod".to_string(), p.to_string())]);
-                (policies::LB_COOKIE, period.unwrap_or_default())
-            } else {
-                let cookie = params.required("CookieName")?;
-                (
-                    policies::APP_COOKIE,
-                    vec![("CookieName".to_string(), cookie.to_string())],
-                )
-            };
-            let def = PolicyDef {
-                name: params.required("PolicyName")?.to_string(),
-                type_name: type_name.to_string(),
-                attributes,
-            };
-            model.create_policy(params.required("LoadBalancerName")?, def)?;
-            Ok(ok(&|_| {}))
-        }
-        "DeleteLoadBalancerPolicy" => {
-            model.delete_policy(
-                params.required("LoadBalancerName")?,
-                params.required("PolicyName")?,
-            )?;
-            Ok(ok(&|_| {}))
-        }
-        "SetLoadBalancerPoliciesOfListener" => {
-            let port = port("LoadBalancerPort", params.required("LoadBalancerPort")?)?;
-            let names = policy_names(params);
-            model.set_listener_policies(params.required("LoadBalancerName")?, port, &names)?;
-            Ok(ok(&|_| {}))
-        }
-        "SetLoadBalancerPoliciesForBackendServer" => {
-            let port = port("InstancePort", params.required("InstancePort")?)?;
-            let names = policy_names(params);
-            model.set_backend_policies(params.required("LoadBalancerName")?, port, &names)?;
-            Ok(ok(&|_| {}))
-        }
-        "DescribeLoadBalancerPolicies" => {
-            let wanted = policy_names(params);
-            let defs: Vec<PolicyDef> = match params.get("LoadBalancerName") {
-                Some(name) => model.lb(name)?.policies.clone(),
-                None => vec![predefined_ssl_policy()],
-            };
-            for name in &wanted {
-                if !defs.iter().any(|p| p.name == *name) {
-                    return Err(ApiError::policy_not_found(format!(
-                        "There is no policy named {name}"
-                    )));
-                }
-            }
-            Ok(ok(&|x| {
-                x.open("PolicyDescriptions");
-                for def in defs
-                    .iter()
-                    .filter(|p| wanted.is_empty() || wanted.contains(&p.name))
-                {
-                    x.open("member");
-                    x.leaf("PolicyName", &def.name);
-                    x.leaf("PolicyTypeName", &def.type_name);
-                    x.open("PolicyAttributeDescriptions");
-                    for (name, value) in &def.attributes {
-                        x.open("member");
-                        x.leaf("AttributeName", name);
-                        x.leaf("AttributeValue", value);
-                        x.close("member");
-                    }
-                    x.close("PolicyAttributeDescriptions");
-                    x.close("member");
-                }
-                x.close("PolicyDescriptions");
-            }))
-        }
-        "DescribeLoadBalancerPolicyTypes" => {
-            let wanted: Vec<&str> = params.members("PolicyTypeNames");
-            for name in &wanted {
-                if !policies::TYPES.iter().any(|t| t.name == *name) {
-                    return Err(ApiError::policy_type_not_found(format!(
-                        "There is no policy type named {name}"
-                    )));
-                }
-            }
-            Ok(ok(&|x| {
-                x.open("PolicyTypeDescriptions");
-                for t in policies::TYPES
-                    .iter()
-                    .filter(|t| wanted.is_empty() || wanted.contains(&t.name))
-                {
-                    x.open("member");
-                    x.leaf("PolicyTypeName", t.name);
-                    x.leaf("Description", t.description);
-                    x.open("PolicyAttributeTypeDescriptions");
-                    for a in t.attributes {
-                        x.open("member");
-                        x.leaf("AttributeName", a.name);
-                        x.leaf("AttributeType", a.type_name);
-                        x.leaf("Cardinality", a.cardinality);
-                        x.leaf("Description", a.description);
-                        x.close("member");
-                    }
-                    x.close("PolicyAttributeTypeDescriptions");
-                    x.close("member");
-                }
-                x.close("PolicyTypeDescriptions");
-            }))
-        }
+        "CreateLoadBalancerPolicy"
+        | "CreateLBCookieStickinessPolicy"
+        | "CreateAppCookieStickinessPolicy"
+        | "DeleteLoadBalancerPolicy"
+        | "SetLoadBalancerPoliciesOfListener"
+        | "SetLoadBalancerPoliciesForBackendServer"
+        | "DescribeLoadBalancerPolicies"
+        | "DescribeLoadBalancerPolicyTypes" => policy_actions::run(model, params, action, &ok),
         "SetLoadBalancerListenerSSLCertificate" => {
             let name = params.required("LoadBalancerName")?;
             let lb_port = port("LoadBalancerPort", params.required("LoadBalancerPort")?)?;
@@ -454,33 +343,6 @@ fn instance_ids(params: &Params) -> Result<Vec<String>, ApiError> {
         .collect()
 }
 
-fn policy_names(params: &Params) -> Vec<String> {
-    params
-        .members("PolicyNames")
-        .into_iter()
-        .filter(|n| !n.is_empty())
-        .map(String::from)
-        .collect()
-}
-
-/// What DescribeLoadBalancerPolicies lists without a load balancer: the predefined
-/// security policy clb honours, as ELB describes it.
-fn predefined_ssl_policy() -> PolicyDef {
-    let on = |name: &str| (name.to_string(), "true".to_string());
-    PolicyDef {
-        name: crate::tls::DEFAULT_POLICY.to_string(),
-        type_name: policies::SSL_NEGOTIATION.to_string(),
-        attributes: vec![
-            on("Protocol-TLSv1.2"),
-            on("Server-Defined-Cipher-Order"),
-            on("ECDHE-ECDSA-AES128-GCM-SHA256"),
-            on("ECDHE-RSA-AES128-GCM-SHA256"),
-            on("ECDHE-ECDSA-AES256-GCM-SHA384"),
-            on("ECDHE-RSA-AES256-GCM-SHA384"),
-        ],
-    }
-}
-
 fn names(params: &Params) -> Result<Vec<String>, ApiError> {
     let names: Vec<String> = params
         .members("LoadBalancerNames")
@@ -562,185 +424,6 @@ fn modified_attributes(params: &Params, mut a: Attributes) -> Result<Attributes,
         }
     }
     Ok(a)
-}
-
-fn describe_lb(x: &mut Xml, lb: &LbState) {
-    x.leaf("LoadBalancerName", &lb.name);
-    x.leaf("DNSName", &dns_name(&lb.name));
-    x.leaf("CanonicalHostedZoneName", &dns_name(&lb.name));
-    x.leaf("CanonicalHostedZoneNameID", "CLB0SELFHOSTED");
-    x.open("ListenerDescriptions");
-    for l in &lb.listeners {
-        x.open("member");
-        x.open("Listener");
-        x.leaf("Protocol", l.protocol.as_str());
-        x.leaf("LoadBalancerPort", &l.port.to_string());
-        x.leaf("InstanceProtocol", l.instance_protocol.as_str());
-        x.leaf("InstancePort", &l.instance_port.to_string());
-        if let Some(id) = &l.ssl_certificate_id {
-            x.leaf("SSLCertificateId", id);
-        }
-        x.close("Listener");
-        let attached = lb
-            .listener_policies
-            .iter()
-            .find(|(port, _)| *port == l.port)
-            .map(|(_, names)| names.clone())
-            .unwrap_or_default();
-        string_list(x, "PolicyNames", &attached);
-        x.close("member");
-    }
-    x.close("ListenerDescriptions");
-    x.open("Policies");
-    x.open("AppCookieStickinessPolicies");
-    for p in lb
-        .policies
-        .iter()
-        .filter(|p| p.type_name == policies::APP_COOKIE)
-    {
-        x.open("member");
-        x.leaf("PolicyName", &p.name);
-        x.leaf("CookieName", p.attribute("CookieName").unwrap_or(""));
-        x.close("member");
-    }
-    x.close("AppCookieStickinessPolicies");
-    x.open("LBCookieStickinessPolicies");
-    for p in lb
-        .policies
-        .iter()
-        .filter(|p| p.type_name == policies::LB_COOKIE)
-    {
-        x.open("member");
-        x.leaf("PolicyName", &p.name);
-        if let Some(period) = p.attribute("CookieExpirationPeriod") {
-            x.leaf("CookieExpirationPeriod", period);
-        }
-        x.close("member");
-    }
-    x.close("LBCookieStickinessPolicies");
-    let others: Vec<String> = lb
-        .policies
-        .iter()
-        .filter(|p| p.sticky().is_none())
-        .map(|p| p.name.clone())
-        .collect();
-    string_list(x, "OtherPolicies", &others);
-    x.close("Policies");
-    x.open("BackendServerDescriptions");
-    for (port, names) in &lb.backend_policies {
-        x.open("member");
-        x.leaf("InstancePort", &port.to_string());
-        string_list(x, "PolicyNames", names);
-        x.close("member");
-    }
-    x.close("BackendServerDescriptions");
-    string_list(x, "AvailabilityZones", &lb.zones);
-    string_list(x, "Subnets", &[]);
-    instance_list(x, &lb.registered_ids());
-    describe_health_check(x, &lb.health_check);
-    x.open("SourceSecurityGroup");
-    x.leaf("OwnerAlias", "clb");
-    x.leaf("GroupName", "default");
-    x.close("SourceSecurityGroup");
-    string_list(x, "SecurityGroups", &[]);
-    x.leaf("CreatedTime", &iso8601(lb.created));
-    x.leaf("Scheme", &lb.scheme);
-}
-
-fn describe_health_check(x: &mut Xml, check: &HealthCheck) {
-    x.open("HealthCheck");
-    x.leaf("Target", &check.target.to_string());
-    x.leaf("Interval", &check.interval.to_string());
-    x.leaf("Timeout", &check.timeout.to_string());
-    x.leaf("UnhealthyThreshold", &check.unhealthy_threshold.to_string());
-    x.leaf("HealthyThreshold", &check.healthy_threshold.to_string());
-    x.close("HealthCheck");
-}
-
-fn describe_attributes(x: &mut Xml, a: &Attributes) {
-    let flag = |on: bool| if on { "true" } else { "false" };
-    x.open("LoadBalancerAttributes");
-    x.open("CrossZoneLoadBalancing");
-    x.leaf("Enabled", flag(a.cross_zone));
-    x.close("CrossZoneLoadBalancing");
-    x.open("AccessLog");
-    x.leaf("Enabled", "false");
-    x.close("AccessLog");
-    x.open("ConnectionDraining");
-    x.leaf("Enabled", flag(a.draining));
-    x.leaf("Timeout", &a.draining_timeout.to_string());
-    x.close("ConnectionDraining");
-    x.open("ConnectionSettings");
-    x.leaf("IdleTimeout", &a.idle_timeout.to_string());
-    x.close("ConnectionSettings");
-    x.open("AdditionalAttributes");
-    x.open("member");
-    x.leaf("Key", "elb.http.desyncmitigationmode");
-    x.leaf("Value", &a.desync_mode);
-    x.close("member");
-    x.close("AdditionalAttributes");
-    x.close("LoadBalancerAttributes");
-}
-
-fn instance_list(x: &mut Xml, ids: &[String]) {
-    x.open("Instances");
-    for id in ids {
-        x.open("member");
-        x.leaf("InstanceId", id);
-        x.close("member");
-    }
-    x.close("Instances");
-}
-
-fn instance_states(x: &mut Xml, rows: &[InstanceHealth]) {
-    x.open("InstanceStates");
-    for row in rows {
-        x.open("member");
-        x.leaf("InstanceId", &row.id);
-        x.leaf("State", row.state);
-        x.leaf("ReasonCode", row.reason_code);
-        x.leaf("Description", row.description);
-        x.close("member");
-    }
-    x.close("InstanceStates");
-}
-
-fn string_list(x: &mut Xml, tag: &str, items: &[String]) {
-    x.open(tag);
-    for item in items {
-        x.leaf("member", item);
-    }
-    x.close(tag);
-}
-
-/// A name that resolves to loopback on most systems (RFC 6761 `.localhost`); the real
-/// address is wherever the listeners bind.
-fn dns_name(name: &str) -> String {
-    format!("{}.elb.localhost", name.to_ascii_lowercase())
-}
-
-/// `2013-05-24T21:15:31.280Z`, as ELB writes CreatedTime.
-pub fn iso8601(t: SystemTime) -> String {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_millis()
-    )
 }
 
 #[cfg(test)]
