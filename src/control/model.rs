@@ -7,7 +7,7 @@
 //! new one of the same instance.
 
 use super::error::ApiError;
-use super::policies::{self, PolicyDef};
+use super::policies::PolicyDef;
 use crate::backend::health::{Health, HealthBoard, MAX_SLOTS};
 use crate::config::{
     valid_load_balancer_name, HealthCheck, Host, Instance, Listener, LoadBalancer, Registration,
@@ -246,127 +246,6 @@ impl Model {
         Ok(())
     }
 
-    /// CreateLoadBalancerPolicy (and the two stickiness shortcuts).
-    pub fn create_policy(&mut self, name: &str, def: PolicyDef) -> Result<(), ApiError> {
-        let lb = self.lb_mut(name)?;
-        if lb.policies.iter().any(|p| p.name == def.name) {
-            return Err(ApiError::duplicate_policy_name(format!(
-                "Policy {} already exists for {}",
-                def.name, lb.name
-            )));
-        }
-        if def.name.is_empty()
-            || def.name.starts_with("ELBSecurityPolicy-")
-            || def.name.starts_with("ELBSample-")
-        {
-            return Err(ApiError::validation(format!(
-                "Policy name '{}' is empty or reserved",
-                def.name
-            )));
-        }
-        if lb.policies.len() >= MAX_POLICIES {
-            return Err(ApiError::too_many_policies(format!(
-                "{} already has {MAX_POLICIES} policies",
-                lb.name
-            )));
-        }
-        policies::validate(&def, &lb.policies)?;
-        lb.policies.push(def);
-        Ok(())
-    }
-
-    /// DeleteLoadBalancerPolicy: only a policy nothing uses.
-    pub fn delete_policy(&mut self, name: &str, policy: &str) -> Result<(), ApiError> {
-        let lb = self.lb_mut(name)?;
-        if !lb.policies.iter().any(|p| p.name == policy) {
-            return Err(ApiError::policy_not_found(format!(
-                "There is no policy named {policy}"
-            )));
-        }
-        let attached = lb
-            .listener_policies
-            .iter()
-            .chain(lb.backend_policies.iter())
-            .any(|(_, names)| names.iter().any(|n| n == policy));
-        let referenced = lb.policies.iter().any(|p| {
-            p.type_name == policies::BACKEND_AUTH && p.attributes.iter().any(|(_, v)| v == policy)
-        });
-        if attached || referenced {
-            return Err(ApiError::invalid_configuration(format!(
-                "Policy {policy} is in use and cannot be deleted"
-            )));
-        }
-        lb.policies.retain(|p| p.name != policy);
-        Ok(())
-    }
-
-    /// SetLoadBalancerPoliciesOfListener: replaces the listener's set (empty: none).
-    pub fn set_listener_policies(
-        &mut self,
-        name: &str,
-        port: u16,
-        names: &[String],
-    ) -> Result<(), ApiError> {
-        let lb = self.lb_mut(name)?;
-        let Some(listener) = lb.listeners.iter().find(|l| l.port == port) else {
-            return Err(ApiError::listener_not_found(format!(
-                "There is no listener on port {port}"
-            )));
-        };
-        let mut sticky = 0;
-        for policy in names {
-            let Some(def) = lb.policies.iter().find(|p| p.name == *policy) else {
-                return Err(ApiError::policy_not_found(format!(
-                    "There is no policy named {policy}"
-                )));
-            };
-            if !policies::fits_listener(&def.type_name, listener.protocol) {
-                return Err(ApiError::invalid_configuration(format!(
-                    "{} policies cannot be set on a {} listener",
-                    def.type_name,
-                    listener.protocol.as_str()
-                )));
-            }
-            sticky += usize::from(def.sticky().is_some());
-        }
-        if sticky > 1 {
-            return Err(ApiError::invalid_configuration(
-                "A listener can have only one stickiness policy",
-            ));
-        }
-        lb.listener_policies.retain(|(p, _)| *p != port);
-        lb.listener_policies.push((port, names.to_vec()));
-        Ok(())
-    }
-
-    /// SetLoadBalancerPoliciesForBackendServer: replaces the instance port's set.
-    pub fn set_backend_policies(
-        &mut self,
-        name: &str,
-        port: u16,
-        names: &[String],
-    ) -> Result<(), ApiError> {
-        let lb = self.lb_mut(name)?;
-        for policy in names {
-            let Some(def) = lb.policies.iter().find(|p| p.name == *policy) else {
-                return Err(ApiError::policy_not_found(format!(
-                    "There is no policy named {policy}"
-                )));
-            };
-            if !policies::fits_backend(&def.type_name) {
-                return Err(ApiError::invalid_configuration(format!(
-                    "{} policies cannot be set on an instance port",
-                    def.type_name
-                )));
-            }
-        }
-        lb.backend_policies.retain(|(p, _)| *p != port);
-        if !names.is_empty() {
-            lb.backend_policies.push((port, names.to_vec()));
-        }
-        Ok(())
-    }
-
     pub fn delete_listeners(&mut self, name: &str, ports: &[u16]) -> Result<(), ApiError> {
         let lb = self.lb_mut(name)?;
         if let Some(port) = ports
@@ -380,177 +259,6 @@ impl Model {
         lb.listeners.retain(|l| !ports.contains(&l.port));
         lb.listener_policies.retain(|(p, _)| !ports.contains(p));
         Ok(())
-    }
-
-    /// Resolves ids (inventory, or `HOST:PORT`), registers the new ones; returns the registered ids.
-    pub fn register(&mut self, name: &str, ids: &[String]) -> Result<Vec<String>, ApiError> {
-        let default_zone = self.lb(name)?.zones.first().cloned().unwrap_or_default();
-        let mut resolved = Vec::with_capacity(ids.len());
-        for id in ids {
-            resolved.push(self.resolve(id, &default_zone)?);
-        }
-        let count = self
-            .lb(name)?
-            .registered
-            .iter()
-            .filter(|r| r.draining_until.is_none())
-            .count();
-        let fresh = resolved
-            .iter()
-            .filter(|i| !self.lb(name).is_ok_and(|lb| lb.is_registered(&i.id)))
-            .count();
-        if count + fresh > MAX_INSTANCES {
-            return Err(ApiError::invalid_configuration(format!(
-                "Exceeded the limit of {MAX_INSTANCES} registered instances"
-            )));
-        }
-        for instance in resolved {
-            let lb = self.lb_mut(name)?;
-            if let Some(r) = lb
-                .registered
-                .iter_mut()
-                .find(|r| r.instance.id == instance.id)
-            {
-                // Registering a draining instance again cancels its deregistration.
-                r.draining_until = None;
-                continue;
-            }
-            let (slot, serial) = self.allocate()?;
-            self.health.set(slot, Health::Registering);
-            self.lb_mut(name)?.registered.push(Registered {
-                instance,
-                slot,
-                serial,
-                draining_until: None,
-            });
-        }
-        Ok(self.lb(name)?.registered_ids())
-    }
-
-    /// Takes instances out of service: draining (spec §5.4) or at once (§5.5).
-    pub fn deregister(
-        &mut self,
-        name: &str,
-        ids: &[String],
-        now: Instant,
-    ) -> Result<Vec<String>, ApiError> {
-        let lb = self.lb(name)?;
-        if let Some(id) = ids.iter().find(|id| !lb.is_registered(id)) {
-            return Err(ApiError::invalid_instance(format!(
-                "The requested instance {id} is not registered with the load balancer {name}"
-            )));
-        }
-        let drain = lb
-            .attributes
-            .draining
-            .then(|| Duration::from_secs(lb.attributes.draining_timeout.into()));
-        let mut released = Vec::new();
-        let lb = self.lb_mut(name)?;
-        lb.registered.retain_mut(|r| {
-            if !ids.contains(&r.instance.id) {
-                return true;
-            }
-            match drain {
-                Some(timeout) => {
-                    r.draining_until = Some(now + timeout);
-                    true
-                }
-                None => {
-                    released.push(r.slot);
-                    false
-                }
-            }
-        });
-        for slot in released {
-            self.release(slot);
-        }
-        Ok(self.lb(name)?.registered_ids())
-    }
-
-    /// Ends drains whose requests are done (`in_flight(slot) == 0`) or whose time is up.
-    pub fn finish_draining(&mut self, now: Instant, in_flight: impl Fn(usize) -> u32) -> bool {
-        let mut released = Vec::new();
-        for lb in &mut self.lbs {
-            lb.registered.retain(|r| match r.draining_until {
-                Some(until) if now >= until || in_flight(r.slot) == 0 => {
-                    released.push(r.slot);
-                    false
-                }
-                _ => true,
-            });
-        }
-        let changed = !released.is_empty();
-        for slot in released {
-            self.release(slot);
-        }
-        changed
-    }
-
-    pub fn draining(&self) -> bool {
-        self.lbs
-            .iter()
-            .any(|lb| lb.registered.iter().any(|r| r.draining_until.is_some()))
-    }
-
-    /// DescribeInstanceHealth (spec §3): every registered instance, or the ids asked for.
-    pub fn instance_health(
-        &self,
-        name: &str,
-        ids: &[String],
-    ) -> Result<Vec<InstanceHealth>, ApiError> {
-        let lb = self.lb(name)?;
-        if ids.is_empty() {
-            return Ok(lb
-                .registered
-                .iter()
-                .map(|r| self.health_of(lb, r))
-                .collect());
-        }
-        let mut rows = Vec::with_capacity(ids.len());
-        for id in ids {
-            match lb.registered.iter().find(|r| r.instance.id == *id) {
-                Some(r) => rows.push(self.health_of(lb, r)),
-                None if self.known(id) => rows.push(InstanceHealth {
-                    id: id.clone(),
-                    state: "OutOfService",
-                    reason_code: "Instance",
-                    description: "Instance is not currently registered with the LoadBalancer.",
-                }),
-                None => {
-                    return Err(ApiError::invalid_instance(format!(
-                        "The requested instance {id} is not valid"
-                    )))
-                }
-            }
-        }
-        Ok(rows)
-    }
-
-    fn health_of(&self, lb: &LbState, r: &Registered) -> InstanceHealth {
-        let id = r.instance.id.clone();
-        if r.draining_until.is_some() {
-            return InstanceHealth {
-                id,
-                state: "InService",
-                reason_code: "ELB",
-                description: "Instance deregistration currently in progress.",
-            };
-        }
-        if !lb.zones.contains(&r.instance.zone) {
-            return InstanceHealth {
-                id,
-                state: "OutOfService",
-                reason_code: "ELB",
-                description: "Instance is in the EC2 Availability Zone for which LoadBalancer is not configured to route traffic to.",
-            };
-        }
-        let health = self.health.get(r.slot);
-        InstanceHealth {
-            id,
-            state: health.state(),
-            reason_code: health.reason_code(),
-            description: health.description(),
-        }
     }
 
     pub fn configure_health_check(
@@ -640,15 +348,6 @@ impl Model {
             self.lb_mut(name)?.tags.retain(|(k, _)| !keys.contains(k));
         }
         Ok(())
-    }
-
-    /// The routing picture of every load balancer as it stands.
-    pub fn topology(&self) -> Result<Topology, TopologyError> {
-        let lbs: Vec<(LoadBalancer, Vec<Registration>)> =
-            self.lbs.iter().map(LbState::routing).collect();
-        let pairs: Vec<(&LoadBalancer, &[Registration])> =
-            lbs.iter().map(|(lb, r)| (lb, r.as_slice())).collect();
-        Topology::build(&pairs, self.health.clone(), self.stats_keys.clone())
     }
 
     /// An instance id the API accepts: one from the inventory, or `HOST:PORT`.
@@ -747,95 +446,6 @@ impl LbState {
             .filter(|r| r.draining_until.is_none())
             .map(|r| r.instance.id.clone())
             .collect()
-    }
-
-    /// The attached policies (of instance port `port`) of one type.
-    fn backend_policies_of(&self, port: u16, type_name: &str) -> Vec<&PolicyDef> {
-        self.backend_policies
-            .iter()
-            .filter(|(p, _)| *p == port)
-            .flat_map(|(_, names)| names.iter())
-            .filter_map(|n| self.policies.iter().find(|p| p.name == *n))
-            .filter(|p| p.type_name == type_name)
-            .collect()
-    }
-
-    /// `--proxy-protocol` ports, plus instance ports with a ProxyProtocol policy.
-    fn proxy_protocol_with_policies(&self) -> Vec<(u16, crate::tcp::proxy_protocol::Version)> {
-        let mut ports = self.proxy_protocol.clone();
-        for (port, _) in &self.backend_policies {
-            let on = self
-                .backend_policies_of(*port, policies::PROXY_PROTOCOL)
-                .iter()
-                .any(|p| p.attribute("ProxyProtocol") == Some("true"));
-            if on && !ports.iter().any(|(p, _)| p == port) {
-                ports.push((*port, crate::tcp::proxy_protocol::Version::V1));
-            }
-        }
-        ports
-    }
-
-    /// Public keys pinned per instance port by BackendServerAuthentication policies.
-    fn backend_pins(&self) -> Vec<(u16, Vec<Vec<u8>>)> {
-        let mut pins = Vec::new();
-        for (port, _) in &self.backend_policies {
-            let keys: Vec<Vec<u8>> = self
-                .backend_policies_of(*port, policies::BACKEND_AUTH)
-                .iter()
-                .flat_map(|auth| {
-                    auth.attributes
-                        .iter()
-                        .filter(|(n, _)| n.eq_ignore_ascii_case("PublicKeyPolicyName"))
-                        .map(|(_, v)| v.clone())
-                })
-                .filter_map(|name| self.policies.iter().find(|p| p.name == name))
-                .filter_map(|p| {
-                    p.attribute("PublicKey")
-                        .and_then(policies::decode_public_key)
-                })
-                .collect();
-            if !keys.is_empty() {
-                pins.push((*port, keys));
-            }
-        }
-        pins
-    }
-
-    fn routing(&self) -> (LoadBalancer, Vec<Registration>) {
-        let lb = LoadBalancer {
-            name: self.name.clone(),
-            listeners: self.listeners.clone(),
-            instances: self.registered.iter().map(|r| r.instance.clone()).collect(),
-            zones: self.zones.clone(),
-            cross_zone: self.attributes.cross_zone,
-            idle_timeout: Duration::from_secs(self.attributes.idle_timeout.into()),
-            health_check: self.health_check.clone(),
-            proxy_protocol: self.proxy_protocol_with_policies(),
-            sticky: self.sticky.clone(),
-            listener_sticky: self
-                .listener_policies
-                .iter()
-                .map(|(port, names)| {
-                    let sticky = names
-                        .iter()
-                        .filter_map(|n| self.policies.iter().find(|p| p.name == *n))
-                        .find_map(PolicyDef::sticky);
-                    (*port, sticky)
-                })
-                .collect(),
-            backend_pins: self.backend_pins(),
-            desync_mode: Mode::parse(&self.attributes.desync_mode).unwrap_or_default(),
-        };
-        let registrations = self
-            .registered
-            .iter()
-            .map(|r| Registration {
-                slot: r.slot,
-                serial: r.serial,
-                draining: r.draining_until.is_some(),
-            })
-            .collect();
-        (lb, registrations)
     }
 }
 
@@ -937,6 +547,10 @@ fn resolve_host(host: &Host) -> Option<IpAddr> {
         }
     }
 }
+
+mod policy_ops;
+mod registration;
+mod routing;
 
 #[cfg(test)]
 mod tests;
