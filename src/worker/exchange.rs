@@ -10,23 +10,20 @@
 //! response, and a closed client connection once it has.
 
 use super::buffer::{Buf, BUF_SIZE};
-use super::conn::{Deadline, Exchange, Phase, Ready, Response, Upstream};
+use super::conn::{Exchange, Phase, Ready, Response};
 use super::pipe::{Pipe, PipeError};
 use super::session::Step;
 use super::splice::{splice_through, take_pipe};
-use super::stream::Stream;
-use super::token::{self, Kind};
-use super::{Worker, CONNECT_TIMEOUT};
+use super::sticky::sticky_cookies;
+use super::upstream::{establish, still_idle};
+use super::Worker;
 use crate::backend::balancer::Tried;
 use crate::http::canned::Canned;
 use crate::http::request::Parse;
 use crate::http::response::{self, MAX_RESPONSE_HEAD};
 use crate::stats::Counter;
 use mio::net::TcpStream;
-use mio::Interest;
 use std::io;
-use std::net::SocketAddr;
-use std::time::Duration;
 
 /// Bodies with at least this much left (after what was read with the head) are spliced.
 const SPLICE_MIN: u64 = 64 * 1024;
@@ -368,149 +365,6 @@ impl Worker {
         }
     }
 
-    /// Attaches a pooled or new upstream connection to `ex`; false when no instance is left.
-    pub(super) fn attach_upstream(&mut self, key: usize, ex: &mut Exchange, fresh: bool) -> bool {
-        let now = self.now;
-        let Some((listener, zone, idle)) =
-            self.clients.get(key).map(|c| (c.listener, c.zone, c.idle))
-        else {
-            return false;
-        };
-        // Sticky sessions: the instance the cookie names, while it is healthy (spec §7.8:
-        // otherwise the usual pick, as if there were no cookie, and a new cookie).
-        let named = ex.sticky.as_ref().and_then(|s| s.target.clone());
-        let sticky_pick = named.and_then(|(id, port)| {
-            self.balancer
-                .pick_named(&self.topo, listener, zone, &mut ex.tried, &id, port)
-        });
-        if let Some(state) = ex.sticky.as_mut() {
-            state.set_cookie = sticky_pick.is_none();
-        }
-        let mut sticky_pick = sticky_pick;
-        while let Some(pick) = sticky_pick.take().or_else(|| {
-            self.balancer
-                .pick(&self.topo, listener, zone, &mut ex.tried, now)
-        }) {
-            if !fresh {
-                while let Some(uk) = self.pool.pop(pick.backend) {
-                    let Some(u) = self.upstreams.get_mut(uk) else {
-                        continue;
-                    };
-                    if u.ready.readable || u.ready.hup {
-                        self.close_upstream(uk);
-                        continue;
-                    }
-                    u.owner = Some(key);
-                    u.deadline.at = now + u.idle;
-                    self.bind(ex, uk, pick.backend, pick.instance, true);
-                    return true;
-                }
-            }
-            let Some(addr) = self.topo.backends.get(pick.backend).map(|b| b.addr) else {
-                continue;
-            };
-            match self.connect(addr, key, pick.backend, idle) {
-                Ok(uk) => {
-                    self.bind(ex, uk, pick.backend, pick.instance, false);
-                    return true;
-                }
-                Err(e) => {
-                    log::debug!("connect to {addr} failed: {e}");
-                    self.balancer.refused(pick.backend, now);
-                }
-            }
-        }
-        false
-    }
-
-    fn bind(
-        &mut self,
-        ex: &mut Exchange,
-        upstream: usize,
-        backend: usize,
-        instance: usize,
-        reused: bool,
-    ) {
-        ex.upstream = Some(upstream);
-        ex.dispatched = self.now;
-        if let Some(log) = ex.log.as_mut() {
-            log.backend = self.topo.backends.get(backend).map(|b| b.addr);
-        }
-        ex.backend = backend;
-        ex.instance = instance;
-        ex.reused = reused;
-        let pool = if reused {
-            &self.settings.stats.backend_pool_hits
-        } else {
-            &self.settings.stats.backend_pool_misses
-        };
-        pool.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        ex.slot = self
-            .topo
-            .instances
-            .get(instance)
-            .map_or(usize::MAX, |v| v.slot);
-        self.balancer.begin(instance);
-        self.in_flight.begin(ex.slot);
-    }
-
-    fn connect(
-        &mut self,
-        addr: SocketAddr,
-        owner: usize,
-        backend: usize,
-        idle: Duration,
-    ) -> io::Result<usize> {
-        let mut sock = TcpStream::connect(addr)?;
-        let _ = sock.set_nodelay(true);
-        let tls = self.topo.backends.get(backend).is_some_and(|b| b.tls);
-        let tls_config = tls.then(|| self.backend_tls_for(backend));
-        let generation = self.generations.issue();
-        let entry = self.upstreams.vacant_entry();
-        let key = entry.key();
-        self.poll.registry().register(
-            &mut sock,
-            token::encode(Kind::Backend, generation, key),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        let sock = if let Some(config) = tls_config {
-            Stream::tls_client(sock, config, addr.ip())?
-        } else {
-            Stream::Plain(sock)
-        };
-        entry.insert(Upstream {
-            sock,
-            generation,
-            backend,
-            ready: Ready::default(),
-            connected: false,
-            rbuf: None,
-            owner: Some(owner),
-            deadline: Deadline::new(self.now + CONNECT_TIMEOUT.min(idle)),
-            idle,
-        });
-        Ok(key)
-    }
-
-    /// Lets go of the exchange's upstream connection: back to the pool, or closed.
-    fn detach(&mut self, ex: &mut Exchange, reuse: bool) {
-        let Some(uk) = ex.upstream.take() else { return };
-        self.balancer.end(ex.instance);
-        self.in_flight.end(ex.slot);
-        if reuse {
-            if let Some(u) = self.upstreams.get_mut(uk) {
-                u.owner = None;
-                self.bufs.release(&mut u.rbuf);
-                u.deadline.at = self.now + u.idle;
-                if self.pool.push(u.backend, uk) {
-                    self.arm_upstream(uk);
-                    return;
-                }
-            }
-        }
-        self.close_upstream(uk);
-    }
-
     pub(super) fn drop_exchange(&mut self, mut ex: Exchange) {
         self.release_exchange(&mut ex);
     }
@@ -667,109 +521,12 @@ impl Worker {
     }
 }
 
-impl Worker {
-    /// The access-log line of a finished (or failed) exchange.
-    pub(super) fn log_exchange(&mut self, key: usize, ex: &mut Exchange, elb_status: Option<u16>) {
-        let Some(log) = ex.log.take() else { return };
-        let Some(c) = self.clients.get(key) else {
-            return;
-        };
-        let topo = self.topo.clone();
-        let lb = topo.lb_name_of(c.listener);
-        let dispatched = log.backend.map(|_| ex.dispatched);
-        let response_bytes = match &ex.response {
-            Response::Body { pipe, .. } => pipe.moved,
-            Response::AwaitHead => 0,
-        };
-        let entry = crate::access_log::Entry {
-            time: log.time,
-            lb,
-            client: c.peer,
-            backend: log.backend,
-            request_processing: dispatched.map(|at| at.saturating_duration_since(log.received)),
-            backend_processing: dispatched
-                .zip(log.response_head_at)
-                .map(|(sent, head)| head.saturating_duration_since(sent)),
-            response_processing: log.response_head_at.map(|_| Duration::ZERO),
-            elb_status,
-            backend_status: log.backend_status,
-            received_bytes: ex.request.moved,
-            sent_bytes: response_bytes,
-            request: Some(&log.request),
-            user_agent: Some(&log.user_agent),
-            tls: c.sock.tls_names(),
-        };
-        self.access_log(&entry);
-    }
-}
-
-/// The `Set-Cookie` lines a response gets for stickiness (spec §7.4–7.10), if any.
-fn sticky_cookies(
-    state: &super::conn::StickyState,
-    response_head: &[u8],
-    topo: &crate::config::Topology,
-    instance: usize,
-    backend: usize,
-    key: &crate::http::sticky::Key,
-) -> Option<String> {
-    use crate::http::sticky::{application_cookies, duration_cookies, Policy};
-    let id = &topo.instances.get(instance)?.id;
-    let port = topo.backends.get(backend)?.addr.port();
-    match &state.policy {
-        Policy::Duration { period } => state
-            .set_cookie
-            .then(|| duration_cookies(&key.token(id, port), *period)),
-        Policy::Application { cookie } => {
-            let mut headers = [httparse::EMPTY_HEADER; 128];
-            let mut resp = httparse::Response::new(&mut headers);
-            resp.parse(response_head).ok()?;
-            let set_cookies: Vec<&[u8]> = resp
-                .headers
-                .iter()
-                .filter(|h| h.name.eq_ignore_ascii_case("set-cookie"))
-                .map(|h| h.value)
-                .collect();
-            application_cookies(&set_cookies, cookie, &key.token(id, port))
-        }
-    }
-}
-
 /// The metric slots (load balancer, zone) of requests served by `instance`.
 pub(super) fn stats_slots(topo: &crate::config::Topology, instance: usize) -> (usize, usize) {
     topo.instances.get(instance).map_or((usize::MAX, 0), |v| {
         let lb = topo.lbs.get(v.lb).map_or(usize::MAX, |l| l.stats_slot);
         (lb, v.zone_slot)
     })
-}
-
-/// Completes the connect and, to a TLS instance, the handshake: `Ok(false)` while
-/// either is still in progress.
-pub(super) fn establish(u: &mut Upstream) -> io::Result<bool> {
-    if !connect_status(u.sock.tcp())? {
-        return Ok(false);
-    }
-    if !u.sock.is_tls() {
-        return Ok(true);
-    }
-    if u.sock.handshake()? {
-        // Edge-triggered readiness spent on the handshake is not signalled again.
-        u.ready.readable = true;
-        u.ready.writable = true;
-        return Ok(true);
-    }
-    Ok(false)
-}
-
-/// Completes a non-blocking connect: `Ok(false)` while still in progress.
-pub(super) fn connect_status(sock: &TcpStream) -> io::Result<bool> {
-    if let Some(e) = sock.take_error()? {
-        return Err(e);
-    }
-    match sock.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(e) => Err(e),
-    }
 }
 
 /// A readable source, and whether a read shorter than asked proves it is drained: true
@@ -819,31 +576,5 @@ pub(super) fn read_some(
             Ok(ReadOutcome::Blocked)
         }
         Err(e) => Err(e),
-    }
-}
-
-/// A finished upstream connection may still hold an unread EOF or stray bytes; only
-/// one with nothing pending goes back to the pool.
-fn still_idle(u: &mut Upstream) -> bool {
-    if !u.ready.readable {
-        return true;
-    }
-    if u.sock.is_tls() {
-        // Through rustls, so a late session ticket is taken in; any plaintext or a
-        // close_notify means the connection is not clean.
-        return match io::Read::read(&mut u.sock, &mut [0u8; 1]) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                u.ready.readable = false;
-                true
-            }
-            _ => false,
-        };
-    }
-    match u.sock.tcp().peek(&mut [0u8; 1]) {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            u.ready.readable = false;
-            true
-        }
-        _ => false,
     }
 }

@@ -5,20 +5,24 @@
 //! due, then finish sessions that yielded to be fair to others. Nothing here blocks and
 //! nothing here locks; a worker shares nothing writable with other workers.
 
+mod accept;
 pub mod buffer;
 mod conn;
 mod exchange;
 mod listen;
+mod logging;
 mod pipe;
 mod probe;
 mod session;
 mod splice;
+mod sticky;
 mod stream;
 mod surge;
 mod swap;
 pub mod timers;
 pub mod token;
 mod tunnel;
+mod upstream;
 
 pub use listen::{bind_listeners, bind_new_listeners, ListenError};
 pub use probe::health_unit_from_env;
@@ -313,31 +317,6 @@ impl Worker {
         }
     }
 
-    /// The client TLS configuration for back end `backend`: the shared one, or one with
-    /// the keys its port's back-end authentication policy pins.
-    pub(super) fn backend_tls_for(&mut self, backend: usize) -> Arc<rustls::ClientConfig> {
-        let pins = match self.topo.backends.get(backend) {
-            Some(b) if !b.pins.is_empty() => b.pins.clone(),
-            _ => return self.settings.backend_tls.clone(),
-        };
-        if let Some(config) = self.pinned_tls.get(&pins) {
-            return config.clone();
-        }
-        match crate::tls::backend::client_config_pinned(
-            &self.settings.backend_tls_settings,
-            Some(&pins),
-        ) {
-            Ok(config) => {
-                self.pinned_tls.insert(pins, config.clone());
-                config
-            }
-            Err(e) => {
-                log::error!("back-end authentication policy: {e}");
-                self.settings.backend_tls.clone()
-            }
-        }
-    }
-
     /// Buffer figures for the metrics scrape: three relaxed stores per loop turn.
     fn publish_buffer_stats(&self) {
         use std::sync::atomic::Ordering::Relaxed;
@@ -347,28 +326,6 @@ impl Worker {
             .store(self.bufs.in_use() as u64, Relaxed);
         stats.buffer_hits.store(self.bufs.hits, Relaxed);
         stats.buffer_misses.store(self.bufs.misses, Relaxed);
-    }
-
-    /// Appends one access-log line (when the log is on); hands the buffer over when full.
-    pub(super) fn access_log(&mut self, entry: &crate::access_log::Entry<'_>) {
-        if self.settings.access_log.is_none() {
-            return;
-        }
-        crate::access_log::format(entry, &mut self.log_lines);
-        if self.log_lines.len() >= LOG_BATCH {
-            self.flush_log();
-        }
-    }
-
-    fn flush_log(&mut self) {
-        self.log_flushed = self.now;
-        if self.log_lines.is_empty() {
-            return;
-        }
-        let lines = std::mem::replace(&mut self.log_lines, Vec::with_capacity(LOG_BATCH));
-        if let Some(sender) = &self.settings.access_log {
-            let _ = sender.send(crate::access_log::Message::Lines(lines));
-        }
     }
 
     /// Whether the worker is stopping (then no client connection is kept alive).
@@ -428,113 +385,6 @@ impl Worker {
         }
     }
 
-    fn accept(&mut self, index: usize) {
-        if self.accept_backoff.is_some() || self.shutdown.is_some() {
-            return;
-        }
-        loop {
-            if self.clients.len() >= self.settings.max_connections {
-                self.accept_paused = true;
-                return;
-            }
-            let Some(listening) = self.listening.get(index) else {
-                return;
-            };
-            let listener = listening.listener;
-            let bind = listening.addr;
-            let (mut sock, peer) = match listening.sock.accept() {
-                Ok(pair) => pair,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays in the kernel's
-                    // backlog; accepting pauses briefly (no busy loop on a full table)
-                    // and then retries every listener by itself.
-                    self.accept_failed(&e);
-                    return;
-                }
-            };
-            // TCP_NODELAY comes from the listening socket (Linux copies it on accept).
-            let local = if bind.ip().is_unspecified() {
-                match sock.local_addr() {
-                    Ok(addr) => addr,
-                    Err(_) => continue,
-                }
-            } else {
-                bind
-            };
-            let Some(view) = self.topo.listeners.get(listener) else {
-                continue;
-            };
-            if !self.settings.allow.permits(view.listener.port, peer.ip()) {
-                // Closed before a byte is read (dropping the socket closes it).
-                self.settings
-                    .stats
-                    .allow_refused
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                log::debug!("connection from {peer} refused by the allow list");
-                continue;
-            }
-            let lb = view.lb;
-            let tls = view.listener.protocol.is_tls();
-            let idle = self
-                .topo
-                .lbs
-                .get(lb)
-                .map_or(crate::config::DEFAULT_IDLE_TIMEOUT, |l| l.idle_timeout);
-            let zone = self.balancer.assign_zone(&self.topo, lb);
-            let generation = self.generations.issue();
-            let entry = self.clients.vacant_entry();
-            let key = entry.key();
-            if self
-                .poll
-                .registry()
-                .register(
-                    &mut sock,
-                    token::encode(Kind::Client, generation, key),
-                    Interest::READABLE | Interest::WRITABLE,
-                )
-                .is_err()
-            {
-                continue;
-            }
-            let sock = match (&self.settings.tls, tls) {
-                (_, false) => stream::Stream::Plain(sock),
-                (Some(config), true) => match stream::Stream::tls(sock, config.clone()) {
-                    Ok(stream) => stream,
-                    Err(_) => continue,
-                },
-                (None, true) => continue,
-            };
-            entry.insert(Client {
-                sock,
-                generation,
-                listener,
-                zone,
-                peer,
-                local,
-                ready: Default::default(),
-                read_closed: false,
-                rbuf: None,
-                wbuf: None,
-                phase: conn::Phase::IDLE,
-                deadline: conn::Deadline::new(self.now + idle),
-                idle,
-            });
-            self.arm_client(key);
-            self.settings
-                .stats
-                .connections
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if tunnel::is_tcp_listener(self, listener) {
-                match self.start_tunnel(key) {
-                    session::Step::Close => self.close_client(key),
-                    _ => self.drive(key),
-                }
-            }
-        }
-    }
-
     /// The client's exchange, moved out of the slab (the phase becomes `ReadHead`).
     fn take_exchange(&mut self, key: usize) -> Option<conn::Exchange> {
         let c = self.clients.get_mut(key)?;
@@ -563,37 +413,6 @@ impl Worker {
         match self.clients.get(key)?.phase {
             conn::Phase::Exchange(xk) => self.exchanges.get(xk),
             _ => None,
-        }
-    }
-
-    fn resume_accepting(&mut self) {
-        if self.accept_paused && self.clients.len() < self.settings.max_connections {
-            self.accept_paused = false;
-            self.accept_all();
-        }
-    }
-
-    fn accept_all(&mut self) {
-        let keys: Vec<usize> = self.listening.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            self.accept(key);
-        }
-    }
-
-    /// Pauses accepting for `ACCEPT_BACKOFF`; warns at most once a second, with a count.
-    fn accept_failed(&mut self, e: &io::Error) {
-        self.accept_backoff = Some(self.now + ACCEPT_BACKOFF);
-        self.accept_failures += 1;
-        if self.now >= self.next_accept_warning {
-            log::warn!(
-                "worker {}: accept failed {} times in the last second ({e}); pausing accepts \
-                 for {} ms at a time until it succeeds",
-                self.id,
-                self.accept_failures,
-                ACCEPT_BACKOFF.as_millis()
-            );
-            self.accept_failures = 0;
-            self.next_accept_warning = self.now + Duration::from_secs(1);
         }
     }
 

@@ -10,9 +10,10 @@
 
 use super::buffer::Buf;
 use super::conn::{Deadline, Ready};
-use super::exchange::{connect_status, read_some, ReadOutcome};
+use super::exchange::{read_some, ReadOutcome};
 use super::stream::Stream;
 use super::token::{self, Kind};
+use super::upstream::connect_status;
 use super::Worker;
 use crate::backend::health::Hysteresis;
 use crate::config::Topology;

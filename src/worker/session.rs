@@ -10,6 +10,7 @@
 use super::conn::{Exchange, Phase, RequestLog, Response, StickyState};
 use super::exchange::{read_some, ReadOutcome};
 use super::pipe::Pipe;
+use super::sticky::sticky_target;
 use super::{Worker, LINGER};
 use crate::backend::balancer::Tried;
 use crate::http::canned::Canned;
@@ -404,28 +405,6 @@ impl Worker {
         self.resume_accepting();
     }
 
-    /// The access-log line of a request clb refused before reading it whole.
-    fn log_refused(&mut self, client: std::net::SocketAddr, listener: usize, status: u16) {
-        let topo = self.topo.clone();
-        let lb = topo.lb_name_of(listener);
-        self.access_log(&crate::access_log::Entry {
-            time: std::time::SystemTime::now(),
-            lb,
-            client,
-            backend: None,
-            request_processing: None,
-            backend_processing: None,
-            response_processing: None,
-            elb_status: Some(status),
-            backend_status: None,
-            received_bytes: 0,
-            sent_bytes: 0,
-            request: None,
-            user_agent: Some("-"),
-            tls: None,
-        });
-    }
-
     /// The client's idle timeout passed.
     pub(super) fn client_timed_out(&mut self, key: usize) {
         enum Action {
@@ -488,27 +467,4 @@ fn canned_for(e: HeadError) -> Canned {
         HeadError::UriTooLong => Canned::UriTooLong,
         HeadError::HeadersTooLarge => Canned::HeadersTooLarge,
     }
-}
-
-/// The instance a request's genuine `AWSELB` cookie names (spec §7.4, §7.9: with the
-/// application policy, only while the application's own cookie is still sent).
-fn sticky_target(
-    head: &[u8],
-    policy: &crate::http::sticky::Policy,
-    key: &crate::http::sticky::Key,
-) -> Option<(String, u16)> {
-    use crate::http::sticky::{cookie_value, Policy};
-    let mut headers = [httparse::EMPTY_HEADER; crate::http::request::MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    req.parse(head).ok()?;
-    let cookies: Vec<&[u8]> = req
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
-        .map(|h| h.value)
-        .collect();
-    if let Policy::Application { cookie } = policy {
-        cookie_value(&cookies, cookie)?;
-    }
-    key.verify(cookie_value(&cookies, "AWSELB")?)
 }

@@ -11,22 +11,18 @@
 //! sockets it then moves kernel to kernel (`splice`) through a pooled pipe, held until
 //! the tunnel ends. Short exchanges never take a pipe.
 
-use super::conn::{Deadline, Phase, Ready, Upstream};
+use super::conn::{Phase, Ready};
 use super::exchange::stats_slots;
 use super::exchange::{read_some, ReadOutcome};
 use super::pipe::Pipe;
 use super::session::Step;
 use super::splice::{splice_through, take_pipe};
-use super::stream::Stream;
-use super::token::{self, Kind};
-use super::{Worker, CONNECT_TIMEOUT};
+use super::Worker;
 use crate::backend::balancer::Tried;
 use crate::http::framing::Body;
 use crate::stats::Counter;
 use crate::sys::KernelPipe;
 use crate::tcp::proxy_protocol;
-use mio::net::TcpStream;
-use mio::Interest;
 
 pub struct Tunnel {
     pub upstream: Option<usize>,
@@ -37,17 +33,17 @@ pub struct Tunnel {
     /// Waiting in the surge queue for room at an instance.
     pub queued: bool,
     /// When the current connect to the instance started (Latency, for TCP).
-    connecting_since: std::time::Instant,
+    pub(super) connecting_since: std::time::Instant,
     /// Client → instance: the PROXY header first, then the client's bytes.
     header: Vec<u8>,
     header_sent: usize,
-    up: Pipe,
+    pub(super) up: Pipe,
     up_eof: bool,
     up_shut: bool,
     up_bulk: bool,
     up_kernel: Option<KernelPipe>,
     /// Instance → client.
-    down: Pipe,
+    pub(super) down: Pipe,
     down_eof: bool,
     down_shut: bool,
     down_bulk: bool,
@@ -132,54 +128,10 @@ impl Worker {
             let Some(backend) = self.topo.backends.get(pick.backend) else {
                 continue;
             };
-            let (addr, proxy, tls) = (backend.addr, backend.proxy_protocol, backend.tls);
-            let sock = match TcpStream::connect(addr) {
-                Ok(sock) => sock,
-                Err(e) => {
-                    log::debug!("connect to {addr} failed: {e}");
-                    let (lb, zone) = stats_slots(&self.topo, pick.instance);
-                    self.settings
-                        .stats
-                        .add(lb, zone, Counter::BackendConnectionErrors, 1);
-                    self.balancer.refused(pick.backend, now);
-                    continue;
-                }
-            };
-            let tls_config = tls.then(|| self.backend_tls_for(pick.backend));
-            let generation = self.generations.issue();
-            let entry = self.upstreams.vacant_entry();
-            let uk = entry.key();
-            let mut sock = sock;
-            let registered = self.poll.registry().register(
-                &mut sock,
-                token::encode(Kind::Backend, generation, uk),
-                Interest::READABLE | Interest::WRITABLE,
-            );
-            if registered.is_err() {
+            let (addr, proxy) = (backend.addr, backend.proxy_protocol);
+            let Ok(uk) = self.connect(addr, key, pick.backend, idle) else {
                 continue;
-            }
-            let sock = if let Some(config) = tls_config {
-                match Stream::tls_client(sock, config, addr.ip()) {
-                    Ok(sock) => sock,
-                    Err(e) => {
-                        log::warn!("TLS to {addr} cannot start: {e}");
-                        continue;
-                    }
-                }
-            } else {
-                Stream::Plain(sock)
             };
-            entry.insert(Upstream {
-                sock,
-                generation,
-                backend: pick.backend,
-                ready: Ready::default(),
-                connected: false,
-                rbuf: None,
-                owner: Some(key),
-                deadline: Deadline::new(now + CONNECT_TIMEOUT.min(idle)),
-                idle,
-            });
             tunnel.header.clear();
             if let Some(version) = proxy {
                 proxy_protocol::encode(version, peer, local, &mut tunnel.header);
@@ -250,40 +202,6 @@ impl Worker {
             (false, true) => Some(false),
             (false, false) => None,
         }
-    }
-
-    /// The access-log line of a TCP/SSL connection, when it ends (spec §12.1).
-    pub(super) fn log_tunnel(&mut self, c: &super::conn::Client, t: &Tunnel) {
-        if self.settings.access_log.is_none() {
-            return;
-        }
-        let topo = self.topo.clone();
-        let lb = topo.lb_name_of(c.listener);
-        let backend = t
-            .upstream
-            .and_then(|_| topo.backends.get(t.backend))
-            .map(|b| b.addr);
-        let connected = t
-            .upstream
-            .and_then(|uk| self.upstreams.get(uk))
-            .is_some_and(|u| u.connected);
-        let entry = crate::access_log::Entry {
-            time: self.wall_clock(t.connecting_since),
-            lb,
-            client: c.peer,
-            backend: backend.filter(|_| connected),
-            request_processing: None,
-            backend_processing: None,
-            response_processing: None,
-            elb_status: None,
-            backend_status: None,
-            received_bytes: t.up.moved,
-            sent_bytes: t.down.moved,
-            request: None,
-            user_agent: None,
-            tls: c.sock.tls_names(),
-        };
-        self.access_log(&entry);
     }
 
     pub(super) fn release_tunnel(&mut self, tunnel: &mut Tunnel) {
@@ -369,7 +287,7 @@ impl Worker {
             if !u.ready.writable && !u.ready.readable {
                 return Flow::Wait;
             }
-            match super::exchange::establish(u) {
+            match super::upstream::establish(u) {
                 Ok(true) => {
                     u.connected = true;
                     progress = true;

@@ -1,0 +1,144 @@
+//! Accepting client connections: the `--max-connections` cap, `--allow` at accept, the
+//! pause when the process runs out of descriptors, and a new client's first state.
+
+use super::*;
+
+impl Worker {
+    pub(super) fn accept(&mut self, index: usize) {
+        if self.accept_backoff.is_some() || self.shutdown.is_some() {
+            return;
+        }
+        loop {
+            if self.clients.len() >= self.settings.max_connections {
+                self.accept_paused = true;
+                return;
+            }
+            let Some(listening) = self.listening.get(index) else {
+                return;
+            };
+            let listener = listening.listener;
+            let bind = listening.addr;
+            let (mut sock, peer) = match listening.sock.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays in the kernel's
+                    // backlog; accepting pauses briefly (no busy loop on a full table)
+                    // and then retries every listener by itself.
+                    self.accept_failed(&e);
+                    return;
+                }
+            };
+            // TCP_NODELAY comes from the listening socket (Linux copies it on accept).
+            let local = if bind.ip().is_unspecified() {
+                match sock.local_addr() {
+                    Ok(addr) => addr,
+                    Err(_) => continue,
+                }
+            } else {
+                bind
+            };
+            let Some(view) = self.topo.listeners.get(listener) else {
+                continue;
+            };
+            if !self.settings.allow.permits(view.listener.port, peer.ip()) {
+                // Closed before a byte is read (dropping the socket closes it).
+                self.settings
+                    .stats
+                    .allow_refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                log::debug!("connection from {peer} refused by the allow list");
+                continue;
+            }
+            let lb = view.lb;
+            let tls = view.listener.protocol.is_tls();
+            let idle = self
+                .topo
+                .lbs
+                .get(lb)
+                .map_or(crate::config::DEFAULT_IDLE_TIMEOUT, |l| l.idle_timeout);
+            let zone = self.balancer.assign_zone(&self.topo, lb);
+            let generation = self.generations.issue();
+            let entry = self.clients.vacant_entry();
+            let key = entry.key();
+            if self
+                .poll
+                .registry()
+                .register(
+                    &mut sock,
+                    token::encode(Kind::Client, generation, key),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .is_err()
+            {
+                continue;
+            }
+            let sock = match (&self.settings.tls, tls) {
+                (_, false) => stream::Stream::Plain(sock),
+                (Some(config), true) => match stream::Stream::tls(sock, config.clone()) {
+                    Ok(stream) => stream,
+                    Err(_) => continue,
+                },
+                (None, true) => continue,
+            };
+            entry.insert(Client {
+                sock,
+                generation,
+                listener,
+                zone,
+                peer,
+                local,
+                ready: Default::default(),
+                read_closed: false,
+                rbuf: None,
+                wbuf: None,
+                phase: conn::Phase::IDLE,
+                deadline: conn::Deadline::new(self.now + idle),
+                idle,
+            });
+            self.arm_client(key);
+            self.settings
+                .stats
+                .connections
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if tunnel::is_tcp_listener(self, listener) {
+                match self.start_tunnel(key) {
+                    session::Step::Close => self.close_client(key),
+                    _ => self.drive(key),
+                }
+            }
+        }
+    }
+
+    pub(super) fn resume_accepting(&mut self) {
+        if self.accept_paused && self.clients.len() < self.settings.max_connections {
+            self.accept_paused = false;
+            self.accept_all();
+        }
+    }
+
+    pub(super) fn accept_all(&mut self) {
+        let keys: Vec<usize> = self.listening.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.accept(key);
+        }
+    }
+
+    /// Pauses accepting for `ACCEPT_BACKOFF`; warns at most once a second, with a count.
+    fn accept_failed(&mut self, e: &io::Error) {
+        self.accept_backoff = Some(self.now + ACCEPT_BACKOFF);
+        self.accept_failures += 1;
+        if self.now >= self.next_accept_warning {
+            log::warn!(
+                "worker {}: accept failed {} times in the last second ({e}); pausing accepts \
+                 for {} ms at a time until it succeeds",
+                self.id,
+                self.accept_failures,
+                ACCEPT_BACKOFF.as_millis()
+            );
+            self.accept_failures = 0;
+            self.next_accept_warning = self.now + Duration::from_secs(1);
+        }
+    }
+}
