@@ -106,8 +106,7 @@ pub fn render(sources: &Sources<'_>) -> String {
     };
 
     for (name, counter, help) in COUNTERS {
-        let _ = writeln!(out, "# HELP clb_{name} {help}.");
-        let _ = writeln!(out, "# TYPE clb_{name} counter");
+        family(&mut out, &format!("clb_{name}"), "counter", help);
         for (lb, zone, lb_slot, zone_slot) in &all {
             let n = sum(*lb_slot, *zone_slot, counter);
             if n > 0 || zone.is_none() {
@@ -116,11 +115,7 @@ pub fn render(sources: &Sources<'_>) -> String {
         }
     }
 
-    let _ = writeln!(
-        out,
-        "# HELP clb_Latency HTTP: request sent to an instance until its response head; TCP: time to connect, in seconds."
-    );
-    let _ = writeln!(out, "# TYPE clb_Latency histogram");
+    family(&mut out, "clb_Latency", "histogram", "HTTP: request sent to an instance until its response head; TCP: time to connect, in seconds");
     for (lb, zone, lb_slot, zone_slot) in all.iter().filter(|s| s.1.is_some()) {
         let count = sum(*lb_slot, *zone_slot, Counter::LatencyCount);
         if count == 0 {
@@ -183,18 +178,18 @@ pub fn render(sources: &Sources<'_>) -> String {
             1,
         ),
     ] {
-        let _ = writeln!(out, "# HELP clb_{name} {help}.");
-        let _ = writeln!(out, "# TYPE clb_{name} gauge");
+        family(&mut out, &format!("clb_{name}"), "gauge", help);
         for (lb, zone, healthy, unhealthy) in &hosts {
             let n = if pick == 0 { healthy } else { unhealthy };
             let _ = writeln!(out, "clb_{name}{{{}}} {n}", labels(lb, Some(zone)));
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP clb_SurgeQueueLength requests (HTTP) or connections (TCP) waiting for room at an instance."
+    family(
+        &mut out,
+        "clb_SurgeQueueLength",
+        "gauge",
+        "requests (HTTP) or connections (TCP) waiting for room at an instance",
     );
-    let _ = writeln!(out, "# TYPE clb_SurgeQueueLength gauge");
     for lb in &topo.lbs {
         let queued: u64 = sources
             .stats
@@ -215,11 +210,12 @@ pub fn render(sources: &Sources<'_>) -> String {
         .iter()
         .map(|s| s.connections.load(Ordering::Relaxed))
         .sum();
-    let _ = writeln!(
-        out,
-        "# HELP clb_EstimatedALBActiveConnectionCount client connections open now, every listener."
+    family(
+        &mut out,
+        "clb_EstimatedALBActiveConnectionCount",
+        "gauge",
+        "client connections open now, every listener",
     );
-    let _ = writeln!(out, "# TYPE clb_EstimatedALBActiveConnectionCount gauge");
     let _ = writeln!(out, "clb_EstimatedALBActiveConnectionCount {connections}");
 
     let process = |read: fn(&Stats) -> u64| -> u64 { sources.stats.iter().map(|s| read(s)).sum() };
@@ -261,18 +257,15 @@ pub fn render(sources: &Sources<'_>) -> String {
             process(|s| s.backend_pool_misses.load(Ordering::Relaxed)),
         ),
     ] {
-        let _ = writeln!(out, "# HELP {name} {help}.");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
+        family(&mut out, name, kind, help);
         let _ = writeln!(out, "{name} {value}");
     }
 
-    let _ = writeln!(
-        out,
-        "# HELP clb_DesyncMitigationMode_NonCompliant_Request_Count HTTP requests not compliant with RFC 7230, every mode."
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE clb_DesyncMitigationMode_NonCompliant_Request_Count counter"
+    family(
+        &mut out,
+        "clb_DesyncMitigationMode_NonCompliant_Request_Count",
+        "counter",
+        "HTTP requests not compliant with RFC 7230, every mode",
     );
     let mut by_class = Vec::new();
     let mut non_compliant = 0;
@@ -296,11 +289,12 @@ pub fn render(sources: &Sources<'_>) -> String {
         out,
         "clb_DesyncMitigationMode_NonCompliant_Request_Count {non_compliant}"
     );
-    let _ = writeln!(
-        out,
-        "# HELP clb_desync_requests HTTP requests by desync classification tier and reason."
+    family(
+        &mut out,
+        "clb_desync_requests",
+        "counter",
+        "HTTP requests by desync classification tier and reason",
     );
-    let _ = writeln!(out, "# TYPE clb_desync_requests counter");
     for (tier, reason, n) in by_class {
         let _ = writeln!(
             out,
@@ -308,4 +302,10 @@ pub fn render(sources: &Sources<'_>) -> String {
         );
     }
     out
+}
+
+/// A metric family's `# HELP` and `# TYPE` lines.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}.");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
 }
