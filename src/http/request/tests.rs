@@ -201,3 +201,26 @@ fn ipv6_clients_are_written_bare() {
     assert!(head.contains("X-Forwarded-For: ::1\r\n"));
     assert!(head.contains("Host: [::1]\r\n"));
 }
+
+#[test]
+fn addresses_and_ports_are_written_as_display_would() {
+    let mut out = BufPool::new(1).get();
+    for ip in [
+        "0.0.0.0",
+        "10.1.2.3",
+        "255.255.255.255",
+        "192.0.2.100",
+        "::1",
+        "2001:db8::7",
+    ] {
+        out.clear();
+        let ip: IpAddr = ip.parse().unwrap();
+        push_ip(&mut out, ip);
+        assert_eq!(out.bytes(), ip.to_string().as_bytes());
+    }
+    for n in [0u32, 7, 80, 443, 65535] {
+        out.clear();
+        push_decimal(&mut out, n);
+        assert_eq!(out.bytes(), n.to_string().as_bytes());
+    }
+}
