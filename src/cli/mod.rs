@@ -158,16 +158,11 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
         &m,
         "max-backend-connections",
         (1, 1_000_000),
-        "a whole number from 1 to 1000000",
+        "a whole number",
     )?
     .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
-    let surge_queue = number(
-        &m,
-        "surge-queue",
-        (0, 1_000_000),
-        "a whole number from 0 to 1000000",
-    )?
-    .map_or(1024, |n| usize::try_from(n).unwrap_or(1024));
+    let surge_queue = number(&m, "surge-queue", (0, 1_000_000), "a whole number")?
+        .map_or(1024, |n| usize::try_from(n).unwrap_or(1024));
     let mut allow = crate::config::allow::AllowList::default();
     for text in m.opt_strs("allow") {
         let rule = crate::config::allow::parse_allow(&text)

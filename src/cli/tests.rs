@@ -243,3 +243,55 @@ fn error_lines_stay_one_line() {
     };
     assert!(!e.contains('\n') && !e.contains('\u{1b}'), "{e}");
 }
+
+#[test]
+fn this_sessions_flags_refuse_bad_values() {
+    let cases = [
+        (
+            "--desync-mode lax",
+            "--desync-mode 'lax': must be monitor, defensive or strictest",
+        ),
+        (
+            "--header-timeout 0",
+            "--header-timeout '0': must be a whole number of seconds from 1 to 4000",
+        ),
+        (
+            "--max-backend-connections 0",
+            "--max-backend-connections '0': must be a whole number from 1 to 1000000",
+        ),
+        (
+            "--surge-queue -1",
+            "--surge-queue '-1': must be a whole number from 0 to 1000000",
+        ),
+        (
+            "--sticky lb:x",
+            "--sticky 'lb:x': 'x' must be a whole number of seconds above 0",
+        ),
+        (
+            "--allow 10.0.0.0/99",
+            "--allow '10.0.0.0/99': prefix length '99' must be 0-32",
+        ),
+    ];
+    for (flags, expected) in cases {
+        assert_eq!(refused(&format!("-l http:80 {flags}")), expected, "{flags}");
+    }
+    let c = run("-l http:80 --desync-mode strictest --header-timeout 5 --max-backend-connections 3 --surge-queue 0 --sticky app:SID --allow 8080=10.0.0.0/8 --access-log -");
+    assert_eq!(
+        c.load_balancer.desync_mode,
+        crate::http::desync::Mode::Strictest
+    );
+    assert_eq!(c.runtime.header_timeout, Duration::from_secs(5));
+    assert_eq!(c.runtime.max_backend_connections, 3);
+    assert_eq!(c.runtime.surge_queue, 0);
+    assert_eq!(c.runtime.allow.rules.len(), 1);
+    assert_eq!(
+        c.runtime.access_log,
+        Some(crate::access_log::Target::Stdout)
+    );
+    assert_eq!(
+        c.load_balancer.sticky,
+        Some(crate::http::sticky::Policy::Application {
+            cookie: "SID".into()
+        })
+    );
+}
