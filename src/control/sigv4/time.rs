@@ -1,7 +1,7 @@
 //! `X-Amz-Date` (`YYYYMMDDTHHMMSSZ`, always UTC) to and from seconds since the epoch, and
-//! the freshness window. Calendar arithmetic is Howard Hinnant's `days_from_civil` and its
-//! inverse, so no date crate is needed for one fixed format.
+//! the freshness window. Calendar arithmetic is `crate::calendar`.
 
+use crate::calendar::{civil_from_days, days_from_civil};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{AuthError, MAX_SKEW_SECS};
@@ -44,15 +44,6 @@ pub(super) fn check_time(
     Ok(())
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
-}
-
 /// `YYYYMMDDTHHMMSSZ` to seconds since the epoch; `None` unless exactly that shape with
 /// real calendar values.
 pub fn parse_amz_date(s: &str) -> Option<i64> {
@@ -93,16 +84,7 @@ pub fn parse_amz_date(s: &str) -> Option<i64> {
 /// Seconds since the epoch to `YYYYMMDDTHHMMSSZ`, for messages.
 pub fn format_amz_date(secs: i64) -> String {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Inverse of `days_from_civil` (same source).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = civil_from_days(days);
     format!(
         "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
         rem / 3600,
