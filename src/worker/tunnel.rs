@@ -97,18 +97,7 @@ impl Worker {
             }
             tunnel.queued = true;
         }
-        let tk = self.tunnels.insert(tunnel);
-        match self.clients.get_mut(key) {
-            Some(c) => {
-                c.phase = Phase::Tunnel(tk);
-                Step::Progress
-            }
-            None => {
-                let mut tunnel = self.tunnels.remove(tk);
-                self.release_tunnel(&mut tunnel);
-                Step::Close
-            }
-        }
+        self.park_tunnel(key, tunnel)
     }
 
     /// Connects to the next instance in round-robin order; false when none is left.
@@ -172,6 +161,11 @@ impl Worker {
             tried: ex.tried,
             ..Tunnel::new(self.now)
         };
+        self.park_tunnel(key, tunnel)
+    }
+
+    /// Makes `tunnel` client `key`'s phase (or lets it go if the client is gone).
+    fn park_tunnel(&mut self, key: usize, tunnel: Tunnel) -> Step {
         let tk = self.tunnels.insert(tunnel);
         match self.clients.get_mut(key) {
             Some(c) => {
