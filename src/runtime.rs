@@ -60,6 +60,8 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
     let runtime = &config.runtime;
     let flags_lb = &config.load_balancer;
     let mut model = Model::new(flags_lb.instances.clone());
+    model.subnet_map = runtime.subnets.clone();
+    model.security_groups = runtime.security_groups.clone();
     let state = runtime.state.as_ref().map(StateFile::new);
     if let Some(state) = &state {
         for lb in state.load().map_err(StartError::State)? {
@@ -67,6 +69,12 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
                 .insert(lb)
                 .map_err(|e| StartError::State(format!("{}: {e}", state.path().display())))?;
         }
+    }
+    for (lb, id) in model.undefined_security_groups() {
+        log::warn!(
+            "load balancer {lb}: security group {id} is not defined by --security-group; \
+             it admits no client until it is"
+        );
     }
     // README: the state file's definition of the flags' load balancer wins once it has one.
     if model.lb(&flags_lb.name).is_ok() {

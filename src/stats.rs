@@ -56,7 +56,7 @@ pub struct Stats {
     /// Requests sent on a pooled instance connection, and on a new one.
     pub backend_pool_hits: AtomicU64,
     pub backend_pool_misses: AtomicU64,
-    /// Client connections closed at accept by `--allow`.
+    /// Client connections closed at accept by `--allow` or a security group.
     pub allow_refused: AtomicU64,
     /// Requests and connections in the surge queue now, per load balancer slot.
     pub surge: Vec<AtomicU64>,

@@ -69,6 +69,11 @@ Recognised but not supported yet (giving one is refused):
                                queue spills over: 503, or the connection closed (default 1024)
       --allow [PORT=]CIDR      accept client connections only from these sources (all listeners, or
                                listener PORT); others are closed at accept; repeatable
+      --subnet ID=ZONE         a subnet the API may name, and its zone (repeatable); an id
+                               without one is its own zone
+      --security-group sg-ID=CIDR[,CIDR...]
+                               a security group the API may attach: the client sources it
+                               admits (repeatable)
       --access-log FILE|-      one line per request (HTTP) or connection (TCP) in ELB's access-log
                                format, appended to FILE (reopened on SIGUSR1) or written to stdout
       --header-timeout S       seconds a request head may take from its first byte, 1-4000

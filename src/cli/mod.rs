@@ -6,6 +6,7 @@
 
 mod help;
 pub use help::usage;
+mod vpc;
 
 use crate::config::{
     parse_health_target, parse_instance, parse_listener, parse_zones, valid_load_balancer_name,
@@ -78,6 +79,8 @@ fn options() -> Options {
         .optopt("", "header-timeout", "", "S")
         .optopt("", "access-log", "", "FILE|-")
         .optmulti("", "allow", "", "[PORT=]CIDR")
+        .optmulti("", "subnet", "", "ID=ZONE")
+        .optmulti("", "security-group", "", "sg-ID=CIDR[,CIDR...]")
         .optopt("", "max-backend-connections", "", "N")
         .optopt("", "surge-queue", "", "N")
         .optopt("", "backend-ca", "", "FILE")
@@ -169,6 +172,8 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             .map_err(|why| flag_error("allow", &text, &why))?;
         allow.rules.push(rule);
     }
+    let subnets = vpc::subnets(&m)?;
+    let security_groups = vpc::security_groups(&m)?;
     let bind = match m.opt_str("bind") {
         None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         Some(addr) => addr.parse().map_err(|_| {
@@ -319,6 +324,8 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             allow,
             max_backend_connections,
             surge_queue,
+            subnets,
+            security_groups,
         },
     })))
 }

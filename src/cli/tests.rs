@@ -115,6 +115,8 @@ fn help_names_every_flag() {
         "header-timeout",
         "access-log",
         "allow",
+        "subnet",
+        "security-group",
         "max-backend-connections",
         "surge-queue",
         "help",
@@ -294,4 +296,48 @@ fn this_sessions_flags_refuse_bad_values() {
             cookie: "SID".into()
         })
     );
+}
+
+#[test]
+fn subnet_and_security_group_flags() {
+    let c = run("-l http:80 --subnet subnet-1=zone-a --subnet subnet-2=zone-b --security-group sg-1=127.0.0.2,10.0.0.0/8 --security-group sg-2=::1");
+    assert_eq!(
+        c.runtime.subnets,
+        [
+            ("subnet-1".to_string(), "zone-a".to_string()),
+            ("subnet-2".to_string(), "zone-b".to_string())
+        ]
+    );
+    let ids: Vec<&str> = c
+        .runtime
+        .security_groups
+        .iter()
+        .map(|g| g.id.as_str())
+        .collect();
+    assert_eq!(ids, ["sg-1", "sg-2"]);
+    assert_eq!(c.runtime.security_groups[0].networks.len(), 2);
+    for (flags, expected) in [
+        (
+            "--subnet subnet-1",
+            "--subnet 'subnet-1': must be ID=ZONE",
+        ),
+        (
+            "--subnet s=a --subnet s=b",
+            "--subnet 's=b': subnet id given twice",
+        ),
+        (
+            "--security-group sg-1=10.0.0.0/99",
+            "--security-group 'sg-1=10.0.0.0/99': prefix length '99' must be 0-32",
+        ),
+        (
+            "--security-group web=10.0.0.1",
+            "--security-group 'web=10.0.0.1': 'web' must be sg- then 1 to 61 of A-Z, a-z, 0-9 and '-'",
+        ),
+        (
+            "--security-group sg-1=10.0.0.1 --security-group sg-1=10.0.0.2",
+            "--security-group 'sg-1=10.0.0.2': security group id given twice",
+        ),
+    ] {
+        assert_eq!(refused(&format!("-l http:80 {flags}")), expected, "{flags}");
+    }
 }

@@ -8,6 +8,7 @@ pub mod allow;
 mod health;
 mod spec;
 pub mod topology;
+pub mod vpc;
 
 pub use health::{
     parse_health_target, HealthCheck, HealthCheckError, HealthProtocol, HealthTarget,
@@ -158,6 +159,11 @@ pub struct Runtime {
     pub max_backend_connections: u32,
     /// Surge queue length for the whole process (spec §11: 1,024 per LB node).
     pub surge_queue: usize,
+
+    /// `--subnet ID=ZONE`: the zone each subnet the API may name is in.
+    pub subnets: Vec<(String, String)>,
+    /// `--security-group`: the groups the API may attach to a load balancer.
+    pub security_groups: Vec<vpc::SecurityGroup>,
 }
 
 /// The whole configuration the process starts from.

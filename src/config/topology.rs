@@ -52,6 +52,9 @@ pub struct LbView {
     pub desync_mode: crate::http::desync::Mode,
     /// Where this load balancer's metrics are counted (`crate::stats`).
     pub stats_slot: usize,
+    /// Client sources its security groups admit (`None`: it has none); the control
+    /// plane fills it in after `build`.
+    pub sources: Option<Vec<super::allow::Network>>,
 }
 
 #[derive(Clone, Debug)]
@@ -137,6 +140,7 @@ impl Topology {
                 health_check: lb.health_check.clone(),
                 desync_mode: lb.desync_mode,
                 stats_slot: topo.stats_keys.lb(&lb.name),
+                sources: None,
             });
             let first_instance = topo.instances.len();
             for (instance, registration) in lb.instances.iter().zip(registrations.iter()) {

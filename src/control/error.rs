@@ -92,6 +92,24 @@ impl ApiError {
         ApiError::new("DuplicateTagKeys", 400, message)
     }
 
+    /// ELB's message for an id that is not a security group (API reference).
+    pub fn invalid_security_group() -> ApiError {
+        ApiError::new(
+            "InvalidSecurityGroup",
+            400,
+            "One or more of the specified security groups do not exist.",
+        )
+    }
+
+    /// ELB's message for a subnet id it does not know (API reference).
+    pub fn subnet_not_found() -> ApiError {
+        ApiError::new(
+            "SubnetNotFound",
+            400,
+            "One or more of the specified subnets do not exist.",
+        )
+    }
+
     pub fn invalid_action(message: impl Into<String>) -> ApiError {
         ApiError::new("InvalidAction", 400, message)
     }

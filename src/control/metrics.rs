@@ -241,7 +241,7 @@ pub fn render(sources: &Sources<'_>) -> String {
         (
             "clb_connections_refused_by_allow_list",
             "counter",
-            "client connections closed at accept by --allow",
+            "client connections closed at accept by --allow or a security group",
             process(|s| s.allow_refused.load(Ordering::Relaxed)),
         ),
         (

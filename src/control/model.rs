@@ -67,6 +67,9 @@ pub struct LbState {
     pub scheme: String,
     pub listeners: Vec<Listener>,
     pub zones: Vec<String>,
+    /// Attached subnets (each names one of `zones`) and security group ids.
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
     pub registered: Vec<Registered>,
     pub health_check: HealthCheck,
     pub attributes: Attributes,
@@ -96,6 +99,9 @@ pub struct Model {
     pub lbs: Vec<LbState>,
     /// `--instance` flags: how ids resolve to addresses and zones.
     pub inventory: Vec<Instance>,
+    /// `--subnet` and `--security-group`: what Subnets and SecurityGroups may name.
+    pub subnet_map: Vec<(String, String)>,
+    pub security_groups: Vec<crate::config::vpc::SecurityGroup>,
     pub health: Arc<HealthBoard>,
     /// Metric slots by name, kept for the life of the process.
     pub stats_keys: Arc<crate::stats::StatsKeys>,
@@ -109,6 +115,8 @@ impl Model {
         Model {
             lbs: Vec::new(),
             inventory,
+            subnet_map: Vec::new(),
+            security_groups: Vec::new(),
             health: Arc::new(HealthBoard::new(MAX_SLOTS)),
             stats_keys: Arc::default(),
             next_serial: 1,
@@ -185,6 +193,8 @@ impl Model {
             scheme: scheme.to_string(),
             listeners: Vec::new(),
             zones,
+            subnets: Vec::new(),
+            security_groups: Vec::new(),
             registered: Vec::new(),
             health_check,
             attributes: Attributes::default(),
@@ -320,6 +330,9 @@ impl Model {
             ));
         }
         lb.zones.retain(|z| !zones.contains(z));
+        let subnet_map = self.subnet_map.clone();
+        let lb = self.lb_mut(name)?;
+        lb.keep_subnets_of_enabled_zones(&subnet_map);
         Ok(lb.zones.clone())
     }
 
@@ -406,6 +419,8 @@ impl LbState {
             scheme: "internet-facing".to_string(),
             listeners: lb.listeners.clone(),
             zones: lb.zones.clone(),
+            subnets: Vec::new(),
+            security_groups: Vec::new(),
             registered: lb
                 .instances
                 .iter()
@@ -551,6 +566,7 @@ fn resolve_host(host: &Host) -> Option<IpAddr> {
 mod policy_ops;
 mod registration;
 mod routing;
+pub mod vpc;
 
 #[cfg(test)]
 mod tests;

@@ -99,6 +99,13 @@ pub fn encode(lbs: &[LbState]) -> String {
         for zone in &lb.zones {
             line(&mut out, &["zone", zone]);
         }
+        // Both records are newer than the format: a file without them loads as before.
+        for subnet in &lb.subnets {
+            line(&mut out, &["subnet", subnet]);
+        }
+        for group in &lb.security_groups {
+            line(&mut out, &["security-group", group]);
+        }
         for r in lb.registered.iter().filter(|r| r.draining_until.is_none()) {
             let i = &r.instance;
             let host = match &i.host {
@@ -204,6 +211,8 @@ pub fn decode(text: &str) -> Result<Vec<LbState>, String> {
                     scheme: scheme.to_string(),
                     listeners: Vec::new(),
                     zones: Vec::new(),
+                    subnets: Vec::new(),
+                    security_groups: Vec::new(),
                     registered: Vec::new(),
                     health_check: HealthCheck::default_for(80),
                     attributes: Attributes::default(),
@@ -228,6 +237,8 @@ pub fn decode(text: &str) -> Result<Vec<LbState>, String> {
                 })
             }
             (["zone", zone], Some(lb)) => lb.zones.push(zone.to_string()),
+            (["subnet", subnet], Some(lb)) => lb.subnets.push(subnet.to_string()),
+            (["security-group", id], Some(lb)) => lb.security_groups.push(id.to_string()),
             (["instance", id, host, port, zone], Some(lb)) => {
                 let host = match host.parse() {
                     Ok(ip) => Host::Ip(ip),

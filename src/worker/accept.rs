@@ -1,5 +1,6 @@
-//! Accepting client connections: the `--max-connections` cap, `--allow` at accept, the
-//! pause when the process runs out of descriptors, and a new client's first state.
+//! Accepting client connections: the `--max-connections` cap, `--allow` and security
+//! groups at accept, the pause when the process runs out of descriptors, and a new
+//! client's first state.
 
 use super::*;
 
@@ -42,13 +43,23 @@ impl Worker {
             let Some(view) = self.topo.listeners.get(listener) else {
                 continue;
             };
-            if !self.settings.allow.permits(view.listener.port, peer.ip()) {
+            // README: a source must pass both `--allow` and the load balancer's
+            // security groups.
+            let admitted = self.settings.allow.permits(view.listener.port, peer.ip())
+                && crate::config::vpc::admits(
+                    self.topo
+                        .lbs
+                        .get(view.lb)
+                        .and_then(|l| l.sources.as_deref()),
+                    peer.ip(),
+                );
+            if !admitted {
                 // Closed before a byte is read (dropping the socket closes it).
                 self.settings
                     .stats
                     .allow_refused
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                log::debug!("connection from {peer} refused by the allow list");
+                log::debug!("connection from {peer} refused by --allow or a security group");
                 continue;
             }
             let lb = view.lb;

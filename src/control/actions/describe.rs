@@ -75,14 +75,14 @@ pub(super) fn describe_lb(x: &mut Xml, lb: &LbState) {
     }
     x.close("BackendServerDescriptions");
     string_list(x, "AvailabilityZones", &lb.zones);
-    string_list(x, "Subnets", &[]);
+    string_list(x, "Subnets", &lb.subnets);
     instance_list(x, &lb.registered_ids());
     describe_health_check(x, &lb.health_check);
     x.open("SourceSecurityGroup");
     x.leaf("OwnerAlias", "clb");
     x.leaf("GroupName", "default");
     x.close("SourceSecurityGroup");
-    string_list(x, "SecurityGroups", &[]);
+    string_list(x, "SecurityGroups", &lb.security_groups);
     x.leaf("CreatedTime", &iso8601(lb.created));
     x.leaf("Scheme", &lb.scheme);
 }

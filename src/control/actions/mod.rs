@@ -19,17 +19,13 @@ use describe::{
 };
 
 mod describe;
+mod paging;
 mod policy_actions;
+mod vpc_actions;
 use crate::config::{parse_health_target, HealthCheck, Listener, Protocol};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub const VERSION: &str = "2012-06-01";
-
-/// Actions that belong to features not built yet: answered with a clear error.
-const NOT_BUILT: &[(&str, &str)] = &[(
-    "ApplySecurityGroupsToLoadBalancer",
-    "security groups are (restrict client sources with --allow [PORT=]CIDR instead; see README)",
-)];
 
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> ApiError {
@@ -74,9 +70,17 @@ pub fn run(
                 .into_iter()
                 .map(String::from)
                 .collect();
-            zones.extend(params.members("Subnets").into_iter().map(String::from));
             let scheme = params.get("Scheme").unwrap_or("internet-facing");
-            model.create(name, listeners(params)?, zones, scheme, tags(params, true)?)?;
+            let listeners = listeners(params)?;
+            let vpc = vpc_actions::CreateVpc::read(params);
+            if vpc.is_repeat(model, name, &listeners, &zones, scheme)? {
+                return Ok(ok(&|x| {
+                    x.leaf("DNSName", &dns_name(name));
+                }));
+            }
+            zones.extend(model.subnet_zones(&vpc.subnets)?);
+            model.create(name, listeners, zones, scheme, tags(params, true)?)?;
+            vpc.attach(model, name)?;
             Ok(ok(&|x| {
                 x.leaf("DNSName", &dns_name(name));
             }))
@@ -95,6 +99,7 @@ pub fn run(
                     .map(|n| model.lb(n))
                     .collect::<Result<_, _>>()?
             };
+            let (lbs, next_marker) = paging::page(lbs, params)?;
             Ok(ok(&|x| {
                 x.open("LoadBalancerDescriptions");
                 for lb in &lbs {
@@ -103,6 +108,9 @@ pub fn run(
                     x.close("member");
                 }
                 x.close("LoadBalancerDescriptions");
+                if let Some(marker) = &next_marker {
+                    x.leaf("NextMarker", marker);
+                }
             }))
         }
         "CreateLoadBalancerListeners" => {
@@ -187,24 +195,9 @@ pub fn run(
             };
             Ok(ok(&|x| string_list(x, "AvailabilityZones", &now_enabled)))
         }
-        "AttachLoadBalancerToSubnets" | "DetachLoadBalancerFromSubnets" => {
-            // Self-hosted, a subnet is a zone label (spec §14.10).
-            let name = params.required("LoadBalancerName")?;
-            let subnets: Vec<String> = params
-                .members("Subnets")
-                .into_iter()
-                .map(String::from)
-                .collect();
-            if subnets.is_empty() {
-                return Err(ApiError::missing_parameter("Subnets"));
-            }
-            let now_enabled = if action.starts_with("Attach") {
-                model.enable_zones(name, subnets)?
-            } else {
-                model.disable_zones(name, &subnets)?
-            };
-            Ok(ok(&|x| string_list(x, "Subnets", &now_enabled)))
-        }
+        "AttachLoadBalancerToSubnets"
+        | "DetachLoadBalancerFromSubnets"
+        | "ApplySecurityGroupsToLoadBalancer" => vpc_actions::run(model, params, action, &ok),
         "AddTags" => {
             model.add_tags(&names(params)?, tags(params, false)?)?;
             Ok(ok(&|_| {}))
@@ -256,14 +249,9 @@ pub fn run(
             }
             x.close("Limits");
         })),
-        other => match NOT_BUILT.iter().find(|(a, _)| *a == other) {
-            Some((_, feature)) => Err(ApiError::invalid_action(format!(
-                "{other}: {feature} not supported yet by clb"
-            ))),
-            None => Err(ApiError::invalid_action(format!(
-                "The action {other} is not valid for this web service"
-            ))),
-        },
+        other => Err(ApiError::invalid_action(format!(
+            "The action {other} is not valid for this web service"
+        ))),
     }
 }
 
