@@ -9,6 +9,8 @@
 //! - `durable`: `--state` across a restart and across kill -9 during a burst of writes.
 //! - `auth`: SigV4 with `--api-credentials`, and the loopback-only rule without it.
 //! - `cli`: the README flow with `aws elb ...`, and the raw Query/XML shapes.
+//! - `vpc`: subnets, security groups (and their effect on connections), paging, and a
+//!   repeated CreateLoadBalancer.
 //!
 //! Health checks of API-created load balancers default to `TCP:<instance port>` every
 //! 30 "seconds"; tests that need probes run clb with `CLB_HEALTH_TIME_UNIT_MS` so a
@@ -30,6 +32,8 @@ mod durable;
 mod runtime;
 #[path = "api/settings.rs"]
 mod settings;
+#[path = "api/vpc.rs"]
+mod vpc;
 
 use client::{Boto, Outcome, Reply};
 use common::*;
