@@ -1,6 +1,7 @@
-//! Source allow lists (`--allow [PORT=]CIDR`), the self-hosted stand-in for ELB's
-//! security groups (spec §15): a connection from an address no applicable rule covers
-//! is closed at accept, before a byte of it is read.
+//! Source allow lists (`--allow [PORT=]CIDR`), the operator's process-wide filter
+//! (spec §15): a connection from an address no applicable rule covers is closed at
+//! accept, before a byte of it is read. A load balancer's security groups (`vpc.rs`)
+//! can narrow it further, never widen it.
 //!
 //! Rules without a port apply to every listener; rules with one only to that listener
 //! port. A listener with no applicable rule accepts every source.
