@@ -235,6 +235,13 @@ pub fn api_query(data: &[u8]) {
     };
     assert!(params.len() <= query::MAX_PARAMS);
     let _ = (params.action(), params.version());
+    // DescribeLoadBalancers' Marker: what clb accepts is exactly what it writes.
+    if let Some(marker) = params.get("Marker") {
+        use crate::control::actions::paging::{marker_of, name_of};
+        if let Some(name) = name_of(marker) {
+            assert!(marker_of(&name).eq_ignore_ascii_case(marker), "{marker}");
+        }
+    }
     for prefix in [
         "Listeners",
         "Instances",
@@ -337,6 +344,13 @@ pub fn flag_specs(data: &[u8]) {
     let _ = parse_listener(text);
     let _ = parse_instance(text);
     let _ = parse_zones(text);
+    // --security-group and --subnet: an accepted group prints back to itself.
+    if let Ok(group) = crate::config::vpc::parse_security_group(text) {
+        let networks: Vec<String> = group.networks.iter().map(|n| n.to_string()).collect();
+        let again = format!("{}={}", group.id, networks.join(","));
+        assert_eq!(crate::config::vpc::parse_security_group(&again), Ok(group));
+    }
+    let _ = crate::config::vpc::parse_subnet(text);
     if let Ok(target) = parse_health_target(text) {
         assert_eq!(parse_health_target(&target.to_string()), Ok(target));
     }

@@ -19,7 +19,7 @@ use describe::{
 };
 
 mod describe;
-mod paging;
+pub(crate) mod paging;
 mod policy_actions;
 mod vpc_actions;
 use crate::config::{parse_health_target, HealthCheck, Listener, Protocol};

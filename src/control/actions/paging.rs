@@ -50,7 +50,7 @@ pub(super) fn page<'a>(
     Ok((lbs, next))
 }
 
-fn marker_of(name: &str) -> String {
+pub(crate) fn marker_of(name: &str) -> String {
     let mut marker = String::from(MARKER_PREFIX);
     for b in name.bytes() {
         marker.push_str(&format!("{b:02x}"));
@@ -58,7 +58,8 @@ fn marker_of(name: &str) -> String {
     marker
 }
 
-fn name_of(marker: &str) -> Option<String> {
+/// The load balancer name a marker clb wrote holds; `None` for anything else.
+pub(crate) fn name_of(marker: &str) -> Option<String> {
     let hex = marker.strip_prefix(MARKER_PREFIX)?;
     if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
