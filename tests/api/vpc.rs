@@ -203,6 +203,15 @@ fn security_groups_are_attached_described_and_unknown_ids_refused() {
         "MissingParameter",
         400,
     );
+    boto.expect_err(
+        "ApplySecurityGroupsToLoadBalancer",
+        &[
+            ("LoadBalancerName", "no-such"),
+            ("SecurityGroups.0", "sg-nope"),
+        ],
+        "LoadBalancerNotFound",
+        400,
+    );
 }
 
 /// Polls until a request from `from` is served (`true`) or closed at accept (`false`).

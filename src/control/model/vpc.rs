@@ -127,6 +127,7 @@ impl Model {
         name: &str,
         ids: &[String],
     ) -> Result<Vec<String>, ApiError> {
+        self.lb(name)?;
         let ids = self.known_security_groups(ids)?;
         let lb = self.lb_mut(name)?;
         lb.security_groups = ids;
