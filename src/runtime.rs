@@ -8,6 +8,7 @@
 
 use crate::backend::health::{InFlight, MAX_SLOTS};
 use crate::config::Config;
+use crate::control::model::addresses::Placement;
 use crate::control::model::{LbState, Model};
 use crate::control::plane::Plane;
 use crate::control::server::{ControlHandle, Server};
@@ -60,6 +61,10 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
     let runtime = &config.runtime;
     let flags_lb = &config.load_balancer;
     let mut model = Model::new(flags_lb.instances.clone());
+    model.placement = Placement::new(runtime.bind, runtime.address_pool.clone(), runtime.api);
+    if let Some(pool) = &runtime.address_pool {
+        check_pool(pool).map_err(StartError::Config)?;
+    }
     let state = runtime.state.as_ref().map(StateFile::new);
     if let Some(state) = &state {
         for lb in state.load().map_err(StartError::State)? {
@@ -77,7 +82,14 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
     } else {
         model
             .insert(LbState::from_flags(flags_lb, config.draining))
-            .map_err(|e| StartError::Config(e.to_string()))?;
+            .map_err(|e| StartError::Config(format!("load balancer {}: {e}", flags_lb.name)))?;
+    }
+    for lb in &model.lbs {
+        log::info!(
+            "load balancer {} listens on {}",
+            lb.name,
+            model.listen_address(lb)
+        );
     }
     let topology = Arc::new(
         model
@@ -155,7 +167,7 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
     }
 
     let load_balancers = model.lbs.clone();
-    let ports = topology.listeners.iter().map(|l| l.listener.port).collect();
+    let ports = crate::control::plane::listen_addrs(&topology, runtime.bind).collect();
     let plane = Plane {
         model,
         topology,
@@ -195,6 +207,29 @@ impl Running {
         }
         Ok(())
     }
+}
+
+/// A pool none of whose addresses this host can listen on is a mistake to report now,
+/// not at the first CreateLoadBalancer.
+fn check_pool(pool: &crate::config::address_pool::AddressPool) -> Result<(), String> {
+    use crate::config::address_pool::{bindable, MAX_SCAN};
+    if pool.first_free(0, |_| false, bindable).is_some() {
+        return Ok(());
+    }
+    let why = pool
+        .nth(0)
+        .and_then(|ip| std::net::TcpListener::bind((ip, 0)).err())
+        .map_or_else(String::new, |e| {
+            format!(
+                " ({}: {e})",
+                pool.nth(0).map_or(String::new(), |ip| ip.to_string())
+            )
+        });
+    Err(format!(
+        "--address-pool {pool}: this host cannot listen on any of its addresses          (tried {} of {}){why}; give addresses assigned to this host's interfaces",
+        pool.len().min(MAX_SCAN),
+        pool.len()
+    ))
 }
 
 /// The key `AWSELB` cookies are signed with. With `--state FILE` it is kept beside it in

@@ -52,6 +52,8 @@ pub struct LbView {
     pub desync_mode: crate::http::desync::Mode,
     /// Where this load balancer's metrics are counted (`crate::stats`).
     pub stats_slot: usize,
+    /// Its own listen address (`--address-pool`); `None`: the process's `--bind`.
+    pub address: Option<IpAddr>,
 }
 
 #[derive(Clone, Debug)]
@@ -137,6 +139,7 @@ impl Topology {
                 health_check: lb.health_check.clone(),
                 desync_mode: lb.desync_mode,
                 stats_slot: topo.stats_keys.lb(&lb.name),
+                address: None,
             });
             let first_instance = topo.instances.len();
             for (instance, registration) in lb.instances.iter().zip(registrations.iter()) {

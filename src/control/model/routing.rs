@@ -10,7 +10,11 @@ impl Model {
             self.lbs.iter().map(LbState::routing).collect();
         let pairs: Vec<(&LoadBalancer, &[Registration])> =
             lbs.iter().map(|(lb, r)| (lb, r.as_slice())).collect();
-        Topology::build(&pairs, self.health.clone(), self.stats_keys.clone())
+        let mut topology = Topology::build(&pairs, self.health.clone(), self.stats_keys.clone())?;
+        for (view, lb) in topology.lbs.iter_mut().zip(&self.lbs) {
+            view.address = Some(self.listen_address(lb));
+        }
+        Ok(topology)
     }
 }
 
