@@ -68,9 +68,13 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
     let state = runtime.state.as_ref().map(StateFile::new);
     if let Some(state) = &state {
         for lb in state.load().map_err(StartError::State)? {
-            model
-                .insert(lb)
-                .map_err(|e| StartError::State(format!("{}: {e}", state.path().display())))?;
+            let name = lb.name.clone();
+            model.insert(lb).map_err(|e| {
+                StartError::State(format!(
+                    "{}: load balancer {name}: {e}",
+                    state.path().display()
+                ))
+            })?;
         }
     }
     // README: the state file's definition of the flags' load balancer wins once it has one.
@@ -83,13 +87,6 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
         model
             .insert(LbState::from_flags(flags_lb, config.draining))
             .map_err(|e| StartError::Config(format!("load balancer {}: {e}", flags_lb.name)))?;
-    }
-    for lb in &model.lbs {
-        log::info!(
-            "load balancer {} listens on {}",
-            lb.name,
-            model.listen_address(lb)
-        );
     }
     let topology = Arc::new(
         model
