@@ -277,8 +277,8 @@ fn an_exhausted_pool_is_an_api_error_and_a_deleted_load_balancer_frees_its_addre
     let message = boto.expect_err(
         "CreateLoadBalancer",
         &create_params("c", port, 80, &["zone-a"]),
-        "InvalidConfigurationRequest",
-        409,
+        "InvalidSubnet",
+        400,
     );
     assert!(
         message.contains("Not enough IP space available in --address-pool 127.0.3.17,127.0.3.18"),

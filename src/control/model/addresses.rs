@@ -96,12 +96,19 @@ impl Model {
                     .first_free(self.placement.cursor, taken, self.placement.bindable)
                     .ok_or_else(|| {
                         let used = self.lbs.iter().filter(|l| l.address.is_some()).count();
-                        ApiError::invalid_configuration(format!(
-                            "Not enough IP space available in --address-pool {pool}: \
-                             {used} of its {} addresses are in use by load balancers and \
-                             no other one can be bound on this host",
-                            pool.len()
-                        ))
+                        // ELB's answer when a subnet has no free address for a new load
+                        // balancer: the pool plays the subnet's part.
+                        ApiError {
+                            code: "InvalidSubnet",
+                            status: 400,
+                            message: format!(
+                                "Not enough IP space available in --address-pool {pool}: \
+                                 {used} of its {} addresses are in use by load balancers and \
+                                 no other one can be bound on this host. clb requires one \
+                                 free address per load balancer.",
+                                pool.len()
+                            ),
+                        }
                     })?;
                 self.placement.cursor = pool.position(address).map_or(0, |p| p + 1);
                 lb.address = Some(address);
@@ -232,7 +239,7 @@ mod tests {
         assert_eq!(address(&m, "a"), Some(ip("127.0.3.1")));
         assert_eq!(address(&m, "b"), Some(ip("127.0.3.2")));
         let e = create(&mut m, "c", &[80]).unwrap_err();
-        assert_eq!(e.code, "InvalidConfigurationRequest");
+        assert_eq!((e.code, e.status), ("InvalidSubnet", 400));
         assert!(
             e.message.contains(
                 "Not enough IP space available in --address-pool 127.0.3.0/30: 2 of its 2"
