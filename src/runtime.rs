@@ -213,17 +213,13 @@ fn check_pool(pool: &crate::config::address_pool::AddressPool) -> Result<(), Str
     if pool.first_free(0, |_| false, bindable).is_some() {
         return Ok(());
     }
-    let why = pool
-        .nth(0)
-        .and_then(|ip| std::net::TcpListener::bind((ip, 0)).err())
-        .map_or_else(String::new, |e| {
-            format!(
-                " ({}: {e})",
-                pool.nth(0).map_or(String::new(), |ip| ip.to_string())
-            )
-        });
+    let first = pool.nth(0).map(std::net::IpAddr::V4);
+    let why = first
+        .and_then(|ip| std::net::TcpListener::bind((ip, 0)).err().map(|e| (ip, e)))
+        .map_or_else(String::new, |(ip, e)| format!(" ({ip}: {e})"));
     Err(format!(
-        "--address-pool {pool}: this host cannot listen on any of its addresses          (tried {} of {}){why}; give addresses assigned to this host's interfaces",
+        "--address-pool {pool}: this host cannot listen on any of its addresses \
+         (tried {} of {}){why}; give addresses assigned to this host's interfaces",
         pool.len().min(MAX_SCAN),
         pool.len()
     ))
