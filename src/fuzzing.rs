@@ -354,8 +354,36 @@ pub fn flag_specs(data: &[u8]) {
     if let Ok(target) = parse_health_target(text) {
         assert_eq!(parse_health_target(&target.to_string()), Ok(target));
     }
+    address_pool(text);
     let args: Vec<String> = text.split(' ').map(String::from).collect();
     let _ = crate::cli::parse(&args);
+}
+
+/// `--address-pool`: an accepted pool is non-empty, holds only unicast IPv4 addresses,
+/// and `nth` and `position` agree on every address looked at.
+fn address_pool(text: &str) {
+    use crate::config::address_pool::AddressPool;
+    let Ok(pool) = AddressPool::parse(text) else {
+        return;
+    };
+    assert!(!pool.is_empty(), "{text:?} accepted as an empty pool");
+    let len = pool.len();
+    for index in [0, 1, len / 2, len.saturating_sub(2), len - 1]
+        .into_iter()
+        .filter(|i| *i < len)
+    {
+        let ip = pool
+            .nth(index)
+            .unwrap_or_else(|| panic!("{text:?}: no address {index} of {len}"));
+        let addr = std::net::IpAddr::V4(ip);
+        assert!(
+            !ip.is_unspecified() && !ip.is_multicast() && !ip.is_broadcast(),
+            "{text:?}: {ip}"
+        );
+        assert!(pool.contains(addr), "{text:?}: {ip} not contained");
+        assert_eq!(pool.position(addr), Some(index), "{text:?}: {ip}");
+    }
+    assert_eq!(pool.nth(len), None, "{text:?}: an address past the end");
 }
 
 /// Chunked decoding and response heads. Invariant: the decoder accounts for every byte

@@ -65,7 +65,7 @@ fn main() -> ExitCode {
                 l.port,
                 l.instance_protocol.as_str(),
                 l.instance_port,
-                config.runtime.bind,
+                lb.address.unwrap_or(config.runtime.bind),
                 l.port,
                 lb.registered.len(),
                 config.runtime.workers

@@ -8,6 +8,7 @@
 
 use crate::backend::health::{InFlight, MAX_SLOTS};
 use crate::config::Config;
+use crate::control::model::addresses::Placement;
 use crate::control::model::{LbState, Model};
 use crate::control::plane::Plane;
 use crate::control::server::{ControlHandle, Server};
@@ -62,12 +63,20 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
     let mut model = Model::new(flags_lb.instances.clone());
     model.subnet_map = runtime.subnets.clone();
     model.security_groups = runtime.security_groups.clone();
+    model.placement = Placement::new(runtime.bind, runtime.address_pool.clone(), runtime.api);
+    if let Some(pool) = &runtime.address_pool {
+        check_pool(pool).map_err(StartError::Config)?;
+    }
     let state = runtime.state.as_ref().map(StateFile::new);
     if let Some(state) = &state {
         for lb in state.load().map_err(StartError::State)? {
-            model
-                .insert(lb)
-                .map_err(|e| StartError::State(format!("{}: {e}", state.path().display())))?;
+            let name = lb.name.clone();
+            model.insert(lb).map_err(|e| {
+                StartError::State(format!(
+                    "{}: load balancer {name}: {e}",
+                    state.path().display()
+                ))
+            })?;
         }
     }
     for (lb, id) in model.undefined_security_groups() {
@@ -85,7 +94,7 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
     } else {
         model
             .insert(LbState::from_flags(flags_lb, config.draining))
-            .map_err(|e| StartError::Config(e.to_string()))?;
+            .map_err(|e| StartError::Config(format!("load balancer {}: {e}", flags_lb.name)))?;
     }
     let topology = Arc::new(
         model
@@ -163,7 +172,7 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
     }
 
     let load_balancers = model.lbs.clone();
-    let ports = topology.listeners.iter().map(|l| l.listener.port).collect();
+    let ports = crate::control::plane::listen_addrs(&topology, runtime.bind).collect();
     let plane = Plane {
         model,
         topology,
@@ -203,6 +212,25 @@ impl Running {
         }
         Ok(())
     }
+}
+
+/// A pool none of whose addresses this host can listen on is a mistake to report now,
+/// not at the first CreateLoadBalancer.
+fn check_pool(pool: &crate::config::address_pool::AddressPool) -> Result<(), String> {
+    use crate::config::address_pool::{bindable, MAX_SCAN};
+    if pool.first_free(0, |_| false, bindable).is_some() {
+        return Ok(());
+    }
+    let first = pool.nth(0).map(std::net::IpAddr::V4);
+    let why = first
+        .and_then(|ip| std::net::TcpListener::bind((ip, 0)).err().map(|e| (ip, e)))
+        .map_or_else(String::new, |(ip, e)| format!(" ({ip}: {e})"));
+    Err(format!(
+        "--address-pool {pool}: this host cannot listen on any of its addresses \
+         (tried {} of {}){why}; give addresses assigned to this host's interfaces",
+        pool.len().min(MAX_SCAN),
+        pool.len()
+    ))
 }
 
 /// The key `AWSELB` cookies are signed with. With `--state FILE` it is kept beside it in

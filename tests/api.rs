@@ -20,6 +20,8 @@ mod common;
 
 #[path = "api/actions.rs"]
 mod actions;
+#[path = "api/addresses.rs"]
+mod addresses;
 #[path = "api/auth.rs"]
 mod auth;
 #[path = "api/cli.rs"]

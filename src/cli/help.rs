@@ -23,6 +23,10 @@ Usage: clb [OPTIONS]
       --idle-timeout S         seconds without data before a connection closes, {idle_min}-{idle_max}
                                (default {idle_default})
       --bind ADDR              address the listeners bind (default 0.0.0.0)
+      --address-pool CIDR|ADDR,...  each load balancer (this one too) listens on its own IPv4
+                               address from the pool, e.g. 127.0.3.0/29 or 10.0.0.5,10.0.0.6;
+                               not with --bind. Without it, load balancers share --bind and
+                               their ports must differ
       --workers N              event loops, {workers_min}-{workers_max} (default: number of cores)
       --max-connections N      client connections per worker, {conn_min}-{conn_max} (default {DEFAULT_MAX_CONNECTIONS})
       --api ADDR|off           ELB Query API (aws elb --endpoint-url http://ADDR) (default

@@ -8,6 +8,7 @@ mod help;
 pub use help::usage;
 mod vpc;
 
+use crate::config::address_pool::AddressPool;
 use crate::config::{
     parse_health_target, parse_instance, parse_listener, parse_zones, valid_load_balancer_name,
     Config, HealthCheck, HealthCheckError, Instance, Listener, LoadBalancer, Runtime,
@@ -64,6 +65,7 @@ fn options() -> Options {
         .optopt("", "cross-zone", "", "on|off")
         .optopt("", "idle-timeout", "", "S")
         .optopt("", "bind", "", "ADDR")
+        .optopt("", "address-pool", "", "CIDR|ADDR,...")
         .optopt("", "workers", "", "N")
         .optopt("", "max-connections", "", "N")
         .optopt("", "api", "", "ADDR|off")
@@ -184,6 +186,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             )
         })?,
     };
+    let address_pool = address_pool(&m)?;
     let workers = number(&m, "workers", WORKERS_RANGE, "a whole number")?
         .map_or_else(default_workers, to_usize);
     let max_connections = number(
@@ -311,6 +314,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
         draining,
         runtime: Runtime {
             bind,
+            address_pool,
             workers,
             max_connections,
             api,
@@ -328,6 +332,24 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             security_groups,
         },
     })))
+}
+
+/// `--address-pool`: with a pool every load balancer has its own address, so `--bind`
+/// (the one address they would all share) cannot be given too.
+fn address_pool(m: &Matches) -> Result<Option<AddressPool>, CliError> {
+    let Some(text) = m.opt_str("address-pool") else {
+        return Ok(None);
+    };
+    if m.opt_present("bind") {
+        return Err(flag_error(
+            "address-pool",
+            &text,
+            "cannot be combined with --bind: with a pool each load balancer listens on its own address",
+        ));
+    }
+    AddressPool::parse(&text)
+        .map(Some)
+        .map_err(|why| flag_error("address-pool", &text, &why))
 }
 
 fn version() -> String {

@@ -341,3 +341,24 @@ fn subnet_and_security_group_flags() {
         assert_eq!(refused(&format!("-l http:80 {flags}")), expected, "{flags}");
     }
 }
+
+#[test]
+fn address_pool_flag() {
+    assert!(
+        usage().contains("--address-pool "),
+        "help lacks --address-pool"
+    );
+    assert_eq!(run("-l http:80").runtime.address_pool, None);
+    let c = run("-l http:80 --address-pool 127.0.3.0/29,10.0.0.5");
+    let pool = c.runtime.address_pool.expect("a pool");
+    assert_eq!(pool.len(), 7);
+    assert_eq!(
+        refused("-l http:80 --address-pool 127.0.3.0/29 --bind 127.0.0.1"),
+        "--address-pool '127.0.3.0/29': cannot be combined with --bind: with a pool each load balancer listens on its own address"
+    );
+    assert_eq!(
+        refused("-l http:80 --address-pool fd00::/120"),
+        "--address-pool 'fd00::/120': 'fd00::/120': IPv6 pools are not supported (IPv4 addresses only)"
+    );
+    assert!(refused("-l http:80 --address-pool 127.0.3.0/99").contains("prefix length"));
+}

@@ -4,6 +4,7 @@
 //! range from the spec checked; nothing downstream parses strings. A `Topology` is the
 //! immutable picture the workers run from: it is shared as an `Arc` and replaced whole.
 
+pub mod address_pool;
 pub mod allow;
 mod health;
 mod spec;
@@ -134,6 +135,8 @@ pub struct LoadBalancer {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Runtime {
     pub bind: IpAddr,
+    /// `--address-pool`: each load balancer listens on its own address from it, not `bind`.
+    pub address_pool: Option<address_pool::AddressPool>,
     pub workers: usize,
     /// Client connections per worker; beyond it the worker stops accepting until one closes.
     pub max_connections: usize,

@@ -55,6 +55,8 @@ pub struct LbView {
     /// Client sources its security groups admit (`None`: it has none); the control
     /// plane fills it in after `build`.
     pub sources: Option<Vec<super::allow::Network>>,
+    /// Its own listen address (`--address-pool`); `None`: the process's `--bind`.
+    pub address: Option<IpAddr>,
 }
 
 #[derive(Clone, Debug)]
@@ -141,6 +143,7 @@ impl Topology {
                 desync_mode: lb.desync_mode,
                 stats_slot: topo.stats_keys.lb(&lb.name),
                 sources: None,
+                address: None,
             });
             let first_instance = topo.instances.len();
             for (instance, registration) in lb.instances.iter().zip(registrations.iter()) {

@@ -65,6 +65,8 @@ pub struct LbState {
     pub name: String,
     pub created: SystemTime,
     pub scheme: String,
+    /// Its own listen address from `--address-pool`; `None`: `--bind` (no pool).
+    pub address: Option<IpAddr>,
     pub listeners: Vec<Listener>,
     pub zones: Vec<String>,
     /// Attached subnets (each names one of `zones`) and security group ids.
@@ -105,6 +107,8 @@ pub struct Model {
     pub health: Arc<HealthBoard>,
     /// Metric slots by name, kept for the life of the process.
     pub stats_keys: Arc<crate::stats::StatsKeys>,
+    /// How listen addresses are chosen and which ports are taken (`addresses.rs`).
+    pub placement: addresses::Placement,
     next_serial: u64,
     next_slot: usize,
     used_slots: Vec<bool>,
@@ -119,6 +123,7 @@ impl Model {
             security_groups: Vec::new(),
             health: Arc::new(HealthBoard::new(MAX_SLOTS)),
             stats_keys: Arc::default(),
+            placement: Default::default(),
             next_serial: 1,
             next_slot: 0,
             used_slots: vec![false; MAX_SLOTS],
@@ -144,6 +149,7 @@ impl Model {
         if self.lbs.iter().any(|l| l.name == lb.name) {
             return Err(ApiError::duplicate_load_balancer(&lb.name));
         }
+        self.place(&mut lb)?;
         for r in &mut lb.registered {
             let (slot, serial) = self.allocate()?;
             r.slot = slot;
@@ -191,6 +197,7 @@ impl Model {
             name: name.to_string(),
             created: SystemTime::now(),
             scheme: scheme.to_string(),
+            address: None,
             listeners: Vec::new(),
             zones,
             subnets: Vec::new(),
@@ -207,6 +214,7 @@ impl Model {
         };
         add_listeners(&mut lb, listeners)?;
         add_tags(&mut lb, tags)?;
+        self.place(&mut lb)?;
         self.lbs.push(lb);
         Ok(())
     }
@@ -226,6 +234,9 @@ impl Model {
         name: &str,
         listeners: Vec<Listener>,
     ) -> Result<(), ApiError> {
+        let address = self.listen_address(self.lb(name)?);
+        let ports: Vec<u16> = listeners.iter().map(|l| l.port).collect();
+        self.check_ports(name, address, &ports)?;
         add_listeners(self.lb_mut(name)?, listeners)
     }
 
@@ -417,6 +428,7 @@ impl LbState {
             name: lb.name.clone(),
             created: SystemTime::now(),
             scheme: "internet-facing".to_string(),
+            address: None,
             listeners: lb.listeners.clone(),
             zones: lb.zones.clone(),
             subnets: Vec::new(),
@@ -563,6 +575,7 @@ fn resolve_host(host: &Host) -> Option<IpAddr> {
     }
 }
 
+pub mod addresses;
 mod policy_ops;
 mod registration;
 mod routing;

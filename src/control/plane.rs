@@ -14,7 +14,7 @@ use crate::backend::health::InFlight;
 use crate::config::Topology;
 use crate::worker::{bind_new_listeners, Control, WorkerHandle};
 use std::collections::HashSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,8 +25,8 @@ pub struct Plane {
     pub in_flight: Vec<Arc<InFlight>>,
     pub bind: IpAddr,
     pub state: Option<StateFile>,
-    /// Every port this process has bound: still ours while workers catch up.
-    pub ports: HashSet<u16>,
+    /// Every address and port this process has bound: still ours while workers catch up.
+    pub ports: HashSet<SocketAddr>,
     /// Certificate files and policy, loaded again on SIGHUP.
     pub certs: Vec<crate::tls::CertPair>,
     pub ssl_policy: String,
@@ -153,8 +153,7 @@ impl Plane {
         } else {
             None
         };
-        self.ports
-            .extend(topology.listeners.iter().map(|l| l.listener.port));
+        self.ports.extend(listen_addrs(&topology, self.bind));
         if let Some(state) = &self.state {
             state.save(&next.lbs).map_err(|e| {
                 log::error!("state file: {e}");
@@ -180,4 +179,14 @@ impl Plane {
         }
         Ok(())
     }
+}
+
+/// Every address and port `topology`'s listeners listen on.
+pub fn listen_addrs(topology: &Topology, bind: IpAddr) -> impl Iterator<Item = SocketAddr> + '_ {
+    topology.listeners.iter().map(move |l| {
+        SocketAddr::new(
+            crate::worker::listen_address(topology, l.lb, bind),
+            l.listener.port,
+        )
+    })
 }

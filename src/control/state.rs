@@ -82,6 +82,9 @@ pub fn encode(lbs: &[LbState]) -> String {
             &mut out,
             &["lb", &lb.name, &created.to_string(), &lb.scheme],
         );
+        if let Some(address) = lb.address {
+            line(&mut out, &["address", &address.to_string()]);
+        }
         for l in &lb.listeners {
             let (port, instance_port) = (l.port.to_string(), l.instance_port.to_string());
             let mut fields = vec![
@@ -209,6 +212,7 @@ pub fn decode(text: &str) -> Result<Vec<LbState>, String> {
                     name: name.to_string(),
                     created: UNIX_EPOCH + Duration::from_millis(millis),
                     scheme: scheme.to_string(),
+                    address: None,
                     listeners: Vec::new(),
                     zones: Vec::new(),
                     subnets: Vec::new(),
@@ -239,6 +243,13 @@ pub fn decode(text: &str) -> Result<Vec<LbState>, String> {
             (["zone", zone], Some(lb)) => lb.zones.push(zone.to_string()),
             (["subnet", subnet], Some(lb)) => lb.subnets.push(subnet.to_string()),
             (["security-group", id], Some(lb)) => lb.security_groups.push(id.to_string()),
+            (["address", address], Some(lb)) => {
+                lb.address = Some(
+                    address
+                        .parse()
+                        .map_err(|_| at(format!("bad address {address}")))?,
+                )
+            }
             (["instance", id, host, port, zone], Some(lb)) => {
                 let host = match host.parse() {
                     Ok(ip) => Host::Ip(ip),

@@ -72,10 +72,11 @@ pub fn render(model: &Model, stats: &[Arc<Stats>]) -> String {
         let _ = write!(
             out,
             "<section class=\"lb\" data-name=\"{name}\"><h2>{name}</h2>\
-             <p>Zones: {zones}. Cross-zone: {cross}. Idle timeout: {idle} s. \
+             <p>Address: <span class=\"address\">{address}</span>. Zones: {zones}. Cross-zone: {cross}. Idle timeout: {idle} s. \
              Connection draining: {draining}. Desync mode: {desync}. \
              Health check: {check} every {interval} s.</p>",
             name = html(&lb.name),
+            address = model.listen_address(lb),
             zones = html(&lb.zones.join(", ")),
             cross = if lb.attributes.cross_zone {
                 "on"

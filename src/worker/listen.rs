@@ -40,15 +40,15 @@ pub fn bind_listeners(
     bind_each(topo, 0..topo.listeners.len(), bind, workers, |_| true)
 }
 
-/// Binds the listeners `new` has and `old` did not (by load balancer and port). Ports in
-/// `ours` were this process's before, possibly still held by a worker that has not yet
-/// applied the change that released them, so they skip the exclusivity check.
+/// Binds the listeners `new` has and `old` did not (by load balancer and port).
+/// Addresses in `ours` were this process's before, possibly still held by a worker that
+/// has not yet applied the change that released them, so they skip the exclusivity check.
 pub fn bind_new_listeners(
     old: &Topology,
     new: &Topology,
     bind: IpAddr,
     workers: usize,
-    ours: &HashSet<u16>,
+    ours: &HashSet<SocketAddr>,
 ) -> Result<Vec<Vec<Listening>>, ListenError> {
     let key = |t: &Topology, l: &crate::config::topology::ListenerView| {
         (
@@ -63,8 +63,8 @@ pub fn bind_new_listeners(
     let fresh: Vec<usize> = (0..new.listeners.len())
         .filter(|&i| !existing.contains(&key(new, &new.listeners[i])))
         .collect();
-    bind_each(new, fresh.into_iter(), bind, workers, |port| {
-        !ours.contains(&port)
+    bind_each(new, fresh.into_iter(), bind, workers, |addr| {
+        !ours.contains(&addr)
     })
 }
 
@@ -73,16 +73,16 @@ fn bind_each(
     listeners: impl Iterator<Item = usize>,
     bind: IpAddr,
     workers: usize,
-    exclusive: impl Fn(u16) -> bool,
+    exclusive: impl Fn(SocketAddr) -> bool,
 ) -> Result<Vec<Vec<Listening>>, ListenError> {
     let mut per_worker: Vec<Vec<Listening>> = (0..workers).map(|_| Vec::new()).collect();
     for index in listeners {
         let Some(view) = topo.listeners.get(index) else {
             continue;
         };
-        let addr = SocketAddr::new(bind, view.listener.port);
+        let addr = SocketAddr::new(listen_address(topo, view.lb, bind), view.listener.port);
         let fail = |error| ListenError { addr, error };
-        if exclusive(view.listener.port) {
+        if exclusive(addr) {
             // Bound and released at once: it only proves the port is not someone else's.
             drop(socket(addr, false).map_err(fail)?);
         }
@@ -96,6 +96,11 @@ fn bind_each(
         }
     }
     Ok(per_worker)
+}
+
+/// Where load balancer `lb` listens: its own address, or the process's `--bind`.
+pub fn listen_address(topo: &Topology, lb: usize, bind: IpAddr) -> IpAddr {
+    topo.lbs.get(lb).and_then(|v| v.address).unwrap_or(bind)
 }
 
 fn socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {

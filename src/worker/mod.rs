@@ -24,7 +24,7 @@ pub mod token;
 mod tunnel;
 mod upstream;
 
-pub use listen::{bind_listeners, bind_new_listeners, ListenError};
+pub use listen::{bind_listeners, bind_new_listeners, listen_address, ListenError};
 pub use probe::health_unit_from_env;
 pub use splice::splice_from_env;
 pub use swap::Control;

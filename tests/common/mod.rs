@@ -22,6 +22,7 @@
 //! run in parallel.
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+pub mod address_pool;
 pub mod sources;
 pub mod tls;
 
@@ -169,6 +170,10 @@ impl Clb {
             .and_then(|p| p.parse::<u16>().ok())
             .ok_or("Clb::start needs --listener PROTO:PORT...")?;
         let bind: IpAddr = match flag_value(args, &["--bind"]) {
+            // The flags' load balancer takes the pool's first address at a fresh start.
+            _ if flag_value(args, &["--address-pool"]).is_some() => {
+                address_pool::first_address(flag_value(args, &["--address-pool"]))?
+            }
             Some("0.0.0.0") | None => ip("127.0.0.1"),
             Some(other) => other.parse().map_err(|e| format!("--bind {other}: {e}"))?,
         };

@@ -13,6 +13,7 @@ impl Model {
         let mut topology = Topology::build(&pairs, self.health.clone(), self.stats_keys.clone())?;
         for (view, lb) in topology.lbs.iter_mut().zip(&self.lbs) {
             view.sources = self.sources(lb);
+            view.address = Some(self.listen_address(lb));
         }
         Ok(topology)
     }
