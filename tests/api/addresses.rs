@@ -250,6 +250,7 @@ fn restart_with_state_gives_every_load_balancer_the_same_address() {
         Some(pool_ip(pool, 2).to_string().as_str())
     );
     wait_health(&mut boto, "kept", "i-rb", "InService", WAIT);
+    wait_health(&mut boto, "default", "i-ra", "InService", WAIT);
     assert_eq!(answered_at(at(pool_ip(pool, 2), port), 10), ["i-rb"]);
     assert_eq!(answered_at(clb.addr, 10), ["i-ra"]);
     // A new load balancer does not take an address that is still someone's.
