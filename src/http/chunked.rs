@@ -282,7 +282,7 @@ fn extension_byte(at: Ext, b: u8) -> Result<Option<Ext>, ChunkError> {
 }
 
 /// RFC 9110 §5.6.2.
-fn is_tchar(b: u8) -> bool {
+pub(crate) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 

@@ -13,6 +13,7 @@
 //! connection is reused afterwards. No desync mode changes this: the modes decide what to
 //! do with an ambiguous request, never whether its framing reaches the instance unclear.
 
+use super::chunked::is_tchar;
 use super::desync::{self, Action, Head, Mode, Verdict};
 use super::framing::{self, Body};
 use super::target::{self, Target};
@@ -98,7 +99,7 @@ enum Role {
 
 /// The framing clb read the body with, and writes for the instance.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Framing {
+pub(super) enum Framing {
     None,
     Length(u64),
     /// `only_chunked`: `chunked` is the only transfer coding.
@@ -448,79 +449,6 @@ fn forward_parsed(
     }))
 }
 
-/// Writes `ip` without the formatting machinery: this runs once per request, and
-/// `Display` for an address costs about a thousand instructions.
-fn push_ip(out: &mut Buf, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.extend(b".");
-                }
-                push_decimal(out, u64::from(octet));
-            }
-        }
-        IpAddr::V6(v6) => {
-            let _ = write!(out, "{v6}");
-        }
-    }
-}
-
-/// clb's own framing header, standing for every framing header the client sent.
-fn write_framing(framing: Framing, headers: &[httparse::Header<'_>], out: &mut Buf) {
-    match framing {
-        Framing::None => {}
-        Framing::Length(n) => {
-            out.extend(b"Content-Length: ");
-            push_decimal(out, n);
-            out.extend(b"\r\n");
-        }
-        Framing::Chunked { only_chunked: true } => out.extend(b"Transfer-Encoding: chunked\r\n"),
-        Framing::Chunked {
-            only_chunked: false,
-        } => {
-            // Every coding the client listed, as bare tokens (checked in pass 1).
-            out.extend(b"Transfer-Encoding: ");
-            let codings = headers
-                .iter()
-                .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
-                .flat_map(|h| list_items(h.value));
-            for (n, coding) in codings.enumerate() {
-                if n > 0 {
-                    out.extend(b", ");
-                }
-                out.extend(coding);
-            }
-            out.extend(b"\r\n");
-        }
-    }
-}
-
-fn write_host(authority: &[u8], out: &mut Buf) {
-    out.extend(b"Host: ");
-    out.extend(authority);
-    out.extend(b"\r\n");
-}
-
-/// RFC 9110 §5.6.2.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-fn push_decimal(out: &mut Buf, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(&digits[at..]);
-}
-
 /// An incomplete head is fine until it passes a limit.
 fn partial_verdict(input: &[u8], method: Option<&str>) -> Result<Parse<RequestInfo>, HeadError> {
     if method.is_some_and(|m| m.len() > MAX_METHOD) || (method.is_none() && method_too_long(input))
@@ -558,23 +486,6 @@ fn line_length(input: &[u8]) -> usize {
         .iter()
         .position(|&b| b == b'\n')
         .map_or(input.len(), |n| from + n + 1)
-}
-
-/// Copies a header line as the client sent it (name through value), ending it with CRLF.
-fn write_raw_header(input: &[u8], h: &httparse::Header<'_>, out: &mut Buf) {
-    let name_at = offset_in(input, h.name.as_bytes());
-    let value_at = offset_in(input, h.value);
-    match (name_at, value_at) {
-        (Some(start), Some(value)) if !h.value.is_empty() && value >= start => {
-            out.extend(&input[start..value + h.value.len()]);
-        }
-        _ => {
-            out.extend(h.name.as_bytes());
-            out.extend(b": ");
-            out.extend(h.value);
-        }
-    }
-    out.extend(b"\r\n");
 }
 
 /// Where `part` starts inside `whole`, when it is a sub-slice of it.
@@ -620,6 +531,9 @@ pub(crate) fn trim(value: &[u8]) -> &[u8] {
         .map_or(start, |p| p + 1);
     &value[start..end.max(start)]
 }
+
+mod write;
+use write::{push_decimal, push_ip, write_framing, write_host, write_raw_header};
 
 #[cfg(test)]
 mod tests;
