@@ -12,7 +12,6 @@ use common::*;
 use std::time::Duration;
 
 const MODES: [&str; 3] = ["monitor", "defensive", "strictest"];
-const SOON: Duration = Duration::from_secs(5);
 
 /// Sends `raw` on a new connection; the answer, whether clb closed the connection after
 /// it, and the requests the instance read (every byte it got must be whole requests).
@@ -245,5 +244,4 @@ fn no_100_continue_when_the_body_came_with_the_head() {
     assert_eq!(client.response().status, 100);
     client.send(b"abc");
     assert_eq!(client.response().status, 200);
-    let _ = SOON;
 }
