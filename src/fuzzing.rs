@@ -5,6 +5,8 @@
 use crate::http::request::{self, Forwarding, Parse};
 use crate::worker::buffer::BufPool;
 
+pub mod strict_http;
+
 /// Request head parse + classify + rewrite, in every desync mode. Invariants: no panic;
 /// a head that is accepted is rewritten into a head that parses again, completely, as
 /// HTTP/1.1, with the client address in X-Forwarded-For and no hop-by-hop header left;
@@ -64,25 +66,35 @@ fn check_rewritten(data: &[u8], info: &request::RequestInfo, out: &[u8]) {
     assert_eq!(names().filter(|n| n == "host").count(), 1);
 }
 
-/// Differential framing: clb's reading of a request (head length, body framing, where a
-/// chunked body ends) against a reference built from httparse alone and RFC 9112's
-/// rules, written independently here. Invariant: whatever clb forwards, the reference
-/// frames identically; whatever the reference finds ambiguous, clb refuses.
+/// Differential framing, on both sides of clb. In: clb's reading of a request (head
+/// length, body framing, where a chunked body ends) against a reference built from
+/// httparse alone and RFC 9112's rules, written independently here; whatever clb
+/// forwards, the reference frames identically, and whatever the reference finds
+/// ambiguous, clb refuses. Out: the bytes clb forwards (its rewritten head, then the body
+/// as the worker passes it on) read by [`strict_http`], a strict parser sharing no code
+/// with clb's; they must be one clean request whose body is exactly the body clb read,
+/// in every desync mode.
 pub fn request_framing(data: &[u8]) {
     use crate::http::desync::Mode;
+    for mode in [Mode::Monitor, Mode::Defensive, Mode::Strictest] {
+        request_framing_in(data, mode);
+    }
+}
+
+fn request_framing_in(data: &[u8], mode: crate::http::desync::Mode) {
     use crate::http::framing::Body;
     let fwd = Forwarding {
         client_ip: [192, 0, 2, 1].into(),
         local_ip: [127, 0, 0, 1].into(),
         listener_port: 8080,
         scheme: "http",
-        // The laxest mode: framing must hold even when nothing is blocked by class.
-        desync: Mode::Monitor,
+        desync: mode,
     };
     let mut out = BufPool::new(1).get();
     let Ok(Parse::Complete(info)) = request::forward_head(data, &fwd, &mut out) else {
         return;
     };
+    check_forwarded(data, &info, out.bytes());
     let reference = reference_framing(data)
         .unwrap_or_else(|why| panic!("clb forwarded a request the reference refuses: {why}"));
     assert_eq!(info.head_len, reference.0, "head length");
@@ -111,6 +123,45 @@ pub fn request_framing(data: &[u8]) {
     }
 }
 
+/// The instance's side: what clb forwards for this request parses strictly, with the
+/// framing clb used and the body clb read, and nothing after it.
+fn check_forwarded(data: &[u8], info: &request::RequestInfo, head: &[u8]) {
+    use crate::http::framing::Body;
+    use strict_http::Framing;
+    let body = &data[info.head_len..];
+    let Ok(Some(body_len)) = info.body.forwarded_len(body) else {
+        // The body is cut short here, or its chunks are refused (400) before any of
+        // them could pass: the head alone must still say how long the body is.
+        match strict_http::parse_request(head) {
+            Ok(r) => assert_eq!(r.len, head.len(), "forwarded head reads as complete"),
+            Err(e) => assert!(
+                e == "incomplete",
+                "the forwarded head is refused by a strict parser: {e}
+{}",
+                String::from_utf8_lossy(head)
+            ),
+        }
+        return;
+    };
+    let mut forwarded = head.to_vec();
+    forwarded.extend_from_slice(&body[..body_len]);
+    let read = strict_http::parse_request(&forwarded).unwrap_or_else(|e| {
+        panic!(
+            "a strict parser refuses what clb forwards: {e}
+{:?}",
+            String::from_utf8_lossy(&forwarded)
+        )
+    });
+    assert_eq!(read.head_len, head.len(), "forwarded head length");
+    assert_eq!(read.len, forwarded.len(), "forwarded body length");
+    match (info.body, read.framing) {
+        (Body::Done, Framing::None | Framing::Length(0)) => {}
+        (Body::Length(n), Framing::Length(m)) => assert_eq!(n, m),
+        (Body::Chunked(_), Framing::Chunked) => {}
+        (clb, strict) => panic!("clb read {clb:?}, the instance reads {strict:?}"),
+    }
+}
+
 #[derive(Debug)]
 enum RefBody {
     None,
@@ -120,6 +171,21 @@ enum RefBody {
 
 /// RFC 9112 §6.3 over httparse's head: `Err` where a request's length is ambiguous.
 fn reference_framing(data: &[u8]) -> Result<(usize, RefBody), String> {
+    // RFC 9110 §2.5: HTTP/1.2 and up read as 1.1 (httparse knows 1.0 and 1.1 only).
+    let line = data.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.len() >= 9 && line.len() < data.len() {
+        let (rest, version) = line.split_at(line.len() - 9);
+        if version.starts_with(b" HTTP/1.") && (b'2'..=b'9').contains(&version[8]) {
+            let mut copy = data.to_vec();
+            copy[rest.len() + 8] = b'1';
+            return reference_framing_11(&copy);
+        }
+    }
+    reference_framing_11(data)
+}
+
+fn reference_framing_11(data: &[u8]) -> Result<(usize, RefBody), String> {
     let mut headers = [httparse::EMPTY_HEADER; 256];
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(data) {

@@ -6,22 +6,24 @@
 //! then a close when defensive mode saw an Ambiguous request). Then the classic smuggling
 //! shapes, none of which may ever put a second request on an instance connection.
 //!
-//! The instance is a [`Recorder`]: it reads requests with its own strict framing, keeps
-//! every byte each connection sent, and answers `200 ok`.
+//! The instance is a [`Recorder`]: it keeps every byte each connection sent, reads
+//! requests with a strict parser that shares no code with clb's, and answers `200 ok`.
+//! Every corpus case, in every mode, checks the forwarded bytes' framing with it: the
+//! body the instance reads is exactly the body clb read from the client.
 
 mod common;
 
+use clb::fuzzing::strict_http::Framing;
 use clb::http::desync::{Mode, Tier};
 use clb::http::framing::Body;
 use clb::http::request::{self, Forwarding, HeadError, Parse};
 use clb::worker::buffer::BufPool;
+use common::recorder::{clb_before, strict_requests, Recorder};
 use common::*;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::{Duration, Instant};
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -189,117 +191,8 @@ fn body_for(body: Body) -> Vec<u8> {
 
 // ---------------------------------------------------------------- the instance
 
-/// Reads one request with strict framing; `None` at EOF or on anything unframeable.
-fn read_request(conn: &mut TcpStream, pending: &mut Vec<u8>, all: &mut Vec<u8>) -> Option<()> {
-    fn fill(conn: &mut TcpStream, pending: &mut Vec<u8>, all: &mut Vec<u8>) -> Option<()> {
-        let mut buf = [0u8; 8192];
-        let n = conn.read(&mut buf).ok()?;
-        if n == 0 {
-            return None;
-        }
-        pending.extend_from_slice(&buf[..n]);
-        all.extend_from_slice(&buf[..n]);
-        Some(())
-    }
-    let head_end = loop {
-        if let Some(at) = find(pending, b"\r\n\r\n") {
-            break at + 4;
-        }
-        fill(conn, pending, all)?;
-    };
-    let mut headers = [httparse::EMPTY_HEADER; 128];
-    let mut req = httparse::Request::new(&mut headers);
-    req.parse(&pending[..head_end]).ok()?;
-    let mut chunked = false;
-    let mut length = 0usize;
-    for h in req.headers.iter() {
-        if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = true;
-        } else if h.name.eq_ignore_ascii_case("content-length") {
-            length = std::str::from_utf8(h.value).ok()?.trim().parse().ok()?;
-        }
-    }
-    pending.drain(..head_end);
-    if chunked {
-        while find(pending, b"0\r\n\r\n").is_none() {
-            fill(conn, pending, all)?;
-        }
-        let end = find(pending, b"0\r\n\r\n")? + 5;
-        pending.drain(..end);
-    } else {
-        while pending.len() < length {
-            fill(conn, pending, all)?;
-        }
-        pending.drain(..length);
-    }
-    Some(())
-}
-
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Every connection's bytes, in accept order.
-type Log = Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>;
-
-struct Recorder {
-    addr: SocketAddr,
-    log: Log,
-}
-
-impl Recorder {
-    fn start(ip_str: &str) -> Recorder {
-        let listener = TcpListener::bind((ip(ip_str), 0)).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let log: Log = Arc::default();
-        let shared = log.clone();
-        thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let bytes = Arc::new(Mutex::new(Vec::new()));
-                shared.lock().unwrap().push(bytes.clone());
-                thread::spawn(move || serve(conn, &bytes));
-            }
-        });
-        Recorder { addr, log }
-    }
-
-    /// Every connection's bytes so far, in accept order (health checks send none).
-    fn received(&self) -> Vec<Vec<u8>> {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|c| c.lock().unwrap().clone())
-            .collect()
-    }
-
-    /// What arrived since `before` (a `received()` snapshot), per connection that got any.
-    fn since(&self, before: &[Vec<u8>]) -> Vec<Vec<u8>> {
-        self.received()
-            .into_iter()
-            .enumerate()
-            .map(|(i, now)| now[before.get(i).map_or(0, Vec::len)..].to_vec())
-            .filter(|delta| !delta.is_empty())
-            .collect()
-    }
-}
-
-fn serve(mut conn: TcpStream, bytes: &Mutex<Vec<u8>>) {
-    let mut pending = Vec::new();
-    loop {
-        let mut all = Vec::new();
-        let got = read_request(&mut conn, &mut pending, &mut all);
-        bytes.lock().unwrap().extend_from_slice(&all);
-        if got.is_none() {
-            return;
-        }
-        if conn
-            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            .is_err()
-        {
-            return;
-        }
-    }
 }
 
 // ---------------------------------------------------------------- the client
@@ -361,30 +254,7 @@ fn exchange(addr: SocketAddr, raw: &[u8]) -> Answer {
 }
 
 fn start_clb(mode: Mode, instance: &Recorder) -> Clb {
-    let port = free_port("127.0.0.1");
-    let listener = format!("http:{port}:http:80");
-    let spec = format!("i-1={}@zone-a", instance.addr);
-    let check = format!("TCP:{}", instance.addr.port());
-    let mut clb = Clb::start(&[
-        "--listener",
-        &listener,
-        "--bind",
-        "127.0.0.1",
-        "--api",
-        "off",
-        "--workers",
-        "1",
-        "--instance",
-        &spec,
-        "--health-check",
-        &check,
-        "--desync-mode",
-        mode.as_str(),
-    ]);
-    let healthy = Instance::new("i-1", instance.addr, "zone-a").expecting_healthy(true);
-    clb.wait_in_service(&[&healthy], SOON)
-        .expect("instance in service");
-    clb
+    clb_before(mode.as_str(), instance)
 }
 
 /// Sends `raw` (plus the body clb's framing wants) through `clb` and checks the outcome:
@@ -437,35 +307,37 @@ fn check_case(clb: &Clb, instance: &Recorder, mode: Mode, raw: &[u8]) -> Result<
     Ok(())
 }
 
-/// `bytes` is exactly one request: a head with at most one framing header, and the body
-/// clb framed, with nothing after it.
+/// `bytes` is exactly one request, read by a strict parser that shares no code with
+/// clb's: the framing it finds is the framing clb read the client's body with, the body
+/// it reads is the one the client sent, and nothing follows.
 fn one_clean_request(bytes: &[u8], body: Body) -> Result<(), String> {
-    let mut headers = [httparse::EMPTY_HEADER; 128];
-    let mut req = httparse::Request::new(&mut headers);
-    let head_len = match req.parse(bytes) {
-        Ok(httparse::Status::Complete(n)) => n,
-        other => return Err(format!("the instance got an unparsable head: {other:?}")),
+    let requests = strict_requests(bytes)?;
+    let [request] = requests.as_slice() else {
+        return Err(format!("the instance read {} requests", requests.len()));
     };
-    let count = |name: &str| {
-        req.headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case(name))
-            .count()
+    // The payload of `body_for(body)`.
+    let payload = match body {
+        Body::Length(_) => body_for(body),
+        Body::Chunked(_) => b"abc".to_vec(),
+        _ => Vec::new(),
     };
-    let (te, cl) = (count("transfer-encoding"), count("content-length"));
-    // Several Transfer-Encoding headers are one list (RFC 9110 §5.3); CL beside TE, or
-    // two CLs, would be ambiguous.
-    if (te > 0 && cl > 0) || cl > 1 {
+    let framing_matches = match (body, request.framing) {
+        (Body::Done, Framing::None | Framing::Length(0)) => true,
+        (Body::Length(n), Framing::Length(m)) => n == m,
+        (Body::Chunked(_), Framing::Chunked) => true,
+        _ => false,
+    };
+    if !framing_matches {
         return Err(format!(
-            "the instance got ambiguous framing (TE {te}, CL {cl})"
+            "clb read the body as {body:?}, the instance as {:?}",
+            request.framing
         ));
     }
-    let want = body_for(body);
-    if bytes[head_len..] != want[..] {
+    if request.payload != payload {
         return Err(format!(
-            "after the head the instance got {:?}, not the one body {:?}",
-            String::from_utf8_lossy(&bytes[head_len..]),
-            String::from_utf8_lossy(&want)
+            "the instance read the body {:?}, not {:?}",
+            String::from_utf8_lossy(&request.payload),
+            String::from_utf8_lossy(&payload)
         ));
     }
     Ok(())
@@ -601,56 +473,17 @@ fn classic_smuggling_shapes_never_reach_a_pooled_connection_twice() {
 }
 
 /// An instance connection's bytes are whole requests the client meant to send (`POST /`
-/// or `GET /second`), each with one clean framing, back to back.
-fn only_sent_requests(mut bytes: &[u8]) -> Result<(), String> {
-    while !bytes.is_empty() {
-        let mut headers = [httparse::EMPTY_HEADER; 128];
-        let mut req = httparse::Request::new(&mut headers);
-        let head_len = match req.parse(bytes) {
-            Ok(httparse::Status::Complete(n)) => n,
-            other => {
-                return Err(format!(
-                    "unparsable bytes on an instance connection ({other:?}): {:?}",
-                    String::from_utf8_lossy(bytes)
-                ))
-            }
-        };
-        let line = (req.method.unwrap_or(""), req.path.unwrap_or(""));
-        if !matches!(line, ("POST", "/") | ("GET", "/second")) {
-            return Err(format!("a request the client never sent: {line:?}"));
+/// or `GET /second`), each read by a strict parser with one clean framing, back to back.
+fn only_sent_requests(bytes: &[u8]) -> Result<(), String> {
+    for request in strict_requests(bytes)? {
+        let line = (request.method.as_slice(), request.target.as_slice());
+        if !matches!(line, (b"POST", b"/") | (b"GET", b"/second")) {
+            return Err(format!(
+                "a request the client never sent: {} {}",
+                String::from_utf8_lossy(line.0),
+                String::from_utf8_lossy(line.1)
+            ));
         }
-        let framing: Vec<(String, String)> = req
-            .headers
-            .iter()
-            .filter(|h| {
-                h.name.eq_ignore_ascii_case("transfer-encoding")
-                    || h.name.eq_ignore_ascii_case("content-length")
-            })
-            .map(|h| {
-                (
-                    h.name.to_ascii_lowercase(),
-                    String::from_utf8_lossy(h.value).trim().to_string(),
-                )
-            })
-            .collect();
-        let body_len = match framing.as_slice() {
-            [] => 0,
-            [(name, value)] if name == "content-length" => value
-                .parse::<usize>()
-                .map_err(|e| format!("Content-Length {value:?}: {e}"))?,
-            [(_, value)] if value.eq_ignore_ascii_case("chunked") => {
-                let rest = &bytes[head_len..];
-                find(rest, b"0\r\n\r\n")
-                    .map(|at| at + 5)
-                    .ok_or("unterminated chunked body")?
-            }
-            other => return Err(format!("ambiguous framing forwarded: {other:?}")),
-        };
-        let end = head_len + body_len;
-        if end > bytes.len() {
-            return Err("a body cut short".into());
-        }
-        bytes = &bytes[end..];
     }
     Ok(())
 }

@@ -2,10 +2,12 @@
 //!
 //! The decoder walks the bytes and reports them as runs of payload or framing; it never
 //! copies. A proxy forwarding to an HTTP/1.1 peer passes both kinds through unchanged; one
-//! answering an HTTP/1.0 client forwards only payload. It is strict where laxness lets two
-//! parsers disagree on the end of a message: CRLF is required (a bare LF is an error),
-//! sizes are hex digits only and bounded, and anything after a chunk's data other than
-//! CRLF is an error.
+//! answering an HTTP/1.0 client forwards only payload. Since the framing goes on byte for
+//! byte, only valid syntax may pass: CRLF is required (a bare LF is an error), sizes are
+//! hex digits only and bounded, a chunk extension follows RFC 9112 §7.1.1's grammar
+//! (`5;`, `5 `, `5;a[=b` and control bytes are errors), a trailer line is a field line,
+//! and anything after a chunk's data other than CRLF is an error. A request whose chunks
+//! break these rules is answered 400 (README, "Request framing").
 
 use std::fmt;
 
@@ -20,6 +22,8 @@ pub enum ChunkError {
     SizeTooLarge,
     BadLineEnd,
     LineTooLong,
+    BadExtension,
+    BadTrailer,
 }
 
 impl fmt::Display for ChunkError {
@@ -29,6 +33,8 @@ impl fmt::Display for ChunkError {
             ChunkError::SizeTooLarge => "chunk size too large",
             ChunkError::BadLineEnd => "chunk framing line not ended by CRLF",
             ChunkError::LineTooLong => "chunk size or trailer line too long",
+            ChunkError::BadExtension => "invalid chunk extension",
+            ChunkError::BadTrailer => "invalid trailer field line",
         })
     }
 }
@@ -40,9 +46,10 @@ enum State {
         size: u64,
         seen: bool,
     },
-    /// After the size: optional whitespace and `;extensions` up to CR.
+    /// After the size: `*( BWS ";" BWS name [ BWS "=" BWS value ] )` up to CR.
     Ext {
         size: u64,
+        at: Ext,
     },
     /// Saw CR after a size line; LF must follow.
     SizeLf {
@@ -55,11 +62,32 @@ enum State {
     DataLf,
     /// At the start of a trailer line (or the final empty line).
     TrailerStart,
-    /// Inside a trailer field line.
+    /// Inside a trailer field name.
+    TrailerName,
+    /// Inside a trailer field value.
     Trailer,
     TrailerLf,
     FinalLf,
     Done,
+}
+
+/// Where in a chunk extension list (RFC 9112 §7.1.1) the decoder is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ext {
+    /// Whitespace after the size or a value: only more of it or `;` may follow.
+    Bws,
+    /// After `;`: whitespace, then a name.
+    NameStart,
+    Name,
+    /// Whitespace after a name: `=` or `;` must follow.
+    AfterName,
+    /// After `=`: whitespace, then a token or a quoted string.
+    ValueStart,
+    Token,
+    Quoted,
+    QuotedPair,
+    /// Right after a closing quote.
+    AfterQuoted,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,10 +174,9 @@ impl ChunkedDecoder {
                 None if !seen => return Err(ChunkError::BadSize),
                 None => return self.after_size(size, b),
             },
-            State::Ext { size } => match b {
-                b'\r' => State::SizeLf { size },
-                b'\n' => return Err(ChunkError::BadLineEnd),
-                _ => State::Ext { size },
+            State::Ext { size, at } => match extension_byte(at, b)? {
+                Some(at) => State::Ext { size, at },
+                None => State::SizeLf { size },
             },
             State::SizeLf { size } => match b {
                 b'\n' => {
@@ -179,12 +206,19 @@ impl ChunkedDecoder {
             State::TrailerStart => match b {
                 b'\r' => State::FinalLf,
                 b'\n' => return Err(ChunkError::BadLineEnd),
-                _ => State::Trailer,
+                _ if is_tchar(b) => State::TrailerName,
+                _ => return Err(ChunkError::BadTrailer),
+            },
+            State::TrailerName => match b {
+                b':' => State::Trailer,
+                _ if is_tchar(b) => State::TrailerName,
+                _ => return Err(ChunkError::BadTrailer),
             },
             State::Trailer => match b {
                 b'\r' => State::TrailerLf,
                 b'\n' => return Err(ChunkError::BadLineEnd),
-                _ => State::Trailer,
+                b'\t' | b' '..=b'~' | 0x80.. => State::Trailer,
+                _ => return Err(ChunkError::BadTrailer),
             },
             State::TrailerLf => match b {
                 b'\n' => {
@@ -206,12 +240,50 @@ impl ChunkedDecoder {
     fn after_size(&mut self, size: u64, b: u8) -> Result<(), ChunkError> {
         self.state = match b {
             b'\r' => State::SizeLf { size },
-            b';' | b' ' | b'\t' => State::Ext { size },
+            b';' => State::Ext {
+                size,
+                at: Ext::NameStart,
+            },
+            b' ' | b'\t' => State::Ext { size, at: Ext::Bws },
             b'\n' => return Err(ChunkError::BadLineEnd),
             _ => return Err(ChunkError::BadSize),
         };
         Ok(())
     }
+}
+
+/// One byte of a chunk extension list: the next place in it, or `None` at the CR that
+/// ends the size line.
+fn extension_byte(at: Ext, b: u8) -> Result<Option<Ext>, ChunkError> {
+    let ws = b == b' ' || b == b'\t';
+    let next = match at {
+        Ext::Bws if ws => Ext::Bws,
+        Ext::Bws if b == b';' => Ext::NameStart,
+        Ext::NameStart if ws => Ext::NameStart,
+        Ext::NameStart if is_tchar(b) => Ext::Name,
+        Ext::Name if is_tchar(b) => Ext::Name,
+        Ext::Name | Ext::AfterName if ws => Ext::AfterName,
+        Ext::Name | Ext::AfterName if b == b'=' => Ext::ValueStart,
+        Ext::Name | Ext::AfterName | Ext::Token | Ext::AfterQuoted if b == b';' => Ext::NameStart,
+        Ext::Name | Ext::Token | Ext::AfterQuoted if b == b'\r' => return Ok(None),
+        Ext::ValueStart if ws => Ext::ValueStart,
+        Ext::ValueStart if b == b'"' => Ext::Quoted,
+        Ext::ValueStart | Ext::Token if is_tchar(b) => Ext::Token,
+        Ext::Token | Ext::AfterQuoted if ws => Ext::Bws,
+        Ext::Quoted if b == b'"' => Ext::AfterQuoted,
+        Ext::Quoted if b == b'\\' => Ext::QuotedPair,
+        // qdtext: HTAB, SP, VCHAR but `"` and `\`, obs-text.
+        Ext::Quoted if matches!(b, b'\t' | b' '..=b'~' | 0x80..) => Ext::Quoted,
+        Ext::QuotedPair if matches!(b, b'\t' | b' '..=b'~' | 0x80..) => Ext::Quoted,
+        _ if b == b'\n' => return Err(ChunkError::BadLineEnd),
+        _ => return Err(ChunkError::BadExtension),
+    };
+    Ok(Some(next))
+}
+
+/// RFC 9110 §5.6.2.
+pub(crate) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -285,6 +357,42 @@ mod tests {
         );
         assert_eq!(decode(b"+5\r\n", 64), Err(ChunkError::BadSize));
         assert_eq!(decode(b"0\r\n\n", 64), Err(ChunkError::BadLineEnd));
+    }
+
+    #[test]
+    fn extensions_follow_the_grammar() {
+        for good in [
+            &b"5;a\r\nhello\r\n0\r\n\r\n"[..],
+            b"5 ; a = b ; c=\"d \\\" e\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b\r\nhello\r\n0;z\r\nT-x: 1\r\n\r\n",
+        ] {
+            assert!(
+                decode(good, 64).unwrap().2,
+                "{}",
+                String::from_utf8_lossy(good)
+            );
+        }
+        for (bad, error) in [
+            (&b"5;\r\n"[..], ChunkError::BadExtension),
+            (b"5 \r\n", ChunkError::BadExtension),
+            (b"5;bad[=x\r\n", ChunkError::BadExtension),
+            (b"5;a\0\r\n", ChunkError::BadExtension),
+            (b"5;a=\r\n", ChunkError::BadExtension),
+            (b"5;a=\"b\r\n", ChunkError::BadExtension),
+            (b"5;a=b \r\n", ChunkError::BadExtension),
+            (b"5;a\n", ChunkError::BadLineEnd),
+            (b"0\r\n: x\r\n\r\n", ChunkError::BadTrailer),
+            (b"0\r\n x: y\r\n\r\n", ChunkError::BadTrailer),
+            (b"0\r\nx: \0\r\n\r\n", ChunkError::BadTrailer),
+            (b"0\r\nx\r\n\r\n", ChunkError::BadTrailer),
+        ] {
+            assert_eq!(
+                decode(bad, 64),
+                Err(error),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

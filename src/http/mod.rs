@@ -10,3 +10,4 @@ pub mod framing;
 pub mod request;
 pub mod response;
 pub mod sticky;
+pub mod target;

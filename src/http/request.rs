@@ -2,13 +2,21 @@
 //!
 //! `forward_head` parses with httparse (borrowing the buffer, no allocation), decides the
 //! body framing (RFC 9112 §6.3), and writes the head the instance receives into `out`:
-//! the request line with version `HTTP/1.1` (back ends always get 1.1, spec §1.13), every
-//! header byte-for-byte except the hop-by-hop ones, and the X-Forwarded headers of spec §9.
-//! Ambiguous framing is never forwarded as is: `Transfer-Encoding` beside `Content-Length`
-//! loses the `Content-Length` and neither connection is reused afterwards.
+//! the request line with version `HTTP/1.1` (back ends always get 1.1, spec §1.13) and the
+//! target in origin form, every header byte-for-byte except the hop-by-hop ones, and the
+//! X-Forwarded headers of spec §9.
+//!
+//! Invariant (DESIGN §3): the head written frames the body exactly as clb reads it. Every
+//! framing header the client sent (`Content-Length`, `Transfer-Encoding`) and every
+//! look-alike of one is dropped, and clb writes the one framing header it used in place of
+//! the first; `Transfer-Encoding` beside `Content-Length` frames by the chunks, and neither
+//! connection is reused afterwards. No desync mode changes this: the modes decide what to
+//! do with an ambiguous request, never whether its framing reaches the instance unclear.
 
+use super::chunked::is_tchar;
 use super::desync::{self, Action, Head, Mode, Verdict};
-use super::framing::Body;
+use super::framing::{self, Body};
+use super::target::{self, Target};
 use crate::worker::buffer::Buf;
 use std::io::Write;
 use std::net::IpAddr;
@@ -82,9 +90,26 @@ pub enum Parse<T> {
 enum Role {
     Keep,
     Drop,
-    ContentLength,
+    /// A `Content-Length` or `Transfer-Encoding`: clb's own framing header goes where the
+    /// first one was, and none of the client's is copied.
+    Framing,
+    Host,
     ForwardedFor,
 }
+
+/// The framing clb read the body with, and writes for the instance.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Framing {
+    None,
+    Length(u64),
+    /// `only_chunked`: `chunked` is the only transfer coding.
+    Chunked {
+        only_chunked: bool,
+    },
+}
+
+/// httparse refused the version: `HTTP/1.2` and up are retried as 1.1 (RFC 9110 §2.5).
+const UNSUPPORTED_VERSION: &str = "unsupported HTTP version";
 
 /// Connection options beyond this many are ignored for header removal (bounded work).
 const MAX_CONNECTION_TOKENS: usize = 16;
@@ -92,6 +117,43 @@ const MAX_CONNECTION_TOKENS: usize = 16;
 /// Parses the head at the start of `input`; on success writes the instance's head to `out`.
 pub fn forward_head(
     input: &[u8],
+    fwd: &Forwarding,
+    out: &mut Buf,
+) -> Result<Parse<RequestInfo>, HeadError> {
+    match forward_parsed(input, None, fwd, out) {
+        Err(HeadError::Malformed(UNSUPPORTED_VERSION)) => {
+            // RFC 9110 §2.5: a higher minor version is answered as the highest one we
+            // speak. httparse knows 1.0 and 1.1 only, so it reads a copy that says 1.1
+            // (a rare request: the copy is the only allocation on this path).
+            let Some(at) = higher_minor_version(input) else {
+                return Err(HeadError::Malformed(UNSUPPORTED_VERSION));
+            };
+            let mut copy = input.to_vec();
+            copy[at] = b'1';
+            forward_parsed(&copy, Some(&input[at - 7..=at]), fwd, out)
+        }
+        other => other,
+    }
+}
+
+/// Where the minor digit of an `HTTP/1.2`..`HTTP/1.9` request line is, if it is one.
+fn higher_minor_version(input: &[u8]) -> Option<usize> {
+    let end = input.iter().position(|&b| b == b'\n')?;
+    let line_end = if end > 0 && input[end - 1] == b'\r' {
+        end - 1
+    } else {
+        end
+    };
+    let at = line_end.checked_sub(1)?;
+    let version = input.get(line_end.checked_sub(9)?..line_end)?;
+    (version.starts_with(b" HTTP/1.") && matches!(input[at], b'2'..=b'9')).then_some(at)
+}
+
+/// `forward_head` on `input`; `version`, when set, is the version the client really
+/// sent (the classifier judges it, httparse read `HTTP/1.1` in its place).
+fn forward_parsed(
+    input: &[u8],
+    version: Option<&[u8]>,
     fwd: &Forwarding,
     out: &mut Buf,
 ) -> Result<Parse<RequestInfo>, HeadError> {
@@ -104,9 +166,10 @@ pub fn forward_head(
         Err(httparse::Error::Token) if req.method.is_none() && method_too_long(input) => {
             return Err(HeadError::MethodTooLong)
         }
+        Err(httparse::Error::Version) => return Err(HeadError::Malformed(UNSUPPORTED_VERSION)),
         Err(_) => return Err(HeadError::Malformed("unparsable request head")),
     };
-    let (Some(method), Some(path), Some(version)) = (req.method, req.path, req.version) else {
+    let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(HeadError::Malformed("incomplete request line"));
     };
     if method.len() > MAX_METHOD {
@@ -122,14 +185,18 @@ pub fn forward_head(
     if method == "CONNECT" {
         return Err(HeadError::Malformed("CONNECT is not supported"));
     }
-    let http10 = version == 0;
+    let http10 = minor == 0;
 
     // Spec §10: classify, and block what the mode blocks before anything else is judged.
     let mut remove = [false; MAX_HEADERS];
     let head = Head {
         method: method.as_bytes(),
         uri: path.as_bytes(),
-        version: if http10 { b"HTTP/1.0" } else { b"HTTP/1.1" },
+        version: match version {
+            Some(sent) => sent,
+            None if http10 => b"HTTP/1.0",
+            None => b"HTTP/1.1",
+        },
         headers: req.headers,
         bare_lf: desync::has_bare_lf(&input[..head_len]),
     };
@@ -141,6 +208,7 @@ pub fn forward_head(
     if action == Action::Block {
         return Err(HeadError::Desync(verdict));
     }
+    let target = target::parse(method.as_bytes(), path.as_bytes()).map_err(HeadError::Malformed)?;
 
     // Pass 1: the role of every header and the message framing.
     let headers = &*req.headers;
@@ -149,6 +217,7 @@ pub fn forward_head(
     let mut conn_count = 0;
     let (mut close, mut keep_alive_token) = (false, false);
     let (mut content_length, mut chunked, mut has_te) = (None::<u64>, false, false);
+    let mut other_codings = false;
     let (mut hosts, mut expect_continue, mut last_xff) = (0, false, None);
     let (mut connection_upgrade, mut websocket) = (false, None::<usize>);
     for (i, h) in headers.iter().enumerate() {
@@ -173,27 +242,33 @@ pub fn forward_head(
             if content_length.is_some_and(|m| m != n) {
                 return Err(HeadError::Malformed("conflicting Content-Length headers"));
             }
-            // Duplicates with one value are collapsed into the first.
-            let role = if content_length.is_some() {
-                Role::Drop
-            } else {
-                Role::ContentLength
-            };
             content_length = Some(n);
-            role
+            Role::Framing
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            // RFC 9112 §6.3: chunked must be the final coding, and only once.
+            // RFC 9112 §6.3: chunked must be the final coding, and only once. A coding is
+            // a bare token: clb writes the list again itself.
             for coding in list_items(h.value) {
                 if chunked {
                     return Err(HeadError::Malformed("coding after chunked"));
                 }
+                if !coding.iter().all(|&b| is_tchar(b)) {
+                    return Err(HeadError::Malformed("transfer coding is not a token"));
+                }
                 chunked = coding.eq_ignore_ascii_case(b"chunked");
+                other_codings |= !chunked;
             }
             has_te = true;
-            Role::Keep
+            Role::Framing
+        } else if framing::looks_like_framing(name) {
+            // Never beside a body, in any mode (README, "Request framing").
+            Role::Drop
         } else if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
-            Role::Keep
+            // RFC 9112 §3.2: one host, valid, or 400.
+            if !target::valid_host(trim(h.value)) {
+                return Err(HeadError::Malformed("invalid Host header"));
+            }
+            Role::Host
         } else if name.eq_ignore_ascii_case(b"expect")
             && trim(h.value).eq_ignore_ascii_case(b"100-continue")
         {
@@ -219,12 +294,16 @@ pub fn forward_head(
     for (i, h) in headers.iter().enumerate() {
         let name = h.name.as_bytes();
         // Headers the classifier marks Bad, and those `Connection` names, stay here.
-        let named_by_connection = roles[i] == Role::Keep
-            && conn_tokens[..conn_count]
-                .iter()
-                .any(|t| t.eq_ignore_ascii_case(name));
-        if remove[i] || named_by_connection {
+        // Framing and Host are not the client's to remove: clb writes the framing itself.
+        let named_by_connection = conn_tokens[..conn_count]
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(name));
+        let removable = matches!(roles[i], Role::Keep | Role::ForwardedFor);
+        if removable && (remove[i] || named_by_connection) {
             roles[i] = Role::Drop;
+            if last_xff == Some(i) {
+                last_xff = None;
+            }
         }
     }
     if !http10 && hosts == 0 {
@@ -244,6 +323,13 @@ pub fn forward_head(
     if let (true, Some(i)) = (upgrade, websocket) {
         roles[i] = Role::Keep;
     }
+    let framing = match (has_te, content_length) {
+        (true, _) => Framing::Chunked {
+            only_chunked: !other_codings,
+        },
+        (false, Some(n)) => Framing::Length(n),
+        (false, None) => Framing::None,
+    };
     let body = if has_te {
         if http10 {
             return Err(HeadError::Malformed(
@@ -270,13 +356,42 @@ pub fn forward_head(
     out.clear();
     out.extend(method.as_bytes());
     out.extend(b" ");
-    out.extend(path.as_bytes());
+    match target {
+        // RFC 9112 §3.2.1 and §3.2.4: origin form; an empty path is `/` (`*` for OPTIONS).
+        Target::Absolute { path: p, .. } => {
+            if p.is_empty() && method == "OPTIONS" {
+                out.extend(b"*");
+            } else if p.first() != Some(&b'/') {
+                out.extend(b"/");
+            }
+            out.extend(p);
+        }
+        Target::Origin | Target::Asterisk => out.extend(path.as_bytes()),
+    }
+    let authority = match target {
+        Target::Absolute { authority, .. } => Some(authority),
+        _ => None,
+    };
     out.extend(b" HTTP/1.1\r\n");
+    let mut framing_written = false;
     for (i, h) in headers.iter().enumerate() {
         match roles[i] {
             Role::Drop => continue,
-            Role::ContentLength if has_te => continue,
-            _ => {}
+            Role::Framing => {
+                if !framing_written {
+                    write_framing(framing, headers, out);
+                    framing_written = true;
+                }
+                continue;
+            }
+            Role::Host => {
+                if let Some(authority) = authority {
+                    // RFC 9112 §3.2.2: the target's authority replaces Host.
+                    write_host(authority, out);
+                    continue;
+                }
+            }
+            Role::Keep | Role::ForwardedFor => {}
         }
         write_raw_header(input, h, out);
         if Some(i) == last_xff {
@@ -297,9 +412,11 @@ pub fn forward_head(
     out.extend(b"X-Forwarded-Proto: ");
     out.extend(fwd.scheme.as_bytes());
     out.extend(b"\r\nX-Forwarded-Port: ");
-    push_decimal(out, u32::from(fwd.listener_port));
+    push_decimal(out, u64::from(fwd.listener_port));
     out.extend(b"\r\n");
-    if hosts == 0 {
+    if let (0, Some(authority)) = (hosts, authority) {
+        write_host(authority, out);
+    } else if hosts == 0 {
         match fwd.local_ip {
             IpAddr::V4(ip) => {
                 let _ = write!(out, "Host: {ip}\r\n");
@@ -330,38 +447,6 @@ pub fn forward_head(
         verdict,
         upgrade,
     }))
-}
-
-/// Writes `ip` without the formatting machinery: this runs once per request, and
-/// `Display` for an address costs about a thousand instructions.
-fn push_ip(out: &mut Buf, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.extend(b".");
-                }
-                push_decimal(out, u32::from(octet));
-            }
-        }
-        IpAddr::V6(v6) => {
-            let _ = write!(out, "{v6}");
-        }
-    }
-}
-
-fn push_decimal(out: &mut Buf, mut n: u32) {
-    let mut digits = [0u8; 10];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(&digits[at..]);
 }
 
 /// An incomplete head is fine until it passes a limit.
@@ -401,23 +486,6 @@ fn line_length(input: &[u8]) -> usize {
         .iter()
         .position(|&b| b == b'\n')
         .map_or(input.len(), |n| from + n + 1)
-}
-
-/// Copies a header line as the client sent it (name through value), ending it with CRLF.
-fn write_raw_header(input: &[u8], h: &httparse::Header<'_>, out: &mut Buf) {
-    let name_at = offset_in(input, h.name.as_bytes());
-    let value_at = offset_in(input, h.value);
-    match (name_at, value_at) {
-        (Some(start), Some(value)) if !h.value.is_empty() && value >= start => {
-            out.extend(&input[start..value + h.value.len()]);
-        }
-        _ => {
-            out.extend(h.name.as_bytes());
-            out.extend(b": ");
-            out.extend(h.value);
-        }
-    }
-    out.extend(b"\r\n");
 }
 
 /// Where `part` starts inside `whole`, when it is a sub-slice of it.
@@ -463,6 +531,9 @@ pub(crate) fn trim(value: &[u8]) -> &[u8] {
         .map_or(start, |p| p + 1);
     &value[start..end.max(start)]
 }
+
+mod write;
+use write::{push_decimal, push_ip, write_framing, write_host, write_raw_header};
 
 #[cfg(test)]
 mod tests;

@@ -266,8 +266,12 @@ impl Worker {
             self.bufs.put(head);
             return Step::Close;
         };
-        if req.expect_continue {
-            // Spec §1.17: answered at once, whatever the instance will say.
+        // Spec §1.17: answered at once, whatever the instance will say; but not when the
+        // whole body came with the head, or there is none (RFC 9110 §10.1.1: the client
+        // is not waiting for it then, and would read it as the answer).
+        let buffered = c.rbuf.as_ref().map_or(&[][..], |b| b.bytes());
+        let body_here = !matches!(req.body.forwarded_len(buffered), Ok(None));
+        if req.expect_continue && !body_here {
             c.wbuf
                 .get_or_insert_with(|| self.bufs.get())
                 .extend(b"HTTP/1.1 100 Continue\r\n\r\n");

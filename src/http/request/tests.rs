@@ -218,9 +218,78 @@ fn addresses_and_ports_are_written_as_display_would() {
         push_ip(&mut out, ip);
         assert_eq!(out.bytes(), ip.to_string().as_bytes());
     }
-    for n in [0u32, 7, 80, 443, 65535] {
+    for n in [0u64, 7, 80, 443, 65535, u64::MAX] {
         out.clear();
         push_decimal(&mut out, n);
         assert_eq!(out.bytes(), n.to_string().as_bytes());
+    }
+}
+
+#[test]
+fn clb_writes_the_framing_it_read_in_every_mode() {
+    for mode in [Mode::Monitor, Mode::Defensive] {
+        // The case: the look-alike goes, the length clb reads by is written.
+        let (info, head) = run_in(
+            mode,
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nTransfer_Encoding: chunked\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(info.body, Body::Length(40));
+        assert!(head.contains("\r\nContent-Length: 40\r\n"), "{head}");
+        assert!(!head.contains("Transfer_Encoding"), "{head}");
+    }
+    let (info, head) = run_in(
+        Mode::Monitor,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length:  007\r\nConnection: content-length\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(info.body, Body::Length(7));
+    assert!(head.contains("\r\nContent-Length: 7\r\n"), "{head}");
+    let (info, head) = run_in(
+        Mode::Monitor,
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\nTransfer-Encoding: ,chunked\r\n\r\n",
+    )
+    .unwrap();
+    assert!(matches!(info.body, Body::Chunked(_)) && info.close_after);
+    assert_eq!(head.matches("Transfer-Encoding").count(), 1, "{head}");
+    assert!(
+        head.contains("\r\nTransfer-Encoding: gzip, chunked\r\n"),
+        "{head}"
+    );
+    assert!(!head.contains("Content-Length"), "{head}");
+    for bad in [
+        &b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked;q=1\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \"chunked\"\r\nContent-Length: 1\r\n\r\n",
+    ] {
+        assert!(matches!(run_in(Mode::Monitor, bad), Err(HeadError::Malformed(_))));
+    }
+}
+
+#[test]
+fn targets_hosts_and_versions() {
+    let (_, head) =
+        run(b"GET http://o.example/p HTTP/1.1\r\nHost: x\r\nAccept: a\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("GET /p HTTP/1.1\r\nHost: o.example\r\nAccept: a\r\n"),
+        "{head}"
+    );
+    let (_, head) = run(b"OPTIONS http://o.example HTTP/1.0\r\n\r\n").unwrap();
+    assert!(head.starts_with("OPTIONS * HTTP/1.1\r\n"), "{head}");
+    assert!(head.contains("\r\nHost: o.example\r\n"), "{head}");
+    let (info, head) = run(b"GET /v HTTP/1.3\r\nHost: x\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("GET /v HTTP/1.1\r\n") && !info.http10,
+        "{head}"
+    );
+    assert_eq!(info.verdict.tier, crate::http::desync::Tier::Acceptable);
+    assert!(run(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n").is_err());
+    assert!(run(b"GET / HTTP/1.12\r\nHost: x\r\n\r\n").is_err());
+    for bad in [
+        &b"GET / HTTP/1.1\r\nHost: \r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        b"GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: host\r\nHost: b\r\n\r\n",
+    ] {
+        assert!(matches!(run(bad), Err(HeadError::Malformed(_))));
     }
 }
