@@ -6,6 +6,7 @@
 
 pub mod address_pool;
 pub mod allow;
+pub mod node;
 mod health;
 mod spec;
 pub mod topology;
