@@ -248,6 +248,7 @@ pub fn decode(text: &str) -> Result<Vec<LbState>, String> {
                     slot: 0,
                     serial: 0,
                     draining_until: None,
+                    drain_epoch: 0,
                 });
             }
             (["health", target, interval, timeout, healthy, unhealthy], Some(lb)) => {

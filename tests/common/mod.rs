@@ -22,6 +22,7 @@
 //! run in parallel.
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+pub mod load;
 pub mod tls;
 
 use std::collections::hash_map::DefaultHasher;

@@ -10,7 +10,9 @@ impl Model {
             self.lbs.iter().map(LbState::routing).collect();
         let pairs: Vec<(&LoadBalancer, &[Registration])> =
             lbs.iter().map(|(lb, r)| (lb, r.as_slice())).collect();
-        Topology::build(&pairs, self.health.clone(), self.stats_keys.clone())
+        let mut topology = Topology::build(&pairs, self.health.clone(), self.stats_keys.clone())?;
+        topology.epoch = self.epoch;
+        Ok(topology)
     }
 }
 
