@@ -23,6 +23,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
 pub mod load;
+pub mod slow;
 pub mod tls;
 
 use std::collections::hash_map::DefaultHasher;
