@@ -389,15 +389,30 @@ pub fn sigv4(data: &[u8]) {
     }
 }
 
-/// The state file. Invariant: whatever decodes encodes to text that decodes the same.
+/// The state file. Invariants: whatever decodes encodes to text that decodes the same;
+/// and that text cut short at any line (issue 12: even right after a whole load
+/// balancer) is refused, never read as fewer load balancers.
 pub fn state_file(data: &[u8]) {
     use crate::control::state::{decode, encode};
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     let Ok(lbs) = decode(text) else { return };
-    let again = decode(&encode(&lbs)).unwrap_or_else(|e| panic!("re-decoding failed: {e}"));
-    assert_eq!(encode(&again), encode(&lbs));
+    let encoded = encode(&lbs);
+    let again = decode(&encoded).unwrap_or_else(|e| panic!("re-decoding failed: {e}"));
+    assert_eq!(encode(&again), encoded);
+    let whole = encoded.trim_end_matches('\n').len();
+    for (at, _) in encoded.match_indices('\n') {
+        for cut in [at, at + 1] {
+            if cut < whole {
+                assert!(
+                    decode(&encoded[..cut]).is_err(),
+                    "a file cut at byte {cut} of {} decoded",
+                    encoded.len()
+                );
+            }
+        }
+    }
 }
 
 /// Flag value parsers: listener, instance and health-check target specs, and the

@@ -159,9 +159,17 @@ pub const MAX_SLOTS: usize = 65_536;
 
 /// Requests in flight per slot, one table per worker: only that worker writes it (no
 /// contention), the control thread sums the tables to see when draining is done.
+///
+/// A zero means "done" only from a worker that already routes by a topology in which
+/// the slot drains: before that, the worker may still send the slot a new request. So
+/// the table also holds the epoch of the topology the worker routes by, stored
+/// (Release) after the worker has switched to it; the control thread loads it (Acquire)
+/// before the counts, so every `begin` made on an older topology is visible to it, and
+/// after that a draining slot's count only goes down.
 #[derive(Debug)]
 pub struct InFlight {
     counts: Vec<std::sync::atomic::AtomicU32>,
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 impl InFlight {
@@ -170,7 +178,18 @@ impl InFlight {
             counts: (0..slots)
                 .map(|_| std::sync::atomic::AtomicU32::new(0))
                 .collect(),
+            epoch: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// The worker routes by the topology of `epoch` from now on.
+    pub fn routing_by(&self, epoch: u64) {
+        self.epoch.store(epoch, Ordering::Release);
+    }
+
+    /// The epoch of the topology the worker routes by.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     pub fn begin(&self, slot: usize) {

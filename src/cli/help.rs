@@ -61,7 +61,7 @@ Usage: clb [OPTIONS]
   -h, --help                   print this help and exit
   -V, --version                print the version and exit
 
-Recognised but not supported yet (giving one is refused):
+Traffic policies, limits and logging:
       --sticky lb[:S]|app:COOKIE
                                sticky sessions: an AWSELB cookie for S seconds, or for the life
                                of the application's COOKIE
@@ -82,7 +82,6 @@ Recognised but not supported yet (giving one is refused):
                                format, appended to FILE (reopened on SIGUSR1) or written to stdout
       --header-timeout S       seconds a request head may take from its first byte, 1-4000
                                (default 60); then 408 and close, however slowly bytes trickle
-      --access-log FILE|-      ELB access-log lines
 
 RUST_LOG sets the log level. A refused flag prints one line and exits 2.
 ",

@@ -88,6 +88,9 @@ pub struct Topology {
     pub health: Arc<HealthBoard>,
     /// Metric slots of load balancer and zone names, kept across topologies.
     pub stats_keys: Arc<crate::stats::StatsKeys>,
+    /// Which publication this is (the control plane counts them): workers report the
+    /// epoch they route by, so a drain ends only once every worker has seen it.
+    pub epoch: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

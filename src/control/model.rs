@@ -58,7 +58,13 @@ pub struct Registered {
     pub serial: u64,
     /// Deregistered with draining: when the drain ends at the latest.
     pub draining_until: Option<Instant>,
+    /// The epoch of the first topology published with this drain (`UNPUBLISHED` until
+    /// then): its requests are done only once every worker routes by that topology.
+    pub drain_epoch: u64,
 }
+
+/// A drain no topology has carried to the workers yet.
+pub const UNPUBLISHED: u64 = u64::MAX;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LbState {
@@ -112,6 +118,8 @@ pub struct Model {
     next_serial: u64,
     next_slot: usize,
     used_slots: Vec<bool>,
+    /// How many topologies have been published: the epoch of the newest.
+    epoch: u64,
 }
 
 impl Model {
@@ -127,6 +135,7 @@ impl Model {
             next_serial: 1,
             next_slot: 0,
             used_slots: vec![false; MAX_SLOTS],
+            epoch: 0,
         }
     }
 
@@ -441,6 +450,7 @@ impl LbState {
                     slot: 0,
                     serial: 0,
                     draining_until: None,
+                    drain_epoch: 0,
                 })
                 .collect(),
             health_check: lb.health_check.clone(),

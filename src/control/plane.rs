@@ -66,7 +66,15 @@ impl Plane {
         }
         let mut next = self.model.clone();
         let in_flight = &self.in_flight;
-        let changed = next.finish_draining(now, |slot| in_flight.iter().map(|w| w.get(slot)).sum());
+        // The epochs first (Acquire), then the counts: see `InFlight`.
+        let seen = in_flight
+            .iter()
+            .map(|w| w.epoch())
+            .min()
+            .unwrap_or(u64::MAX);
+        let changed = next.finish_draining(now, seen, |slot| {
+            in_flight.iter().map(|w| w.get(slot)).sum()
+        });
         if changed {
             if let Err(e) = self.commit(next) {
                 log::error!("ending connection draining: {e}");
@@ -128,7 +136,8 @@ impl Plane {
         }
     }
 
-    fn commit(&mut self, next: Model) -> Result<(), ApiError> {
+    fn commit(&mut self, mut next: Model) -> Result<(), ApiError> {
+        next.publish();
         let topology = Arc::new(
             next.topology()
                 .map_err(|e| ApiError::invalid_instance(e.to_string()))?,

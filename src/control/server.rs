@@ -4,14 +4,15 @@
 //! API traffic is light and each answer is computed at once, so a connection is just a
 //! bounded input buffer and an output buffer: requests are read whole (head ≤ 64 KiB,
 //! body ≤ 1 MiB), answered in order, and the connection kept alive as HTTP/1.1 allows.
+//! How many connections, and for how long, is `conns`' business.
 
+use super::conns::{Conn, Conns};
 use super::plane::Plane;
 use super::query;
 use super::sigv4::{self, Credentials, SignedRequest};
 use super::xml;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
-use slab::Slab;
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -43,23 +44,13 @@ impl ControlHandle {
 
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 1024 * 1024;
-const MAX_CONNECTIONS: usize = 256;
-const IDLE: Duration = Duration::from_secs(60);
 /// How often draining is checked while an instance drains.
 const DRAIN_TICK: Duration = Duration::from_millis(100);
-
-struct Conn {
-    sock: TcpStream,
-    input: Vec<u8>,
-    output: Vec<u8>,
-    close_after: bool,
-    last_active: Instant,
-}
 
 pub struct Server {
     poll: Poll,
     listener: Option<TcpListener>,
-    conns: Slab<Conn>,
+    conns: Conns,
     plane: Plane,
     credentials: Option<Credentials>,
     events: Receiver<Event>,
@@ -87,7 +78,7 @@ impl Server {
         let server = Server {
             poll,
             listener,
-            conns: Slab::new(),
+            conns: Conns::default(),
             plane,
             credentials,
             events,
@@ -131,8 +122,7 @@ impl Server {
             }
             let now = Instant::now();
             self.plane.tick(now);
-            self.conns
-                .retain(|_, c| now.duration_since(c.last_active) < IDLE);
+            self.conns.sweep(now);
         }
     }
 
@@ -143,27 +133,19 @@ impl Server {
         loop {
             match listener.accept() {
                 Ok((mut sock, _)) => {
-                    if self.conns.len() >= MAX_CONNECTIONS {
-                        continue;
-                    }
-                    let entry = self.conns.vacant_entry();
+                    let now = Instant::now();
+                    let key = self.conns.make_room(now);
                     if self
                         .poll
                         .registry()
                         .register(
                             &mut sock,
-                            Token(entry.key()),
+                            Token(key),
                             Interest::READABLE | Interest::WRITABLE,
                         )
                         .is_ok()
                     {
-                        entry.insert(Conn {
-                            sock,
-                            input: Vec::new(),
-                            output: Vec::new(),
-                            close_after: false,
-                            last_active: Instant::now(),
-                        });
+                        self.conns.insert(key, sock, now);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -176,75 +158,49 @@ impl Server {
         }
     }
 
+    /// Reads what came, answers whole requests one at a time (the next only once the
+    /// previous answer is written: a client that does not read gets no more), writes.
     fn serve(&mut self, key: usize) {
+        let now = Instant::now();
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        conn.last_active = Instant::now();
-        let mut closed = false;
-        let mut chunk = [0u8; 16 * 1024];
+        let eof = read_available(conn, now);
+        let mut failed = false;
         loop {
-            match conn.sock.read(&mut chunk) {
-                Ok(0) => {
-                    closed = true;
-                    break;
-                }
-                Ok(n) => {
-                    conn.input.extend_from_slice(&chunk[..n]);
-                    if conn.input.len() > MAX_HEAD + MAX_BODY {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
-        while !self.conns.get(key).is_some_and(|c| c.close_after) {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            let input = std::mem::take(&mut conn.input);
-            let (consumed, response, close) = match self.answer(&input) {
-                Some(answer) => answer,
-                None => {
-                    if let Some(conn) = self.conns.get_mut(key) {
-                        conn.input = input;
-                    }
+            match flush(conn, now) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(()) => {
+                    failed = true;
                     break;
                 }
+            }
+            if conn.close_after {
+                break;
+            }
+            let input = std::mem::take(&mut conn.input);
+            let Some((consumed, response, close)) = self.answer(&input) else {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.input = input;
+                }
+                break;
             };
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
             conn.input = input[consumed.min(input.len())..].to_vec();
-            conn.output.extend_from_slice(&response);
+            conn.output = response;
             conn.close_after |= close;
         }
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        while !conn.output.is_empty() {
-            match conn.sock.write(&conn.output) {
-                Ok(0) => {
-                    closed = true;
-                    break;
-                }
-                Ok(n) => {
-                    conn.output.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
-        if closed || (conn.close_after && conn.output.is_empty()) {
+        let done = self
+            .conns
+            .get(key)
+            .is_some_and(|c| c.close_after && c.output.is_empty());
+        if eof || failed || done {
             self.conns.remove(key);
         }
     }
@@ -413,4 +369,46 @@ fn plain(status: u16, text: &str) -> Vec<u8> {
         text.len()
     )
     .into_bytes()
+}
+
+/// Takes in what the socket has (up to one request's worth of bytes): true at EOF or
+/// on an error.
+fn read_available(conn: &mut Conn, now: Instant) -> bool {
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match conn.sock.read(&mut chunk) {
+            Ok(0) => return true,
+            Ok(n) => {
+                conn.receiving(now);
+                conn.input.extend_from_slice(&chunk[..n]);
+                if conn.input.len() > MAX_HEAD + MAX_BODY {
+                    return false;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Writes what is pending: `Ok(true)` once nothing is, `Ok(false)` while the socket
+/// takes no more, `Err` when the peer is gone.
+fn flush(conn: &mut Conn, now: Instant) -> Result<bool, ()> {
+    if conn.output.is_empty() {
+        return Ok(true);
+    }
+    while !conn.output.is_empty() {
+        match conn.sock.write(&conn.output) {
+            Ok(0) => return Err(()),
+            Ok(n) => {
+                conn.output.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(()),
+        }
+    }
+    conn.answered(now);
+    Ok(true)
 }

@@ -6,6 +6,11 @@
 //! the old file, and the directory is fsynced: a crash at any moment leaves either the
 //! old file or the new one, never a torn one. Instances being drained are saved as
 //! deregistered: after a restart there is nothing in flight to drain.
+//!
+//! Format 2 ends with `eof N` (N load balancers), so a file cut short anywhere, even
+//! right after a whole load balancer, is refused rather than read as fewer load
+//! balancers. Format 1 files (no `eof` line, from before issue 12) still load, with a
+//! warning, and are written as format 2 at the next change.
 
 use super::model::{Attributes, LbState, Registered};
 use super::policies::PolicyDef;
@@ -18,7 +23,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-const MAGIC: &str = "clb-state 1";
+const MAGIC: &str = "clb-state 2";
+/// The format without the `eof` line: read, never written.
+const MAGIC_V1: &str = "clb-state 1";
 
 pub struct StateFile {
     path: PathBuf,
@@ -36,7 +43,18 @@ impl StateFile {
     /// The load balancers saved, or none when the file does not exist yet.
     pub fn load(&self) -> Result<Vec<LbState>, String> {
         match fs::read_to_string(&self.path) {
-            Ok(text) => decode(&text).map_err(|e| format!("{}: {e}", self.path.display())),
+            Ok(text) => {
+                let (lbs, format) =
+                    decode_format(&text).map_err(|e| format!("{}: {e}", self.path.display()))?;
+                if format == 1 {
+                    log::warn!(
+                        "{}: format 1 ({MAGIC_V1}) has no end line, so a copy cut short after a whole load balancer cannot be told from a whole file; loaded {} load balancers as they are; the file is written in format 2 at the next API change",
+                        self.path.display(),
+                        lbs.len()
+                    );
+                }
+                Ok(lbs)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(format!("{}: {e}", self.path.display())),
         }
@@ -179,23 +197,34 @@ pub fn encode(lbs: &[LbState]) -> String {
         }
         line(&mut out, &["end"]);
     }
+    line(&mut out, &["eof", &lbs.len().to_string()]);
     out
 }
 
 pub fn decode(text: &str) -> Result<Vec<LbState>, String> {
+    decode_format(text).map(|(lbs, _)| lbs)
+}
+
+/// The load balancers and the format (1 or 2) they were written in.
+pub fn decode_format(text: &str) -> Result<(Vec<LbState>, u8), String> {
     let mut lines = text.lines().enumerate();
-    match lines.next() {
-        Some((_, first)) if first == MAGIC => {}
+    let format = match lines.next() {
+        Some((_, MAGIC)) => 2,
+        Some((_, MAGIC_V1)) => 1,
         _ => {
             return Err(format!(
-                "not a clb state file (the first line must be '{MAGIC}')"
+                "not a clb state file (the first line must be '{MAGIC}', or '{MAGIC_V1}')"
             ))
         }
-    }
+    };
     let mut lbs = Vec::new();
     let mut current: Option<LbState> = None;
+    let mut ended = false;
     for (n, raw) in lines {
         let at = |why: String| format!("line {}: {why}", n + 1);
+        if ended && !raw.is_empty() {
+            return Err(at("data after the 'eof' line".to_string()));
+        }
         let fields: Vec<String> = raw
             .split(' ')
             .map(unescape)
@@ -270,6 +299,7 @@ pub fn decode(text: &str) -> Result<Vec<LbState>, String> {
                     slot: 0,
                     serial: 0,
                     draining_until: None,
+                    drain_epoch: 0,
                 });
             }
             (["health", target, interval, timeout, healthy, unhealthy], Some(lb)) => {
@@ -343,13 +373,28 @@ pub fn decode(text: &str) -> Result<Vec<LbState>, String> {
                 }
             }
             (["end"], Some(_)) => lbs.extend(current.take()),
+            (["eof", count], None) if format == 2 => {
+                if count.parse::<usize>().ok() != Some(lbs.len()) {
+                    return Err(at(format!(
+                        "'eof {count}' but {} load balancers precede it",
+                        lbs.len()
+                    )));
+                }
+                ended = true;
+            }
             _ => return Err(at(format!("unexpected record '{raw}'"))),
         }
     }
     if current.is_some() {
         return Err("the last load balancer is not terminated by 'end'".to_string());
     }
-    Ok(lbs)
+    if format == 2 && !ended {
+        return Err(format!(
+            "the file ends before its 'eof' line: it was cut short (after {} whole load balancer(s)); refusing to start with part of the configuration",
+            lbs.len()
+        ));
+    }
+    Ok((lbs, format))
 }
 
 fn protocol(text: &str) -> Option<Protocol> {
@@ -514,6 +559,20 @@ mod tests {
         assert!(decode("clb-state 1\nlistener HTTP 80 HTTP 80\n").is_err());
         assert!(decode("clb-state 1\nlb web 0 internal\nzone %G1\nend\n").is_err());
         assert_eq!(decode("clb-state 1\n").unwrap().len(), 0);
+        assert_eq!(decode("clb-state 2\neof 0\n").unwrap().len(), 0);
+        // Format 2: cut short (even right after a whole load balancer), a wrong count,
+        // or anything after the end line.
+        assert!(decode("clb-state 2\n").is_err());
+        assert!(decode("clb-state 2\nlb web 0 internal\nend\n").is_err());
+        assert!(decode("clb-state 2\nlb web 0 internal\nend\neof 2\n").is_err());
+        assert!(decode("clb-state 2\nlb web 0 internal\nend\neof 1\nzone a\n").is_err());
+        assert!(decode("clb-state 1\nlb web 0 internal\nend\neof 1\n").is_err());
+        assert_eq!(
+            decode("clb-state 2\nlb web 0 internal\nend\neof 1\n\n")
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]

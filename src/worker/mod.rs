@@ -168,6 +168,7 @@ impl Worker {
         settings: Settings,
         in_flight: Arc<InFlight>,
     ) -> io::Result<(Worker, WorkerHandle)> {
+        in_flight.routing_by(topo.epoch);
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), token::WAKER)?);
         let (sender, control) = mpsc::channel();

@@ -6,7 +6,9 @@
 //! instances by registration serial, back ends by (serial, address). Connections,
 //! pooled upstreams, balancer counts and probes follow their instance; what lost its
 //! listener or instance is closed, and a request in flight to an instance that is gone
-//! (deregistered without draining, or drained past the timeout) gets ELB's 504.
+//! (deregistered without draining, or drained past the timeout) gets ELB's 504. Once
+//! switched, the worker reports the topology's epoch (see `InFlight`): the control
+//! plane ends no drain before every worker routes by the draining topology.
 
 use super::conn::Phase;
 use super::probe::owner;
@@ -152,6 +154,9 @@ impl Worker {
 
         self.remap_probes(&new, &maps);
         self.resume_accepting();
+        // Last: from here on no new request goes to an instance this topology drains,
+        // which is what lets the control plane end a drain on a zero count.
+        self.in_flight.routing_by(new.epoch);
     }
 
     /// Spec §5.5: an in-flight request to an instance that left without draining.

@@ -23,7 +23,9 @@
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
 pub mod address_pool;
+pub mod load;
 pub mod recorder;
+pub mod slow;
 pub mod sources;
 pub mod tls;
 

@@ -44,6 +44,7 @@ impl Model {
                 slot,
                 serial,
                 draining_until: None,
+                drain_epoch: 0,
             });
         }
         Ok(self.lb(name)?.registered_ids())
@@ -75,6 +76,7 @@ impl Model {
             match drain {
                 Some(timeout) => {
                     r.draining_until = Some(now + timeout);
+                    r.drain_epoch = UNPUBLISHED;
                     true
                 }
                 None => {
@@ -89,12 +91,21 @@ impl Model {
         Ok(self.lb(name)?.registered_ids())
     }
 
-    /// Ends drains whose requests are done (`in_flight(slot) == 0`) or whose time is up.
-    pub fn finish_draining(&mut self, now: Instant, in_flight: impl Fn(usize) -> u32) -> bool {
+    /// Ends drains whose time is up, and those whose requests are done: every worker
+    /// routes by a topology of epoch `seen` or later, which carried the drain (so none
+    /// sends it new requests), and `in_flight(slot) == 0` (read after `seen`).
+    pub fn finish_draining(
+        &mut self,
+        now: Instant,
+        seen: u64,
+        in_flight: impl Fn(usize) -> u32,
+    ) -> bool {
         let mut released = Vec::new();
         for lb in &mut self.lbs {
             lb.registered.retain(|r| match r.draining_until {
-                Some(until) if now >= until || in_flight(r.slot) == 0 => {
+                Some(until)
+                    if now >= until || (seen >= r.drain_epoch && in_flight(r.slot) == 0) =>
+                {
                     released.push(r.slot);
                     false
                 }
@@ -106,6 +117,20 @@ impl Model {
             self.release(slot);
         }
         changed
+    }
+
+    /// Numbers the topology about to be published from this model, and stamps the drains
+    /// it is the first to carry with its epoch.
+    pub fn publish(&mut self) -> u64 {
+        self.epoch += 1;
+        for lb in &mut self.lbs {
+            for r in &mut lb.registered {
+                if r.draining_until.is_some() && r.drain_epoch == UNPUBLISHED {
+                    r.drain_epoch = self.epoch;
+                }
+            }
+        }
+        self.epoch
     }
 
     pub fn draining(&self) -> bool {

@@ -15,6 +15,7 @@ impl Model {
             view.sources = self.sources(lb);
             view.address = Some(self.listen_address(lb));
         }
+        topology.epoch = self.epoch;
         Ok(topology)
     }
 }

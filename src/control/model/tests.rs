@@ -145,12 +145,23 @@ fn deregistration_drains_or_removes() {
     );
     let registrations: Vec<Registration> = m.lbs[0].routing().1;
     assert!(registrations[0].draining);
-    assert!(!m.finish_draining(now, |_| 1));
-    assert!(m.finish_draining(now, |_| 0));
+    // Issue 12: a zero count means nothing until every worker routes by the topology
+    // that carries the drain (before that, one may still send the instance a request).
+    assert!(!m.finish_draining(now, u64::MAX - 1, |_| 0));
+    let epoch = m.publish();
+    assert!(!m.finish_draining(now, epoch - 1, |_| 0));
+    assert!(!m.finish_draining(now, epoch, |_| 1));
+    assert_eq!(
+        m.publish(),
+        epoch + 1,
+        "a later topology keeps the drain's epoch"
+    );
+    assert!(m.finish_draining(now, epoch, |_| 0));
     assert!(m.instance_health("web", &[]).unwrap().is_empty());
     m.register("web", &["i-1".into()]).unwrap();
     m.deregister("web", &["i-1".into()], now).unwrap();
-    assert!(m.finish_draining(now + Duration::from_secs(11), |_| 1));
+    // Past the timeout the drain ends whatever the workers say.
+    assert!(m.finish_draining(now + Duration::from_secs(11), 0, |_| 1));
 }
 
 #[test]

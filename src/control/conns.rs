@@ -1,0 +1,166 @@
+//! The control API's connections: how many it holds, for how long, and which one goes
+//! when every place is taken.
+//!
+//! The API is how a node (and in a cluster, the fleet) is run, so holding connections
+//! open must not lock it out (issue 12). A connection has `REQUEST_TIMEOUT` for a whole
+//! request, head and body, from its first byte, and for writing the answer; and `IDLE`
+//! between requests. Bytes trickling in extend neither. When all `MAX_CONNECTIONS` are
+//! taken, a new connection takes the place of the one that has waited longest (idle
+//! longest, or slowest with its request) rather than being refused, so a burst of slow
+//! connections is pushed out by the clients that do send requests. Closing for either
+//! reason is logged as one warning per `WARN_EVERY` at most, with counts (closing an
+//! idle keep-alive connection is routine and not logged).
+
+use mio::net::TcpStream;
+use slab::Slab;
+use std::time::{Duration, Instant};
+
+/// Connections held at once (four times the 256 of before; each costs a descriptor and
+/// its buffers).
+pub const MAX_CONNECTIONS: usize = 1024;
+/// For one whole request (head and body) and its answer, from the request's first byte.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Between requests on a kept-alive connection.
+pub const IDLE: Duration = Duration::from_secs(60);
+/// At most one warning about closed connections this often.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+/// How often deadlines are checked (each check walks every connection).
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
+
+pub struct Conn {
+    pub sock: TcpStream,
+    pub input: Vec<u8>,
+    pub output: Vec<u8>,
+    pub close_after: bool,
+    /// When the connection began waiting for what it waits for now: accepted, its
+    /// request's first byte, or its last answer written.
+    since: Instant,
+}
+
+impl Conn {
+    /// Whether nothing is under way: no request begun, no answer left to write.
+    fn idle(&self) -> bool {
+        self.input.is_empty() && self.output.is_empty()
+    }
+
+    fn deadline(&self) -> Instant {
+        self.since + if self.idle() { IDLE } else { REQUEST_TIMEOUT }
+    }
+
+    /// Call before taking bytes in: a request that begins now has its time from now.
+    pub fn receiving(&mut self, now: Instant) {
+        if self.idle() {
+            self.since = now;
+        }
+    }
+
+    /// Call when an answer has been written out whole: the next request's time starts.
+    pub fn answered(&mut self, now: Instant) {
+        self.since = now;
+    }
+}
+
+/// Closures counted since the last warning.
+#[derive(Default)]
+struct Closed {
+    evicted: usize,
+    timed_out: usize,
+    next_warning: Option<Instant>,
+}
+
+/// Every open API connection, bounded, with its deadline.
+pub struct Conns {
+    slab: Slab<Conn>,
+    closed: Closed,
+    next_sweep: Option<Instant>,
+}
+
+impl Default for Conns {
+    fn default() -> Self {
+        Conns {
+            slab: Slab::new(),
+            closed: Closed::default(),
+            next_sweep: None,
+        }
+    }
+}
+
+impl Conns {
+    pub fn get_mut(&mut self, key: usize) -> Option<&mut Conn> {
+        self.slab.get_mut(key)
+    }
+
+    pub fn get(&self, key: usize) -> Option<&Conn> {
+        self.slab.get(key)
+    }
+
+    pub fn remove(&mut self, key: usize) {
+        self.slab.try_remove(key);
+    }
+
+    /// The key the next connection gets, making room first when every place is taken.
+    pub fn make_room(&mut self, now: Instant) -> usize {
+        if self.slab.len() >= MAX_CONNECTIONS {
+            let oldest = self
+                .slab
+                .iter()
+                .min_by_key(|(_, c)| c.since)
+                .map(|(key, _)| key);
+            if let Some(key) = oldest {
+                self.slab.remove(key);
+                self.closed.evicted += 1;
+                self.warn(now);
+            }
+        }
+        self.slab.vacant_key()
+    }
+
+    /// Holds `sock` under `key` (from `make_room`, with the socket registered by it).
+    pub fn insert(&mut self, key: usize, sock: TcpStream, now: Instant) {
+        let conn = Conn {
+            sock,
+            input: Vec::new(),
+            output: Vec::new(),
+            close_after: false,
+            since: now,
+        };
+        debug_assert_eq!(self.slab.vacant_key(), key);
+        self.slab.insert(conn);
+    }
+
+    /// Closes the connections past their deadline (at most every `SWEEP_EVERY`).
+    pub fn sweep(&mut self, now: Instant) {
+        if self.next_sweep.is_some_and(|at| now < at) {
+            return;
+        }
+        self.next_sweep = Some(now + SWEEP_EVERY);
+        let mut timed_out = 0;
+        self.slab.retain(|_, c| {
+            let keep = now < c.deadline();
+            // An idle keep-alive connection closing is routine, not worth a warning.
+            timed_out += usize::from(!keep && !c.idle());
+            keep
+        });
+        self.closed.timed_out += timed_out;
+        self.warn(now);
+    }
+
+    /// Logs what was closed, once per `WARN_EVERY` at most: a flood shows as one line
+    /// every few seconds, not one per connection.
+    fn warn(&mut self, now: Instant) {
+        let c = &mut self.closed;
+        if c.evicted + c.timed_out == 0 || c.next_warning.is_some_and(|at| now < at) {
+            return;
+        }
+        log::warn!(
+            "control API: closed {} connections to make room (all {MAX_CONNECTIONS} taken: the one waiting longest goes) and {} that sent no whole request within {} s; next such warning in {} s at the earliest",
+            c.evicted,
+            c.timed_out,
+            REQUEST_TIMEOUT.as_secs(),
+            WARN_EVERY.as_secs(),
+        );
+        c.evicted = 0;
+        c.timed_out = 0;
+        c.next_warning = Some(now + WARN_EVERY);
+    }
+}
