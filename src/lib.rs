@@ -11,6 +11,7 @@ pub mod access_log;
 pub mod backend;
 pub mod calendar;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod fuzzing;

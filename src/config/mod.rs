@@ -6,8 +6,8 @@
 
 pub mod address_pool;
 pub mod allow;
-pub mod node;
 mod health;
+pub mod node;
 mod spec;
 pub mod topology;
 pub mod vpc;
