@@ -58,6 +58,14 @@ Usage: clb [OPTIONS]
       --health-timeout S       seconds a probe may take, 2-60, less than the interval (default 5)
       --healthy-threshold N    consecutive successes that bring an instance back, 2-10 (default 10)
       --unhealthy-threshold N  consecutive failures that take it out, 2-10 (default 2)
+      --node NAME              this node's name in a fleet of clb nodes: 1-63 of A-Z a-z 0-9 - _ .
+                               (default {DEFAULT_NODE_NAME}); unique: a second live node with the
+                               same name is refused at start
+      --node-zone ZONE         the zone this node serves (default {DEFAULT_ZONE})
+      --node-address ADDR      the address clients reach this node at, published to the fleet
+                               (default: --bind when it is one address, else 127.0.0.1)
+      --node-ttl S             lease TTL of this node's membership key, {ttl_min}-{ttl_max} (default
+                               {ttl_default}): a node killed leaves the fleet within it
   -h, --help                   print this help and exit
   -V, --version                print the version and exit
 
@@ -94,5 +102,9 @@ RUST_LOG sets the log level. A refused flag prints one line and exits 2.
         workers_max = WORKERS_RANGE.1,
         conn_min = MAX_CONNECTIONS_RANGE.0,
         conn_max = MAX_CONNECTIONS_RANGE.1,
+        ttl_min = node::NODE_TTL_RANGE.0,
+        ttl_max = node::NODE_TTL_RANGE.1,
+        ttl_default = node::DEFAULT_NODE_TTL,
+        DEFAULT_NODE_NAME = node::DEFAULT_NODE_NAME,
     )
 }

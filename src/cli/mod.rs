@@ -6,6 +6,8 @@
 
 mod help;
 pub use help::usage;
+mod node;
+pub use node::valid_node_name;
 mod vpc;
 
 use crate::config::address_pool::AddressPool;
@@ -92,6 +94,10 @@ fn options() -> Options {
         .optopt("", "health-timeout", "", "S")
         .optopt("", "healthy-threshold", "", "N")
         .optopt("", "unhealthy-threshold", "", "N")
+        .optopt("", "node", "", "NAME")
+        .optopt("", "node-zone", "", "ZONE")
+        .optopt("", "node-address", "", "ADDR")
+        .optopt("", "node-ttl", "", "S")
         .optflag("h", "help", "")
         .optflag("V", "version", "");
     opts
@@ -187,6 +193,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
         })?,
     };
     let address_pool = address_pool(&m)?;
+    let node = node::node(&m, bind)?;
     let workers = number(&m, "workers", WORKERS_RANGE, "a whole number")?
         .map_or_else(default_workers, to_usize);
     let max_connections = number(
@@ -330,6 +337,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             surge_queue,
             subnets,
             security_groups,
+            node,
         },
     })))
 }

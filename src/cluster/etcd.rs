@@ -496,3 +496,15 @@ fn classify_stop(status: u16, body: &[u8]) -> EtcdError {
 #[cfg(test)]
 #[path = "etcd_tests.rs"]
 mod tests;
+
+impl Etcd {
+    /// Creates `key` bound to `lease` only if it is absent; Err(Conflict) when it exists.
+    /// Membership's "one live node per name" (`crate::cluster::members`).
+    pub fn create_leased(&self, key: &[u8], value: &[u8], lease: i64) -> Result<i64, EtcdError> {
+        let body = json!({
+            "compare": [{"key": b64::encode(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+            "success": [{"request_put": {"key": b64::encode(key), "value": b64::encode(value), "lease": lease.to_string()}}],
+        });
+        parse_txn(&self.call("/v3/kv/txn", &body)?)
+    }
+}

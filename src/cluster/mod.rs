@@ -1,4 +1,5 @@
-//! Several clb nodes sharing one model: the etcd client (`etcd`) and what it stands on.
+//! Several clb nodes sharing one model: the etcd client (`etcd`), what it stands on, and
+//! membership (`members`: who is in the fleet).
 //!
 //! Nothing here runs in a worker loop: the client blocks, so it is called from the
 //! control thread (one bounded round trip) or from the cluster's helper threads.
@@ -6,3 +7,4 @@
 mod b64;
 pub mod etcd;
 mod http;
+pub mod members;

@@ -168,6 +168,9 @@ pub struct Runtime {
     pub subnets: Vec<(String, String)>,
     /// `--security-group`: the groups the API may attach to a load balancer.
     pub security_groups: Vec<vpc::SecurityGroup>,
+
+    /// `--node`, `--node-zone`, `--node-address`, `--node-ttl`: this process in the fleet.
+    pub node: node::NodeFlags,
 }
 
 /// The whole configuration the process starts from.

@@ -1,7 +1,8 @@
 //! A real etcd for tests: one member on free 127.0.0.1 ports with its own data
 //! directory, started from Debian's `etcd-server` (`/usr/bin/etcd`), polled until it
 //! answers, killed and its directory removed on drop. `stop` and `start` again keep the
-//! ports and the data, as an operator restarting etcd would.
+//! ports and the data, as an operator restarting etcd would. `EtcdCluster`: three (or
+//! any number of) members on 127.0.0.1 for the quorum tests.
 
 use super::*;
 use clb::cluster::etcd::Etcd;
@@ -15,6 +16,8 @@ pub struct EtcdServer {
     dir: PathBuf,
     client_port: u16,
     peer_port: u16,
+    /// `--initial-cluster`: this member alone, or every member of an `EtcdCluster`.
+    initial_cluster: String,
 }
 
 impl EtcdServer {
@@ -26,12 +29,14 @@ impl EtcdServer {
             std::env::temp_dir().join(format!("clb-etcd-{}-{client_port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the etcd test directory");
+        let initial_cluster = format!("{name}=http://127.0.0.1:{peer_port}");
         let mut server = EtcdServer {
             child: None,
             name,
             dir,
             client_port,
             peer_port,
+            initial_cluster,
         };
         server.resume();
         server
@@ -56,6 +61,15 @@ impl EtcdServer {
 
     /// Starts the member again on the same ports and data, and waits until it answers.
     pub fn resume(&mut self) {
+        self.spawn();
+        self.wait_ready();
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    fn spawn(&mut self) {
         assert!(self.child.is_none(), "etcd is already running");
         let client = format!("http://127.0.0.1:{}", self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
@@ -79,14 +93,19 @@ impl EtcdServer {
                 "--initial-advertise-peer-urls",
                 &peer,
             ])
-            .args(["--initial-cluster", &format!("{}={peer}", self.name)])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster-token", &self.initial_cluster])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log handle"))
             .stderr(log)
             .spawn()
             .expect("start etcd (Debian: apt-get install etcd-server)");
         self.child = Some(child);
-        let etcd = Etcd::new(&[client], Duration::from_millis(500)).expect("a valid endpoint");
+    }
+
+    fn wait_ready(&self) {
+        let etcd =
+            Etcd::new(&[self.endpoint()], Duration::from_millis(500)).expect("a valid endpoint");
         let ready = wait_until(READY_TIMEOUT, || etcd.range_prefix(b"/").is_ok());
         assert!(
             ready,
@@ -116,5 +135,56 @@ impl Drop for EtcdServer {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Several etcd members forming one cluster (three for the quorum tests).
+pub struct EtcdCluster {
+    pub members: Vec<EtcdServer>,
+}
+
+impl EtcdCluster {
+    pub fn start(n: usize) -> EtcdCluster {
+        let mut members: Vec<EtcdServer> = (0..n)
+            .map(|_| {
+                let client_port = free_port("127.0.0.1");
+                let peer_port = free_port("127.0.0.1");
+                let dir = std::env::temp_dir()
+                    .join(format!("clb-etcd-{}-{client_port}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).expect("create the etcd test directory");
+                EtcdServer {
+                    child: None,
+                    name: format!("t{client_port}"),
+                    dir,
+                    client_port,
+                    peer_port,
+                    initial_cluster: String::new(),
+                }
+            })
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        for m in &mut members {
+            m.initial_cluster = initial_cluster.clone();
+            m.spawn();
+        }
+        // No member answers before a quorum has formed: start them all, then wait.
+        for m in &members {
+            m.wait_ready();
+        }
+        EtcdCluster { members }
+    }
+
+    /// Every member's endpoint, comma-separated as `--cluster` takes them.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(EtcdServer::endpoint).collect()
+    }
+
+    pub fn client(&self) -> Etcd {
+        Etcd::new(&self.endpoints(), Duration::from_secs(2)).expect("valid endpoints")
     }
 }
