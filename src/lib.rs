@@ -13,6 +13,7 @@ pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod dns;
 pub mod fuzzing;
 pub mod http;
 pub mod runtime;

@@ -58,6 +58,9 @@ Usage: clb [OPTIONS]
       --health-timeout S       seconds a probe may take, 2-60, less than the interval (default 5)
       --healthy-threshold N    consecutive successes that bring an instance back, 2-10 (default 10)
       --unhealthy-threshold N  consecutive failures that take it out, 2-10 (default 2)
+      --dns ADDR:PORT          answer DNS queries (UDP and TCP) for the load balancers' names,
+                               e.g. 127.0.0.1:5353 (default: no DNS server)
+      --dns-domain DOMAIN      the domain those names are under: NAME.DOMAIN (default elb.localhost)
   -h, --help                   print this help and exit
   -V, --version                print the version and exit
 

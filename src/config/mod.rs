@@ -6,8 +6,8 @@
 
 pub mod address_pool;
 pub mod allow;
-pub mod node;
 mod health;
+pub mod node;
 mod spec;
 pub mod topology;
 pub mod vpc;
@@ -168,6 +168,11 @@ pub struct Runtime {
     pub subnets: Vec<(String, String)>,
     /// `--security-group`: the groups the API may attach to a load balancer.
     pub security_groups: Vec<vpc::SecurityGroup>,
+
+    /// `--dns`: where the DNS server answers (UDP and TCP); `None`: no DNS server.
+    pub dns: Option<std::net::SocketAddr>,
+    /// `--dns-domain`: the zone load balancer names live in, lower-case, no final dot.
+    pub dns_domain: String,
 }
 
 /// The whole configuration the process starts from.
