@@ -23,6 +23,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
 pub mod address_pool;
+pub mod dns;
 pub mod recorder;
 pub mod sources;
 pub mod tls;
