@@ -97,6 +97,12 @@ fn unknown_names_outside_names_and_the_apex() {
         ns.text
     );
     assert_eq!(addresses(dns, "ns1.ns.elb.localhost"), ["127.0.0.1"]);
+    let axfr = dig(dns, "elb.localhost", "AXFR", &[]);
+    assert!(
+        axfr.text.contains("Transfer failed"),
+        "zone transfer not refused:\n{}",
+        axfr.text
+    );
     // Opcodes other than QUERY are not implemented.
     let status = dig(dns, "elb.localhost", "SOA", &["+opcode=status"]);
     assert_eq!(status.status, "NOTIMP", "{}", status.text);

@@ -97,7 +97,9 @@ fn reply_to<'a>(query: &Packet<'a>, zone: &'a DnsZone) -> Packet<'a> {
         *reply.rcode_mut() = RCODE::FormatError;
         return reply;
     };
-    if !matches!(question.qclass, QCLASS::CLASS(CLASS::IN) | QCLASS::ANY) {
+    // No zone transfers (RFC 5936 §2.2.1: REFUSED), and only the Internet class.
+    let transfer = matches!(question.qtype, QTYPE::AXFR | QTYPE::IXFR);
+    if transfer || !matches!(question.qclass, QCLASS::CLASS(CLASS::IN) | QCLASS::ANY) {
         *reply.rcode_mut() = RCODE::Refused;
         return reply;
     }
