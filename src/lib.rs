@@ -14,6 +14,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod control;
+pub mod dns;
 pub mod fuzzing;
 pub mod http;
 pub mod runtime;

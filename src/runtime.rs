@@ -64,6 +64,7 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
     model.subnet_map = runtime.subnets.clone();
     model.security_groups = runtime.security_groups.clone();
     model.placement = Placement::new(runtime.bind, runtime.address_pool.clone(), runtime.api);
+    model.dns_domain = runtime.dns_domain.clone();
     if let Some(pool) = &runtime.address_pool {
         check_pool(pool).map_err(StartError::Config)?;
     }
@@ -171,6 +172,7 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
         threads.push(thread);
     }
 
+    let dns = start_dns(runtime, &model)?;
     let load_balancers = model.lbs.clone();
     let ports = crate::control::plane::listen_addrs(&topology, runtime.bind).collect();
     let plane = Plane {
@@ -186,6 +188,7 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
         tls_ready: tls.is_some(),
         stats,
         desync,
+        dns,
     };
     let (server, control) = Server::new(plane, api, credentials).map_err(StartError::Thread)?;
     let control_thread = std::thread::Builder::new()
@@ -212,6 +215,49 @@ impl Running {
         }
         Ok(())
     }
+}
+
+/// `--dns`: the server threads, answering from the model as it is at start; the
+/// control thread republishes the zone after every change.
+fn start_dns(
+    runtime: &crate::config::Runtime,
+    model: &Model,
+) -> Result<Option<crate::dns::Feed>, StartError> {
+    let Some(addr) = runtime.dns else {
+        return Ok(None);
+    };
+    let nodes = live_nodes(runtime);
+    let this_node = nodes.first().map(|n| n.name.clone()).unwrap_or_default();
+    let node_address = nodes.first().map_or(addr.ip(), |n| n.address);
+    let ns_address = if addr.ip().is_unspecified() {
+        node_address
+    } else {
+        addr.ip()
+    };
+    let zone = crate::dns::DnsZone::build(
+        &model.dns_domain,
+        &model.lbs,
+        &nodes,
+        &this_node,
+        ns_address,
+    );
+    let feed = crate::dns::Feed {
+        published: crate::dns::Published::new(zone),
+        nodes,
+        this_node,
+        ns_address,
+    };
+    crate::dns::server::start(addr, feed.published.clone())
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    Ok(Some(feed))
+}
+
+/// The fleet DNS answers with. Without membership it is this node alone, reached at
+/// `--bind` (or loopback when that is every address), in no particular zone (so it
+/// serves every zone). The membership branch replaces this with its node list.
+fn live_nodes(runtime: &crate::config::Runtime) -> Vec<crate::config::node::NodeInfo> {
+    let address = crate::dns::zone::this_node_address(runtime.bind);
+    vec![crate::config::node::NodeInfo::this_node("", "", address)]
 }
 
 /// A pool none of whose addresses this host can listen on is a mistake to report now,

@@ -66,6 +66,9 @@ Usage: clb [OPTIONS]
                                (default: --bind when it is one address, else 127.0.0.1)
       --node-ttl S             lease TTL of this node's membership key, {ttl_min}-{ttl_max} (default
                                {ttl_default}): a node killed leaves the fleet within it
+      --dns ADDR:PORT          answer DNS queries (UDP and TCP) for the load balancers' names,
+                               e.g. 127.0.0.1:5353 (default: no DNS server)
+      --dns-domain DOMAIN      the domain those names are under: NAME.DOMAIN (default elb.localhost)
   -h, --help                   print this help and exit
   -V, --version                print the version and exit
 

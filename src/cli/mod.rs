@@ -98,6 +98,9 @@ fn options() -> Options {
         .optopt("", "node-zone", "", "ZONE")
         .optopt("", "node-address", "", "ADDR")
         .optopt("", "node-ttl", "", "S")
+        // DNS server (src/dns).
+        .optopt("", "dns", "", "ADDR:PORT")
+        .optopt("", "dns-domain", "", "DOMAIN")
         .optflag("h", "help", "")
         .optflag("V", "version", "");
     opts
@@ -194,6 +197,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
     };
     let address_pool = address_pool(&m)?;
     let node = node::node(&m, bind)?;
+    let (dns, dns_domain) = dns(&m)?;
     let workers = number(&m, "workers", WORKERS_RANGE, "a whole number")?
         .map_or_else(default_workers, to_usize);
     let max_connections = number(
@@ -338,8 +342,30 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             subnets,
             security_groups,
             node,
+            dns,
+            dns_domain,
         },
     })))
+}
+
+/// `--dns ADDR:PORT` and `--dns-domain DOMAIN` (README "DNS").
+fn dns(m: &Matches) -> Result<(Option<SocketAddr>, String), CliError> {
+    let addr = match m.opt_str("dns") {
+        None => None,
+        Some(text) => Some(text.parse().map_err(|_| {
+            flag_error(
+                "dns",
+                &text,
+                "must be an address and port, e.g. 127.0.0.1:5353 or [::1]:53",
+            )
+        })?),
+    };
+    let domain = match m.opt_str("dns-domain") {
+        None => crate::dns::zone::DEFAULT_DOMAIN.to_string(),
+        Some(text) => crate::dns::zone::parse_domain(&text)
+            .map_err(|why| flag_error("dns-domain", &text, &why))?,
+    };
+    Ok((addr, domain))
 }
 
 /// `--address-pool`: with a pool every load balancer has its own address, so `--bind`

@@ -171,6 +171,10 @@ pub struct Runtime {
 
     /// `--node`, `--node-zone`, `--node-address`, `--node-ttl`: this process in the fleet.
     pub node: node::NodeFlags,
+    /// `--dns`: where the DNS server answers (UDP and TCP); `None`: no DNS server.
+    pub dns: Option<std::net::SocketAddr>,
+    /// `--dns-domain`: the zone load balancer names live in, lower-case, no final dot.
+    pub dns_domain: String,
 }
 
 /// The whole configuration the process starts from.

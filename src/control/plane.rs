@@ -36,6 +36,8 @@ pub struct Plane {
     /// Every worker's metric counters and desync counts, summed at a scrape.
     pub stats: Vec<Arc<crate::stats::Stats>>,
     pub desync: Vec<Arc<crate::http::desync::Counts>>,
+    /// `--dns`: the zone is rebuilt from every committed model.
+    pub dns: Option<crate::dns::Feed>,
 }
 
 impl Plane {
@@ -161,6 +163,9 @@ impl Plane {
             })?;
         }
         self.model = next;
+        if let Some(dns) = &self.dns {
+            dns.publish(&self.model.dns_domain, &self.model.lbs);
+        }
         self.topology = topology.clone();
         if let Some(config) = tls {
             // Before the topology: a worker has it when the new listener's first client comes.

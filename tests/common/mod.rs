@@ -24,6 +24,7 @@
 
 pub mod address_pool;
 pub mod etcd;
+pub mod dns;
 pub mod recorder;
 pub mod sources;
 pub mod tls;
