@@ -189,6 +189,8 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
         stats,
         desync,
         dns,
+        nodes: vec![runtime.node.info()],
+        this_node: runtime.node.name.clone(),
     };
     let (server, control) = Server::new(plane, api, credentials).map_err(StartError::Thread)?;
     let control_thread = std::thread::Builder::new()
@@ -252,12 +254,13 @@ fn start_dns(
     Ok(Some(feed))
 }
 
-/// The fleet DNS answers with. Without membership it is this node alone, reached at
-/// `--bind` (or loopback when that is every address), in no particular zone (so it
-/// serves every zone). The membership branch replaces this with its node list.
+/// The fleet DNS answers with at start: this node alone (`--node`, `--node-address`), in
+/// no particular zone, since a fleet of one serves every zone. With `--cluster`,
+/// membership's list replaces it (`Plane::set_nodes`), zones and all.
 fn live_nodes(runtime: &crate::config::Runtime) -> Vec<crate::config::node::NodeInfo> {
-    let address = crate::dns::zone::this_node_address(runtime.bind);
-    vec![crate::config::node::NodeInfo::this_node("", "", address)]
+    let mut me = runtime.node.info();
+    me.zone = String::new();
+    vec![me]
 }
 
 /// A pool none of whose addresses this host can listen on is a mistake to report now,

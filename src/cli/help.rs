@@ -63,7 +63,7 @@ Usage: clb [OPTIONS]
                                same name is refused at start
       --node-zone ZONE         the zone this node serves (default {DEFAULT_ZONE})
       --node-address ADDR      the address clients reach this node at, published to the fleet
-                               (default: --bind when it is one address, else 127.0.0.1)
+                               (default: --bind when it is one address, else loopback)
       --node-ttl S             lease TTL of this node's membership key, {ttl_min}-{ttl_max} (default
                                {ttl_default}): a node killed leaves the fleet within it
       --dns ADDR:PORT          answer DNS queries (UDP and TCP) for the load balancers' names,

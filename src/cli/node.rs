@@ -6,7 +6,7 @@ use super::{flag_error, number, CliError};
 use crate::config::node::NodeFlags;
 use crate::config::DEFAULT_ZONE;
 use getopts::Matches;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// Lease TTL range: etcd refuses leases under ~2 s (its minimum is 1.5 election
@@ -34,9 +34,9 @@ fn valid_zone(zone: &str) -> bool {
 
 pub(super) fn node(m: &Matches, bind: IpAddr) -> Result<NodeFlags, CliError> {
     let address = match m.opt_str("node-address") {
-        // Where clients reach this node: --bind when it names one address, else loopback.
-        None if bind.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        None => bind,
+        // Where clients reach this node: --bind when it names one address, else loopback
+        // (as DNS answers for a single node).
+        None => crate::dns::zone::this_node_address(bind),
         Some(text) => text
             .parse::<IpAddr>()
             .ok()

@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 /// Called with the whole live list, sorted by name, each time it changes.
 pub type Notify = Box<dyn FnMut(Vec<NodeInfo>) + Send>;
@@ -401,67 +401,22 @@ pub fn start(
     Membership::join(etcd, prefix, node.info(), node.ttl, notify).map_err(|e| e.to_string())
 }
 
-/// How long `info` has been up, for the status page.
-pub fn uptime(info: &NodeInfo) -> Duration {
-    SystemTime::now()
-        .duration_since(info.started)
-        .unwrap_or_default()
+/// `start` with the list delivered to the control thread (`Event::Nodes`, which updates
+/// the status page and the DNS answers). runtime calls this with `--cluster`, once the
+/// control thread runs, and keeps the `Membership` to `leave()` on SIGTERM.
+pub fn join_fleet(
+    control: &crate::control::server::ControlHandle,
+    endpoints: &[String],
+    prefix: &str,
+    node: &crate::config::node::NodeFlags,
+) -> Result<Membership, String> {
+    let control = control.clone();
+    let notify: Notify = Box::new(move |nodes| {
+        control.send(crate::control::server::Event::Nodes(nodes));
+    });
+    start(endpoints, prefix, node, notify)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn record_round_trips_and_rejects_junk() {
-        let me = NodeInfo::this_node("n1", "zone-b", "127.0.2.1".parse().unwrap());
-        let back = decode("n1", &encode(&me)).unwrap();
-        assert_eq!((back.zone.as_str(), back.address), ("zone-b", me.address));
-        assert_eq!(back.version, me.version);
-        let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs();
-        assert_eq!(secs(back.started), secs(me.started));
-        for junk in [
-            &b""[..],
-            b"{",
-            b"[]",
-            b"{\"zone\":\"a\"}",
-            b"{\"zone\":1,\"address\":\"::1\"}",
-            b"{\"zone\":\"a\",\"address\":\"nope\"}",
-        ] {
-            assert_eq!(
-                decode("n1", junk),
-                None,
-                "{:?}",
-                String::from_utf8_lossy(junk)
-            );
-        }
-    }
-
-    #[test]
-    fn events_keep_the_list() {
-        let prefix = nodes_prefix("/clb/");
-        let mut nodes = BTreeMap::new();
-        let me = NodeInfo::this_node("n1", "zone-a", "127.0.1.1".parse().unwrap());
-        let kv = |name: &str, value: Vec<u8>| Kv {
-            key: node_key("/clb/", name),
-            value,
-            mod_revision: 1,
-            lease: 7,
-        };
-        apply(&mut nodes, &prefix, WatchKind::Put, &kv("n1", encode(&me)));
-        apply(
-            &mut nodes,
-            &prefix,
-            WatchKind::Put,
-            &kv("bad", b"x".to_vec()),
-        );
-        assert_eq!(nodes.keys().collect::<Vec<_>>(), ["n1"]);
-        apply(
-            &mut nodes,
-            &prefix,
-            WatchKind::Delete,
-            &kv("n1", Vec::new()),
-        );
-        assert!(nodes.is_empty());
-    }
-}
+#[path = "members_tests.rs"]
+mod tests;

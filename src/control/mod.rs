@@ -14,5 +14,6 @@ pub mod query;
 pub mod server;
 pub mod sigv4;
 pub mod state;
+pub mod status_nodes;
 pub mod status_page;
 pub mod xml;

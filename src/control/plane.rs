@@ -38,6 +38,10 @@ pub struct Plane {
     pub desync: Vec<Arc<crate::http::desync::Counts>>,
     /// `--dns`: the zone is rebuilt from every committed model.
     pub dns: Option<crate::dns::Feed>,
+    /// The live nodes (membership's list; this node alone without `--cluster`) and
+    /// this node's name, for the status page.
+    pub nodes: Vec<crate::config::node::NodeInfo>,
+    pub this_node: String,
 }
 
 impl Plane {
@@ -78,7 +82,17 @@ impl Plane {
 
     /// The status page (`GET /`).
     pub fn status_page(&self) -> String {
-        super::status_page::render(&self.model, &self.stats)
+        super::status_page::render(&self.model, &self.stats, &self.nodes, &self.this_node)
+    }
+
+    /// Membership's new list of live nodes: shown on the status page and, with `--dns`,
+    /// answered with from now on.
+    pub fn set_nodes(&mut self, nodes: Vec<crate::config::node::NodeInfo>) {
+        if let Some(dns) = &mut self.dns {
+            dns.nodes = nodes.clone();
+            dns.publish(&self.model.dns_domain, &self.model.lbs);
+        }
+        self.nodes = nodes;
     }
 
     /// The `/metrics` text.

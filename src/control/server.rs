@@ -26,6 +26,8 @@ pub enum Event {
     ReloadCertificates,
     /// SIGTERM or SIGINT: stop accepting, let in-flight requests finish.
     Shutdown,
+    /// Membership (crate::cluster::members): the live nodes changed.
+    Nodes(Vec<crate::config::node::NodeInfo>),
 }
 
 /// How to reach the control thread.
@@ -123,6 +125,7 @@ impl Server {
                             match event {
                                 Event::ReloadCertificates => self.plane.reload_tls(),
                                 Event::Shutdown => self.plane.shutdown(),
+                                Event::Nodes(nodes) => self.plane.set_nodes(nodes),
                             }
                         }
                     }
