@@ -5,4 +5,7 @@
 
 mod b64;
 pub mod etcd;
+pub mod follow;
 mod http;
+pub mod start;
+pub mod store;

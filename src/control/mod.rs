@@ -15,4 +15,5 @@ pub mod server;
 pub mod sigv4;
 pub mod state;
 pub mod status_page;
+pub mod store;
 pub mod xml;

@@ -20,12 +20,14 @@ use std::time::{Duration, Instant, SystemTime};
 const LISTENER: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
 
-/// What other threads (the signal thread) ask of the control thread.
+/// What other threads (the signal thread, the cluster watch) ask of the control thread.
 pub enum Event {
     /// SIGHUP: load the certificate files again.
     ReloadCertificates,
     /// SIGTERM or SIGINT: stop accepting, let in-flight requests finish.
     Shutdown,
+    /// What the cluster watch saw in etcd: other nodes' changes, or a full resync.
+    Cluster(crate::cluster::follow::Remote),
 }
 
 /// How to reach the control thread.
@@ -123,6 +125,7 @@ impl Server {
                             match event {
                                 Event::ReloadCertificates => self.plane.reload_tls(),
                                 Event::Shutdown => self.plane.shutdown(),
+                                Event::Cluster(remote) => self.plane.follow(remote),
                             }
                         }
                     }

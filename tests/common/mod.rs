@@ -23,6 +23,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
 pub mod address_pool;
+pub mod cluster;
 pub mod etcd;
 pub mod recorder;
 pub mod sources;
