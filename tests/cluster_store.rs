@@ -13,7 +13,7 @@ use client::{Boto, Outcome};
 use common::cluster::*;
 use common::etcd::EtcdServer;
 use common::*;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 const CONVERGE: Duration = Duration::from_secs(20);
@@ -307,4 +307,129 @@ fn propagation() {
             d[d.len() - 1].as_secs_f64() * 1e3
         );
     }
+}
+
+/// The `AWSELB=...` pair a response sets, if any.
+fn awselb(r: &Response) -> Option<String> {
+    r.headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
+        .find_map(|(_, v)| {
+            v.starts_with("AWSELB=")
+                .then(|| v.split(';').next().unwrap_or("").to_string())
+        })
+}
+
+fn get_with_cookie(addr: SocketAddr, cookie: Option<&str>) -> Response {
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    Client::connect(addr).request(&format!(
+        "GET /s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n{cookie}\r\n"
+    ))
+}
+
+#[test]
+fn a_sticky_cookie_from_one_node_is_honoured_by_another() {
+    let etcd = EtcdServer::start();
+    let b1 = Backend::start("127.0.0.1", "i-1", Behavior::Echo);
+    let b2 = Backend::start("127.0.0.1", "i-2", Behavior::Echo);
+    let flags_port = free_port("127.0.1.1");
+    let n1 = start_node(&etcd, 1, flags_port);
+    let n2 = start_node(&etcd, 2, flags_port);
+    let mut boto = Boto::new(n1.api.unwrap());
+    let port = free_port("127.0.2.1");
+    create(&mut boto, "sticky", port, 80);
+    let (id1, id2) = (b1.addr.to_string(), b2.addr.to_string());
+    assert!(matches!(
+        register(&mut boto, "sticky", &[&id1, &id2]),
+        Outcome::Ok(_)
+    ));
+    let policy = params(&[
+        ("LoadBalancerName", "sticky"),
+        ("PolicyName", "s"),
+        ("CookieExpirationPeriod", "60"),
+    ]);
+    boto.ok("CreateLBCookieStickinessPolicy", &policy);
+    let port_text = port.to_string();
+    let on_listener = params(&[
+        ("LoadBalancerName", "sticky"),
+        ("LoadBalancerPort", &port_text),
+        ("PolicyNames.0", "s"),
+    ]);
+    boto.ok("SetLoadBalancerPoliciesOfListener", &on_listener);
+    // Node 2 has the policy and both instances in service.
+    let (a1, a2) = (listener_addr(1, port), listener_addr(2, port));
+    let mut seen = std::collections::HashSet::new();
+    let ready = wait_until(CONVERGE, || {
+        if TcpStream::connect_timeout(&a2, Duration::from_millis(200)).is_err() {
+            return false;
+        }
+        let r = get_with_cookie(a2, None);
+        if r.status == 200 && awselb(&r).is_some() {
+            seen.extend(r.instance().map(str::to_string));
+        }
+        seen.len() == 2
+    });
+    assert!(
+        ready,
+        "node 2 never served both instances with the policy (saw {seen:?}); log:\n{}",
+        n2.log_text()
+    );
+    let first = get_with_cookie(a1, None);
+    let cookie = awselb(&first).expect("node 1 sets AWSELB");
+    let pinned = first.instance().expect("an instance answered").to_string();
+    for _ in 0..10 {
+        let r = get_with_cookie(a2, Some(&cookie));
+        assert_eq!(
+            r.instance(),
+            Some(pinned.as_str()),
+            "node 2 did not honour node 1's cookie"
+        );
+    }
+}
+
+#[test]
+fn cluster_flags_are_checked() {
+    let l = ["--listener", "http:18080:http:80", "--api", "off"];
+    let with =
+        |extra: &[&'static str]| -> Vec<&'static str> { l.iter().chain(extra).copied().collect() };
+    assert_refused(
+        &with(&["--cluster", "https://127.0.0.1:2379"]),
+        &["--cluster", "https"],
+    );
+    assert_refused(
+        &with(&["--cluster", "127.0.0.1"]),
+        &["--cluster", "http://HOST:PORT"],
+    );
+    assert_refused(
+        &with(&["--cluster", "http://127.0.0.1:2379,"]),
+        &["--cluster"],
+    );
+    assert_refused(
+        &with(&["--cluster", "http://127.0.0.1:2379", "--state", "/tmp/x"]),
+        &["--cluster", "--state"],
+    );
+    assert_refused(
+        &with(&[
+            "--cluster",
+            "http://127.0.0.1:2379",
+            "--cluster-prefix",
+            "clb",
+        ]),
+        &["--cluster-prefix", "'/'"],
+    );
+    assert_refused(
+        &with(&["--cluster-prefix", "/a/"]),
+        &["--cluster-prefix", "needs --cluster"],
+    );
+    // etcd not there at start: a node that cannot read the model does not start.
+    let dead = format!("http://127.0.0.1:{}", free_port("127.0.0.1"));
+    let run = run_clb(&[&l[..], &["--cluster", &dead]].concat());
+    assert!(!run.status.success());
+    assert!(
+        run.stderr.contains("--cluster") && run.stderr.contains("unreachable"),
+        "{}",
+        run.stderr
+    );
 }
