@@ -204,3 +204,55 @@ fn etcd_down_is_unreachable_then_back() {
         Some(b"back".to_vec())
     );
 }
+
+#[test]
+fn follow_resyncs_after_compaction_and_after_an_outage() {
+    use clb::cluster::follow::{self, Remote};
+    let mut server = EtcdServer::start();
+    let etcd = server.client();
+    let first = etcd.put(b"/f/lb/a", b"1", 0).unwrap();
+    let last = etcd.put(b"/f/lb/a", b"2", 0).unwrap();
+    server.etcdctl(&["compact", &last.to_string()]);
+    let (to_test, reports) = std::sync::mpsc::channel();
+    follow::spawn(server.client(), b"/f/lb/".to_vec(), first, move |r| {
+        to_test.send(r).is_ok()
+    })
+    .unwrap();
+    let next = || {
+        reports
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a report from the watch thread")
+    };
+    // Behind compaction: the whole prefix, at a revision from which it watches on.
+    match next() {
+        Remote::Resync { kvs, revision } => {
+            assert_eq!(
+                (kvs.len(), kvs[0].value.as_slice(), revision),
+                (1, &b"2"[..], last)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let put = etcd.put(b"/f/lb/b", b"3", 0).unwrap();
+    assert!(matches!(next(), Remote::Events(e) if e[0].kv.mod_revision == put));
+    // An outage: after etcd returns, a full resync that includes what changed meanwhile.
+    server.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    server.resume();
+    etcd.delete(b"/f/lb/a").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match next() {
+            Remote::Resync { kvs, .. } => {
+                let keys: Vec<&[u8]> = kvs.iter().map(|kv| kv.key.as_slice()).collect();
+                if keys == [&b"/f/lb/b"[..]] {
+                    break;
+                }
+            }
+            // The delete may come as an event after a resync that preceded it.
+            Remote::Events(e) if e.iter().any(|e| e.kind == WatchKind::Delete) => break,
+            Remote::Events(_) => {}
+        }
+        assert!(Instant::now() < deadline, "no resync after etcd returned");
+    }
+}

@@ -35,6 +35,10 @@ Usage: clb [OPTIONS]
                                aws_access_key_id = ... and aws_secret_access_key = ...
       --state FILE             API changes are saved here (atomically, before the answer) and
                                reloaded at start
+      --cluster ENDPOINTS      keep the model in etcd instead (comma-separated http://HOST:PORT
+                               v3 endpoints), shared with every node given the same etcd and
+                               prefix; not with --state
+      --cluster-prefix PREFIX  where this cluster's keys live in etcd (default /clb/)
       --draining S|off         connection draining timeout of this load balancer, 1-3600
                                (default 300)
       --cert FILE --key FILE   PEM certificate chain and key (RSA or ECDSA) for https and ssl

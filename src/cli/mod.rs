@@ -73,6 +73,8 @@ fn options() -> Options {
         .optopt("", "api", "", "ADDR|off")
         .optopt("", "api-credentials", "", "FILE")
         .optopt("", "state", "", "FILE")
+        .optopt("", "cluster", "", "ENDPOINTS")
+        .optopt("", "cluster-prefix", "", "PREFIX")
         .optopt("", "draining", "", "S|off")
         .optmulti("", "proxy-protocol", "", "[v2:]PORT")
         .optmulti("", "cert", "", "FILE")
@@ -226,6 +228,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
         }
     }
     let state = m.opt_str("state").map(std::path::PathBuf::from);
+    let cluster = cluster_store(&m, state.is_some())?;
     let draining = match m.opt_str("draining").as_deref() {
         None => Some(DEFAULT_DRAINING),
         Some("off") => None,
@@ -330,6 +333,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             max_connections,
             api,
             state,
+            cluster,
             api_credentials,
             certs,
             ssl_policy,
@@ -553,6 +557,45 @@ fn to_usize(n: u64) -> usize {
 fn default_workers() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     cores.clamp(to_usize(WORKERS_RANGE.0), to_usize(WORKERS_RANGE.1))
+}
+
+/// `--cluster ENDPOINTS` and `--cluster-prefix PREFIX` (README "State in etcd").
+fn cluster_store(
+    m: &Matches,
+    has_state: bool,
+) -> Result<Option<crate::config::cluster::ClusterStore>, CliError> {
+    use crate::config::cluster::{check_prefix, ClusterStore, DEFAULT_PREFIX};
+    let prefix = m.opt_str("cluster-prefix");
+    let Some(list) = m.opt_str("cluster") else {
+        return match prefix {
+            Some(p) => Err(flag_error("cluster-prefix", &p, "needs --cluster")),
+            None => Ok(None),
+        };
+    };
+    if has_state {
+        // Two stores would disagree about which one holds the model.
+        return Err(CliError(
+            "--cluster and --state exclude each other: with --cluster the model lives in etcd"
+                .into(),
+        ));
+    }
+    let endpoints: Vec<String> = list.split(',').map(|e| e.trim().to_string()).collect();
+    if endpoints.iter().any(|e| e.is_empty()) {
+        return Err(flag_error(
+            "cluster",
+            &list,
+            "expected http://HOST:PORT[,http://HOST:PORT...]",
+        ));
+    }
+    crate::cluster::etcd::Etcd::new(&endpoints, std::time::Duration::from_secs(1)).map_err(
+        |e| match e {
+            crate::cluster::etcd::EtcdError::Protocol(why) => flag_error("cluster", &list, &why),
+            other => flag_error("cluster", &list, &other.to_string()),
+        },
+    )?;
+    let prefix = prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string());
+    check_prefix(&prefix).map_err(|why| flag_error("cluster-prefix", &prefix, why))?;
+    Ok(Some(ClusterStore { endpoints, prefix }))
 }
 
 fn flag_error(flag: &str, value: &str, why: &str) -> CliError {

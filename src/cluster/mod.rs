@@ -6,5 +6,8 @@
 
 mod b64;
 pub mod etcd;
+pub mod follow;
 mod http;
 pub mod members;
+pub mod start;
+pub mod store;

@@ -6,6 +6,7 @@
 
 pub mod address_pool;
 pub mod allow;
+pub mod cluster;
 mod health;
 pub mod node;
 mod spec;
@@ -145,6 +146,8 @@ pub struct Runtime {
     pub api: Option<std::net::SocketAddr>,
     /// The state file API changes are saved to and reloaded from.
     pub state: Option<std::path::PathBuf>,
+    /// `--cluster`: the model lives in etcd instead (never with `state`).
+    pub cluster: Option<cluster::ClusterStore>,
     /// The SigV4 credentials file the API requires.
     pub api_credentials: Option<std::path::PathBuf>,
     /// Certificate and key files for HTTPS and SSL listeners; the first is the default.

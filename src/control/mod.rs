@@ -16,4 +16,5 @@ pub mod sigv4;
 pub mod state;
 pub mod status_nodes;
 pub mod status_page;
+pub mod store;
 pub mod xml;

@@ -579,6 +579,7 @@ fn resolve_host(host: &Host) -> Option<IpAddr> {
 }
 
 pub mod addresses;
+mod adopt;
 mod policy_ops;
 mod registration;
 mod routing;

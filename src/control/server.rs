@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 const LISTENER: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
 
-/// What other threads (the signal thread) ask of the control thread.
+/// What other threads (the signal thread, the cluster watch) ask of the control thread.
 pub enum Event {
     /// SIGHUP: load the certificate files again.
     ReloadCertificates,
@@ -28,6 +28,8 @@ pub enum Event {
     Shutdown,
     /// Membership (crate::cluster::members): the live nodes changed.
     Nodes(Vec<crate::config::node::NodeInfo>),
+    /// What the cluster watch saw in etcd: other nodes' changes, or a full resync.
+    Cluster(crate::cluster::follow::Remote),
 }
 
 /// How to reach the control thread.
@@ -126,6 +128,7 @@ impl Server {
                                 Event::ReloadCertificates => self.plane.reload_tls(),
                                 Event::Shutdown => self.plane.shutdown(),
                                 Event::Nodes(nodes) => self.plane.set_nodes(nodes),
+                                Event::Cluster(remote) => self.plane.follow(remote),
                             }
                         }
                     }

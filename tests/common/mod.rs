@@ -24,6 +24,7 @@
 
 pub mod address_pool;
 pub mod dns;
+pub mod cluster;
 pub mod etcd;
 pub mod recorder;
 pub mod sources;
