@@ -217,14 +217,25 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
         dns,
         nodes: vec![runtime.node.info()],
         this_node: runtime.node.name.clone(),
+        membership: None,
     };
-    let (server, control) = Server::new(plane, api, credentials).map_err(StartError::Thread)?;
+    let (mut server, control) = Server::new(plane, api, credentials).map_err(StartError::Thread)?;
     if let (Some(cluster), Some((prefix, from))) = (&runtime.cluster, watch_from) {
         let to_control = control.clone();
         crate::cluster::start::follow(cluster, prefix, from, move |remote| {
             to_control.send(crate::control::server::Event::Cluster(remote))
         })
         .map_err(StartError::Cluster)?;
+        // README "Running several nodes": this node's key on a lease, the live list to
+        // the control thread; the plane revokes the lease at SIGTERM.
+        let membership = crate::cluster::members::join_fleet(
+            &control,
+            &cluster.endpoints,
+            &cluster.prefix,
+            &runtime.node,
+        )
+        .map_err(StartError::Cluster)?;
+        server.plane_mut().membership = Some(membership);
     }
     let control_thread = std::thread::Builder::new()
         .name("clb-control".to_string())

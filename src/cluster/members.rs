@@ -110,8 +110,9 @@ struct Shared {
 }
 
 impl Membership {
-    /// Registers `me` (refused while another live node holds the name: after a crash
-    /// the old key is waited out, up to one TTL plus slack) and starts the threads.
+    /// Registers `me` and starts the threads. A key with this name and this address is
+    /// this node's own from before a restart: taken over. With another address it is
+    /// waited out (up to one TTL plus slack: a node killed just before), then refused.
     /// `etcd` should have a timeout well under `ttl / 3`.
     pub fn join(
         etcd: Etcd,
@@ -132,6 +133,7 @@ impl Membership {
         loop {
             match shared.register() {
                 Ok(()) => break,
+                Err(JoinError::NameTaken { .. }) if shared.take_over_own_key() => {}
                 Err(JoinError::NameTaken { .. }) if Instant::now() < deadline => {
                     std::thread::sleep(BACKOFF_MIN * 2);
                 }
@@ -213,6 +215,30 @@ impl Shared {
             std::thread::sleep(Duration::from_millis(50).min(end - Instant::now()));
         }
         !self.stopped()
+    }
+
+    /// The key holds this node's own name *and address*: this node restarted before its
+    /// old lease expired (a second process cannot serve the same address). Deletes that
+    /// key, guarded by its revision, so registering can go on at once; true if it did.
+    fn take_over_own_key(&self) -> bool {
+        let key = node_key(&self.prefix, &self.me.name);
+        let Ok((Some(kv), _)) = self.etcd.get(&key) else {
+            return false;
+        };
+        let own = decode(&self.me.name, &kv.value).is_some_and(|n| n.address == self.me.address);
+        if own
+            && self
+                .etcd
+                .txn(&[(key.clone(), kv.mod_revision)], &[], &[key])
+                .is_ok()
+        {
+            log::info!(
+                "cluster: node {} took over its key left by an earlier run",
+                self.me.name
+            );
+            return true;
+        }
+        false
     }
 
     /// A new lease and this node's key bound to it, if no other node holds the name.

@@ -49,6 +49,9 @@ pub struct Plane {
     /// this node's name, for the status page.
     pub nodes: Vec<crate::config::node::NodeInfo>,
     pub this_node: String,
+    /// `--cluster`: this node's membership, left (lease revoked) at SIGTERM so the node
+    /// drops out of the fleet and DNS before it drains.
+    pub membership: Option<crate::cluster::members::Membership>,
 }
 
 /// Attempts after the first when another node wrote the same load balancer first.
@@ -215,6 +218,10 @@ impl Plane {
     /// longest connection-draining timeout among the load balancers that drain (none:
     /// in-flight requests are cut at once, as deregistration without draining does).
     pub fn shutdown(&mut self) {
+        if let Some(membership) = self.membership.take() {
+            // One etcd round trip at most; the node leaves DNS before it drains.
+            membership.leave();
+        }
         let grace = self
             .model
             .lbs

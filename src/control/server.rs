@@ -105,6 +105,11 @@ impl Server {
         ))
     }
 
+    /// The plane, before the thread runs (runtime hands it the cluster membership).
+    pub fn plane_mut(&mut self) -> &mut Plane {
+        &mut self.plane
+    }
+
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
         loop {

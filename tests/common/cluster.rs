@@ -15,7 +15,14 @@ pub fn node_ip(n: u8) -> String {
 
 /// Node `n` (1-based) of the cluster on `etcd`, its flags' load balancer on `port`.
 pub fn start_node(etcd: &EtcdServer, n: u8, port: u16) -> Clb {
+    start_node_with(etcd, n, port, &[])
+}
+
+/// `start_node` with more flags. Node N is named `nN` at 127.0.N.1 (`--node`,
+/// `--node-address`): every node of a fleet needs its own name.
+pub fn start_node_with(etcd: &EtcdServer, n: u8, port: u16, extra: &[&str]) -> Clb {
     let ip = node_ip(n);
+    let name = format!("n{n}");
     let api = format!("{ip}:{}", free_port(&ip));
     let listener = format!("http:{port}:http:80");
     let endpoint = etcd.endpoint();
@@ -30,7 +37,12 @@ pub fn start_node(etcd: &EtcdServer, n: u8, port: u16) -> Clb {
         &endpoint,
         "--workers",
         "1",
+        "--node",
+        &name,
+        "--node-address",
+        &ip,
     ];
+    let args: Vec<&str> = args.iter().chain(extra).copied().collect();
     Clb::start_env(&args, CLUSTER_ENV)
 }
 

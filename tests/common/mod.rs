@@ -23,8 +23,8 @@
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
 pub mod address_pool;
-pub mod dns;
 pub mod cluster;
+pub mod dns;
 pub mod etcd;
 pub mod recorder;
 pub mod sources;
