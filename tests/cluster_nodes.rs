@@ -159,3 +159,49 @@ fn a_second_live_node_with_the_same_name_is_refused() {
         "{stderr}"
     );
 }
+
+/// Item 10: a node killed with `kill -9` is out of the load balancer's DNS answers
+/// (asked with dig) within the TTL; the answers list the live nodes in its zones.
+#[test]
+fn a_killed_node_drops_out_of_dns_within_the_ttl() {
+    let etcd = EtcdServer::start();
+    let backend = Backend::start("127.0.0.1", "i-web", Behavior::Echo);
+    let port = free_port("127.0.1.1");
+    let dns: SocketAddr = format!("127.0.1.1:{}", free_port("127.0.1.1"))
+        .parse()
+        .unwrap();
+    let dns_flag = dns.to_string();
+    let zones = ["--zones", "zone-a,zone-b,zone-c"];
+    let instance = format!("i-web={}", backend.addr);
+    let node = |n: u8, more: &[&str]| {
+        let zone = format!("zone-{}", (b'a' + n - 1) as char);
+        let mut args = vec!["--instance", &instance, "--node-ttl", TTL_SECS];
+        args.extend_from_slice(&zones);
+        args.extend_from_slice(&["--node-zone", &zone]);
+        args.extend_from_slice(more);
+        start_node_with(&etcd, n, port, &args)
+    };
+    let n1 = node(1, &["--dns", &dns_flag]);
+    let _n2 = node(2, &[]);
+    let mut n3 = node(3, &[]);
+    wait_nodes(n1.api.unwrap(), &["n1", "n2", "n3"], SOON);
+    let sorted = || {
+        // UDP only: `addresses` compares UDP with TCP, which may straddle the change.
+        let mut a = common::dns::dig(dns, "default.elb.localhost", "A", &[]).answers();
+        a.sort();
+        a
+    };
+    assert!(
+        wait_until(SOON, || sorted() == ["127.0.1.1", "127.0.2.1", "127.0.3.1"]),
+        "{:?}",
+        sorted()
+    );
+    n3.kill_now();
+    let killed = Instant::now();
+    assert!(
+        wait_until(TTL + SLACK, || sorted() == ["127.0.1.1", "127.0.2.1"]),
+        "{:?}",
+        sorted()
+    );
+    eprintln!("kill -9 n3: out of DNS after {:?}", killed.elapsed());
+}
