@@ -426,10 +426,51 @@ fn cluster_flags_are_checked() {
     // etcd not there at start: a node that cannot read the model does not start.
     let dead = format!("http://127.0.0.1:{}", free_port("127.0.0.1"));
     let run = run_clb(&[&l[..], &["--cluster", &dead]].concat());
-    assert!(!run.status.success());
+    assert_eq!(run.status.code(), Some(1), "{}", run.stderr);
     assert!(
         run.stderr.contains("--cluster") && run.stderr.contains("unreachable"),
         "{}",
         run.stderr
+    );
+}
+
+#[test]
+fn a_change_that_cannot_run_on_a_node_is_neither_overwritten_nor_blocking() {
+    let etcd = EtcdServer::start();
+    let flags_port = free_port("127.0.1.1");
+    let n1 = start_node(&etcd, 1, flags_port);
+    let n2 = start_node(&etcd, 2, flags_port);
+    let (a1, a2) = (n1.api.unwrap(), n2.api.unwrap());
+    // Another process holds the port on node 2's address.
+    let blocker = bind_unique("127.0.2.1");
+    let port = blocker.local_addr().unwrap().port();
+    let mut boto1 = Boto::new(a1);
+    create(&mut boto1, "blocked", port, 80);
+    assert!(
+        n2.wait_for_log("cannot run here", 1, CONVERGE),
+        "node 2 log:\n{}",
+        n2.log_text()
+    );
+    // Node 2 still writes other load balancers...
+    let mut boto2 = Boto::new(a2);
+    create(&mut boto2, "other", free_port("127.0.2.1"), 80);
+    assert!(wait_until(CONVERGE, || instances(a1, "other").is_some()));
+    // ...but does not write its stale copy of the one it cannot run.
+    match register(&mut boto2, "blocked", &["127.0.0.1:7"]) {
+        Outcome::Err(e) => assert_eq!(e.status, 400, "{e:?}"),
+        other => panic!("a write to a load balancer node 2 cannot run: {other:?}"),
+    }
+    assert_eq!(instances(a1, "blocked"), Some(vec![]));
+    // Once the port is free, the next version is taken.
+    drop(blocker);
+    assert!(matches!(
+        register(&mut boto1, "blocked", &["127.0.0.1:8"]),
+        Outcome::Ok(_)
+    ));
+    let want = Some(vec!["127.0.0.1:8".to_string()]);
+    assert!(
+        wait_until(CONVERGE, || instances(a2, "blocked") == want),
+        "node 2 log:\n{}",
+        n2.log_text()
     );
 }

@@ -166,11 +166,12 @@ impl Store for EtcdStore {
             puts.push((self.key(&lb.name), rec.clone().into_bytes()));
             records.push((lb.name.clone(), rec));
         }
+        // An empty record: forgotten, and this node never had it; not ours to delete.
         let gone: Vec<String> = self
             .known
-            .keys()
-            .filter(|name| !lbs.iter().any(|lb| &lb.name == *name))
-            .cloned()
+            .iter()
+            .filter(|(name, k)| !k.record.is_empty() && !lbs.iter().any(|lb| &lb.name == *name))
+            .map(|(name, _)| name.clone())
             .collect();
         for name in &gone {
             guards.push((
@@ -247,6 +248,20 @@ impl Store for EtcdStore {
             }
         }
         changes
+    }
+
+    fn forget(&mut self, name: &str, ours: Option<&LbState>) {
+        // A revision no key has: a change of ours to it conflicts (and reloads), any
+        // version the watch brings is newer. Our unchanged copy (or our having none,
+        // an empty record) is not written, so writes to other load balancers go on.
+        let record = ours.map(record).unwrap_or_default();
+        self.known.insert(
+            name.to_string(),
+            Known {
+                mod_revision: -1,
+                record,
+            },
+        );
     }
 
     fn describe(&self) -> String {
