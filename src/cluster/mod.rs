@@ -6,6 +6,7 @@
 mod b64;
 pub mod etcd;
 pub mod follow;
+mod gateway;
 mod http;
 pub mod start;
 pub mod store;
