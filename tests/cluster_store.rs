@@ -226,8 +226,18 @@ fn etcd_down_traffic_flows_writes_refused_then_nodes_converge() {
         }
         other => panic!("a write with etcd down: {other:?}"),
     }
-    // Nothing acknowledged, nothing changed; reads answer from what the node has.
+    // Nothing acknowledged, nothing changed; reads answer from what the node has, and say so.
     assert_eq!(instances(a1, "steady"), Some(vec![id.clone()]));
+    let describe = [("Action", "DescribeLoadBalancers")];
+    let stale = |api| {
+        query(api, &describe)
+            .is_some_and(|(_, text)| text.contains("x-clb-stale: etcd unreachable"))
+    };
+    assert!(
+        wait_until(CONVERGE, || stale(a2)),
+        "node 2 (only its watch saw etcd go) does not say so"
+    );
+    assert!(stale(a1));
     assert_eq!(instances(a2, "steady"), Some(vec![id.clone()]));
     assert!(serves(listener_addr(2, port), "i-steady"));
 
@@ -247,6 +257,10 @@ fn etcd_down_traffic_flows_writes_refused_then_nodes_converge() {
         converged,
         "node 2 has {last:?} after etcd came back; log:\n{}",
         n2.log_text()
+    );
+    assert!(
+        wait_until(CONVERGE, || !stale(a2)),
+        "node 2 still says stale after etcd came back"
     );
 }
 

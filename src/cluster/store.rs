@@ -30,6 +30,8 @@ pub struct EtcdStore {
     known: HashMap<String, Known>,
     /// The revision of the last full load: the watch starts after it.
     loaded_at: i64,
+    /// Since when, and why, etcd has not answered (the watch or a write said so).
+    unreachable: Option<(std::time::Instant, String)>,
 }
 
 impl EtcdStore {
@@ -40,6 +42,7 @@ impl EtcdStore {
             endpoints: endpoints.join(","),
             known: HashMap::new(),
             loaded_at: 0,
+            unreachable: None,
         }
     }
 
@@ -61,7 +64,11 @@ impl EtcdStore {
         String::from_utf8(name.to_vec()).ok()
     }
 
-    fn error(&self, e: EtcdError) -> StoreError {
+    fn error(&mut self, e: EtcdError) -> StoreError {
+        if let EtcdError::Unreachable(why) = &e {
+            self.unreachable
+                .get_or_insert_with(|| (std::time::Instant::now(), why.clone()));
+        }
         match e {
             EtcdError::Conflict => StoreError::Conflict,
             EtcdError::Unreachable(why) => {
@@ -128,6 +135,7 @@ impl Store for EtcdStore {
             .etcd
             .range_prefix(&self.lb_prefix())
             .map_err(|e| self.error(e))?;
+        self.unreachable = None;
         self.known.clear();
         let mut lbs = Vec::with_capacity(kvs.len());
         for kv in &kvs {
@@ -187,6 +195,7 @@ impl Store for EtcdStore {
             .etcd
             .txn(&guards, &puts, &deletes)
             .map_err(|e| self.error(e))?;
+        self.unreachable = None;
         for (name, record) in records {
             self.known.insert(
                 name,
@@ -204,7 +213,14 @@ impl Store for EtcdStore {
 
     fn follow(&mut self, remote: Remote) -> Vec<Change> {
         let mut changes = Vec::new();
+        if let Remote::Unreachable(why) = &remote {
+            self.unreachable
+                .get_or_insert_with(|| (std::time::Instant::now(), why.clone()));
+        } else {
+            self.unreachable = None;
+        }
         match remote {
+            Remote::Unreachable(_) => {}
             Remote::Events(events) => {
                 for event in events {
                     match event.kind {
@@ -248,6 +264,15 @@ impl Store for EtcdStore {
             }
         }
         changes
+    }
+
+    fn stale(&self) -> Option<String> {
+        self.unreachable.as_ref().map(|(since, why)| {
+            format!(
+                "etcd unreachable for {} s ({why}); this answer is this node's last state",
+                since.elapsed().as_secs()
+            )
+        })
     }
 
     fn forget(&mut self, name: &str, ours: Option<&LbState>) {

@@ -156,6 +156,12 @@ impl Plane {
         }
     }
 
+    /// Some(why) while the store is known unreachable: answers come from this node's
+    /// last state.
+    pub fn stale(&self) -> Option<String> {
+        self.store.as_ref().and_then(|s| s.stale())
+    }
+
     /// After a conflict: the model becomes what the store holds now.
     fn reload(&mut self) -> Result<(), ApiError> {
         let Some(store) = self.store.as_mut() else {

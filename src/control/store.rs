@@ -58,6 +58,11 @@ pub trait Store: Send {
     fn forget(&mut self, name: &str, ours: Option<&LbState>) {
         let _ = (name, ours);
     }
+    /// Some(why) while the store is known to be unreachable: reads then answer from
+    /// what this node last had, and say so.
+    fn stale(&self) -> Option<String> {
+        None
+    }
     /// For logs and errors: where the model is kept.
     fn describe(&self) -> String;
 }
