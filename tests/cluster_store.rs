@@ -488,3 +488,51 @@ fn a_change_that_cannot_run_on_a_node_is_neither_overwritten_nor_blocking() {
         n2.log_text()
     );
 }
+
+#[test]
+fn a_load_balancer_a_node_has_no_address_for_is_not_deleted_by_its_writes() {
+    let etcd = EtcdServer::start();
+    let endpoint = etcd.endpoint();
+    let flags_port = free_port("127.0.1.1");
+    let listener = format!("http:{flags_port}:http:80");
+    let node = |pool: &str, api_ip: &str| {
+        let api = format!("{api_ip}:{}", free_port(api_ip));
+        let args = [
+            "--listener",
+            &listener,
+            "--address-pool",
+            pool,
+            "--api",
+            &api,
+            "--cluster",
+            &endpoint,
+            "--workers",
+            "1",
+        ];
+        Clb::start_env(&args, CLUSTER_ENV)
+    };
+    // Node 1 has room for two load balancers, node 2 for one (the flags' one).
+    let n1 = node("127.0.1.1,127.0.1.2", "127.0.1.1");
+    let n2 = node("127.0.2.1", "127.0.2.1");
+    let (a1, a2) = (n1.api.unwrap(), n2.api.unwrap());
+    let mut boto1 = Boto::new(a1);
+    create(&mut boto1, "second", free_port("127.0.1.2"), 80);
+    assert!(
+        n2.wait_for_log("cannot run here", 1, CONVERGE),
+        "node 2 log:\n{}",
+        n2.log_text()
+    );
+    // A write on node 2 to the load balancer it does have leaves "second" alone.
+    let mut boto2 = Boto::new(a2);
+    assert!(matches!(
+        register(&mut boto2, "default", &["127.0.0.1:7"]),
+        Outcome::Ok(_)
+    ));
+    assert!(wait_until(CONVERGE, || instances(a1, "default")
+        == Some(vec!["127.0.0.1:7".to_string()])));
+    assert_eq!(
+        instances(a1, "second"),
+        Some(vec![]),
+        "node 2's write deleted node 1's load balancer"
+    );
+}

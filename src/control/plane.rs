@@ -125,17 +125,26 @@ impl Plane {
         }
         let now = Instant::now();
         let mut next = self.model.clone();
+        let mut refused = Vec::new();
         for change in &changes {
-            apply_change(&mut next, change, now);
+            if let Err(e) = apply_change(&mut next, change, now) {
+                refused.push((change, e));
+            }
         }
         match self.prepare(&next) {
-            Ok(prepared) => self.install(next, prepared),
+            Ok(prepared) => {
+                self.install(next, prepared);
+                for (change, e) in refused {
+                    self.cannot_follow(change, &e);
+                }
+            }
             Err(e) if changes.len() == 1 => self.cannot_follow(&changes[0], &e),
             Err(_) => {
                 for change in &changes {
                     let mut next = self.model.clone();
-                    apply_change(&mut next, change, now);
-                    match self.prepare(&next) {
+                    let applied =
+                        apply_change(&mut next, change, now).and_then(|()| self.prepare(&next));
+                    match applied {
                         Ok(prepared) => self.install(next, prepared),
                         Err(e) => self.cannot_follow(change, &e),
                     }
@@ -330,14 +339,14 @@ impl Plane {
     }
 }
 
-fn apply_change(model: &mut Model, change: &Change, now: Instant) {
+/// On an error `model` keeps its copy of that load balancer (adopt puts it back).
+fn apply_change(model: &mut Model, change: &Change, now: Instant) -> Result<(), ApiError> {
     match change {
-        Change::Put(lb) => {
-            if let Err(e) = model.adopt(lb.as_ref().clone(), now) {
-                log::error!("cluster: load balancer {} from another node: {e}", lb.name);
-            }
+        Change::Put(lb) => model.adopt(lb.as_ref().clone(), now),
+        Change::Delete(name) => {
+            model.delete(name);
+            Ok(())
         }
-        Change::Delete(name) => model.delete(name),
     }
 }
 
