@@ -101,8 +101,13 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
     }
     // README: the state file's definition of the flags' load balancer wins once it has one.
     if model.lb(&flags_lb.name).is_ok() {
+        let by = if runtime.cluster.is_some() {
+            "etcd"
+        } else {
+            "the state file"
+        };
         log::info!(
-            "load balancer {}: defined by the state file; its flags are not applied",
+            "load balancer {}: defined by {by}; its flags are not applied",
             flags_lb.name
         );
     } else {

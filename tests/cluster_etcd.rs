@@ -241,8 +241,10 @@ fn follow_resyncs_after_compaction_and_after_an_outage() {
     server.resume();
     etcd.delete(b"/f/lb/a").unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
+    let mut told_unreachable = false;
     loop {
         match next() {
+            Remote::Unreachable(_) => told_unreachable = true,
             Remote::Resync { kvs, .. } => {
                 let keys: Vec<&[u8]> = kvs.iter().map(|kv| kv.key.as_slice()).collect();
                 if keys == [&b"/f/lb/b"[..]] {
@@ -255,4 +257,5 @@ fn follow_resyncs_after_compaction_and_after_an_outage() {
         }
         assert!(Instant::now() < deadline, "no resync after etcd returned");
     }
+    assert!(told_unreachable, "the outage was not reported");
 }

@@ -226,8 +226,18 @@ fn etcd_down_traffic_flows_writes_refused_then_nodes_converge() {
         }
         other => panic!("a write with etcd down: {other:?}"),
     }
-    // Nothing acknowledged, nothing changed; reads answer from what the node has.
+    // Nothing acknowledged, nothing changed; reads answer from what the node has, and say so.
     assert_eq!(instances(a1, "steady"), Some(vec![id.clone()]));
+    let describe = [("Action", "DescribeLoadBalancers")];
+    let stale = |api| {
+        query(api, &describe)
+            .is_some_and(|(_, text)| text.contains("x-clb-stale: etcd unreachable"))
+    };
+    assert!(
+        wait_until(CONVERGE, || stale(a2)),
+        "node 2 (only its watch saw etcd go) does not say so"
+    );
+    assert!(stale(a1));
     assert_eq!(instances(a2, "steady"), Some(vec![id.clone()]));
     assert!(serves(listener_addr(2, port), "i-steady"));
 
@@ -247,6 +257,10 @@ fn etcd_down_traffic_flows_writes_refused_then_nodes_converge() {
         converged,
         "node 2 has {last:?} after etcd came back; log:\n{}",
         n2.log_text()
+    );
+    assert!(
+        wait_until(CONVERGE, || !stale(a2)),
+        "node 2 still says stale after etcd came back"
     );
 }
 
@@ -426,10 +440,99 @@ fn cluster_flags_are_checked() {
     // etcd not there at start: a node that cannot read the model does not start.
     let dead = format!("http://127.0.0.1:{}", free_port("127.0.0.1"));
     let run = run_clb(&[&l[..], &["--cluster", &dead]].concat());
-    assert!(!run.status.success());
+    assert_eq!(run.status.code(), Some(1), "{}", run.stderr);
     assert!(
         run.stderr.contains("--cluster") && run.stderr.contains("unreachable"),
         "{}",
         run.stderr
+    );
+}
+
+#[test]
+fn a_change_that_cannot_run_on_a_node_is_neither_overwritten_nor_blocking() {
+    let etcd = EtcdServer::start();
+    let flags_port = free_port("127.0.1.1");
+    let n1 = start_node(&etcd, 1, flags_port);
+    let n2 = start_node(&etcd, 2, flags_port);
+    let (a1, a2) = (n1.api.unwrap(), n2.api.unwrap());
+    // Another process holds the port on node 2's address.
+    let blocker = bind_unique("127.0.2.1");
+    let port = blocker.local_addr().unwrap().port();
+    let mut boto1 = Boto::new(a1);
+    create(&mut boto1, "blocked", port, 80);
+    assert!(
+        n2.wait_for_log("cannot run here", 1, CONVERGE),
+        "node 2 log:\n{}",
+        n2.log_text()
+    );
+    // Node 2 still writes other load balancers...
+    let mut boto2 = Boto::new(a2);
+    create(&mut boto2, "other", free_port("127.0.2.1"), 80);
+    assert!(wait_until(CONVERGE, || instances(a1, "other").is_some()));
+    // ...but does not write its stale copy of the one it cannot run.
+    match register(&mut boto2, "blocked", &["127.0.0.1:7"]) {
+        Outcome::Err(e) => assert_eq!(e.status, 400, "{e:?}"),
+        other => panic!("a write to a load balancer node 2 cannot run: {other:?}"),
+    }
+    assert_eq!(instances(a1, "blocked"), Some(vec![]));
+    // Once the port is free, the next version is taken.
+    drop(blocker);
+    assert!(matches!(
+        register(&mut boto1, "blocked", &["127.0.0.1:8"]),
+        Outcome::Ok(_)
+    ));
+    let want = Some(vec!["127.0.0.1:8".to_string()]);
+    assert!(
+        wait_until(CONVERGE, || instances(a2, "blocked") == want),
+        "node 2 log:\n{}",
+        n2.log_text()
+    );
+}
+
+#[test]
+fn a_load_balancer_a_node_has_no_address_for_is_not_deleted_by_its_writes() {
+    let etcd = EtcdServer::start();
+    let endpoint = etcd.endpoint();
+    let flags_port = free_port("127.0.1.1");
+    let listener = format!("http:{flags_port}:http:80");
+    let node = |pool: &str, api_ip: &str| {
+        let api = format!("{api_ip}:{}", free_port(api_ip));
+        let args = [
+            "--listener",
+            &listener,
+            "--address-pool",
+            pool,
+            "--api",
+            &api,
+            "--cluster",
+            &endpoint,
+            "--workers",
+            "1",
+        ];
+        Clb::start_env(&args, CLUSTER_ENV)
+    };
+    // Node 1 has room for two load balancers, node 2 for one (the flags' one).
+    let n1 = node("127.0.1.1,127.0.1.2", "127.0.1.1");
+    let n2 = node("127.0.2.1", "127.0.2.1");
+    let (a1, a2) = (n1.api.unwrap(), n2.api.unwrap());
+    let mut boto1 = Boto::new(a1);
+    create(&mut boto1, "second", free_port("127.0.1.2"), 80);
+    assert!(
+        n2.wait_for_log("cannot run here", 1, CONVERGE),
+        "node 2 log:\n{}",
+        n2.log_text()
+    );
+    // A write on node 2 to the load balancer it does have leaves "second" alone.
+    let mut boto2 = Boto::new(a2);
+    assert!(matches!(
+        register(&mut boto2, "default", &["127.0.0.1:7"]),
+        Outcome::Ok(_)
+    ));
+    assert!(wait_until(CONVERGE, || instances(a1, "default")
+        == Some(vec!["127.0.0.1:7".to_string()])));
+    assert_eq!(
+        instances(a1, "second"),
+        Some(vec![]),
+        "node 2's write deleted node 1's load balancer"
     );
 }

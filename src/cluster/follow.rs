@@ -23,6 +23,8 @@ pub enum Remote {
     Events(Vec<WatchEvent>),
     /// Every key under the prefix at `revision` (after a gap): what is absent was deleted.
     Resync { kvs: Vec<Kv>, revision: i64 },
+    /// etcd stopped answering (sent once per outage; the next `Resync` ends it).
+    Unreachable(String),
 }
 
 /// Starts the thread. `deliver` hands a report to the control thread; false when that
@@ -63,12 +65,18 @@ fn run(etcd: &Etcd, prefix: &[u8], start_revision: i64, mut deliver: impl FnMut(
                         break;
                     }
                     Err(e) => {
-                        failed(&mut down_since, &mut backoff, &e);
+                        if !failed(&mut down_since, &mut backoff, &e, &mut deliver) {
+                            return;
+                        }
                         break;
                     }
                 }
             },
-            Err(e) => failed(&mut down_since, &mut backoff, &e),
+            Err(e) => {
+                if !failed(&mut down_since, &mut backoff, &e, &mut deliver) {
+                    return;
+                }
+            }
         }
         // ...then read everything again, as often as it takes, and watch on from there.
         loop {
@@ -87,19 +95,34 @@ fn run(etcd: &Etcd, prefix: &[u8], start_revision: i64, mut deliver: impl FnMut(
                     backoff = MIN_BACKOFF;
                     break;
                 }
-                Err(e) => failed(&mut down_since, &mut backoff, &e),
+                Err(e) => {
+                    if !failed(&mut down_since, &mut backoff, &e, &mut deliver) {
+                        return;
+                    }
+                }
             }
         }
     }
 }
 
-fn failed(down_since: &mut Option<Instant>, backoff: &mut Duration, what: &EtcdError) {
+/// Logs (loudly once per outage), tells the control thread at the outage's start,
+/// and waits the backoff. False when the control thread is gone.
+fn failed(
+    down_since: &mut Option<Instant>,
+    backoff: &mut Duration,
+    what: &EtcdError,
+    deliver: &mut impl FnMut(Remote) -> bool,
+) -> bool {
     if down_since.is_none() {
         log::warn!("cluster: {what}; serving the configuration this node has, retrying");
         *down_since = Some(Instant::now());
+        if !deliver(Remote::Unreachable(what.to_string())) {
+            return false;
+        }
     } else {
         log::debug!("cluster: still failing: {what}");
     }
     std::thread::sleep(*backoff);
     *backoff = (*backoff * 2).min(MAX_BACKOFF);
+    true
 }

@@ -7,6 +7,7 @@
 mod b64;
 pub mod etcd;
 pub mod follow;
+mod gateway;
 mod http;
 pub mod members;
 pub mod start;

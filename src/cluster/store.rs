@@ -30,6 +30,8 @@ pub struct EtcdStore {
     known: HashMap<String, Known>,
     /// The revision of the last full load: the watch starts after it.
     loaded_at: i64,
+    /// Since when, and why, etcd has not answered (the watch or a write said so).
+    unreachable: Option<(std::time::Instant, String)>,
 }
 
 impl EtcdStore {
@@ -40,6 +42,7 @@ impl EtcdStore {
             endpoints: endpoints.join(","),
             known: HashMap::new(),
             loaded_at: 0,
+            unreachable: None,
         }
     }
 
@@ -61,7 +64,11 @@ impl EtcdStore {
         String::from_utf8(name.to_vec()).ok()
     }
 
-    fn error(&self, e: EtcdError) -> StoreError {
+    fn error(&mut self, e: EtcdError) -> StoreError {
+        if let EtcdError::Unreachable(why) = &e {
+            self.unreachable
+                .get_or_insert_with(|| (std::time::Instant::now(), why.clone()));
+        }
         match e {
             EtcdError::Conflict => StoreError::Conflict,
             EtcdError::Unreachable(why) => {
@@ -128,6 +135,7 @@ impl Store for EtcdStore {
             .etcd
             .range_prefix(&self.lb_prefix())
             .map_err(|e| self.error(e))?;
+        self.unreachable = None;
         self.known.clear();
         let mut lbs = Vec::with_capacity(kvs.len());
         for kv in &kvs {
@@ -166,11 +174,12 @@ impl Store for EtcdStore {
             puts.push((self.key(&lb.name), rec.clone().into_bytes()));
             records.push((lb.name.clone(), rec));
         }
+        // An empty record: forgotten, and this node never had it; not ours to delete.
         let gone: Vec<String> = self
             .known
-            .keys()
-            .filter(|name| !lbs.iter().any(|lb| &lb.name == *name))
-            .cloned()
+            .iter()
+            .filter(|(name, k)| !k.record.is_empty() && !lbs.iter().any(|lb| &lb.name == *name))
+            .map(|(name, _)| name.clone())
             .collect();
         for name in &gone {
             guards.push((
@@ -186,6 +195,7 @@ impl Store for EtcdStore {
             .etcd
             .txn(&guards, &puts, &deletes)
             .map_err(|e| self.error(e))?;
+        self.unreachable = None;
         for (name, record) in records {
             self.known.insert(
                 name,
@@ -203,7 +213,14 @@ impl Store for EtcdStore {
 
     fn follow(&mut self, remote: Remote) -> Vec<Change> {
         let mut changes = Vec::new();
+        if let Remote::Unreachable(why) = &remote {
+            self.unreachable
+                .get_or_insert_with(|| (std::time::Instant::now(), why.clone()));
+        } else {
+            self.unreachable = None;
+        }
         match remote {
+            Remote::Unreachable(_) => {}
             Remote::Events(events) => {
                 for event in events {
                     match event.kind {
@@ -247,6 +264,29 @@ impl Store for EtcdStore {
             }
         }
         changes
+    }
+
+    fn stale(&self) -> Option<String> {
+        self.unreachable.as_ref().map(|(since, why)| {
+            format!(
+                "etcd unreachable for {} s ({why}); this answer is this node's last state",
+                since.elapsed().as_secs()
+            )
+        })
+    }
+
+    fn forget(&mut self, name: &str, ours: Option<&LbState>) {
+        // A revision no key has: a change of ours to it conflicts (and reloads), any
+        // version the watch brings is newer. Our unchanged copy (or our having none,
+        // an empty record) is not written, so writes to other load balancers go on.
+        let record = ours.map(record).unwrap_or_default();
+        self.known.insert(
+            name.to_string(),
+            Known {
+                mod_revision: -1,
+                record,
+            },
+        );
     }
 
     fn describe(&self) -> String {

@@ -98,3 +98,28 @@ fn the_stored_record_leaves_the_address_out() {
         Err("expected one record for load balancer other".into())
     );
 }
+
+#[test]
+fn a_forgotten_load_balancer_is_neither_written_nor_deleted_but_followed() {
+    let mut s = store();
+    let (ours, _) = decode("web", &kv("web", "internal", 1).value).unwrap();
+    s.follow(event(WatchKind::Put, kv("web", "internal", 3)));
+    s.follow(event(WatchKind::Put, kv("new", "internal", 4)));
+    // This node could not run version 3 of web nor "new"; it keeps its own web copy.
+    s.forget("web", Some(&ours));
+    s.forget("new", None);
+    // Its other writes leave both alone (this etcd is unreachable: a write would fail).
+    assert_eq!(s.commit(std::slice::from_ref(&ours)), Ok(()));
+    // Changing its stale copy is a write guarded by a revision no key has.
+    let mut changed = ours.clone();
+    changed.scheme = "internet-facing".into();
+    assert!(matches!(
+        s.commit(&[changed]),
+        Err(StoreError::Unavailable(_))
+    ));
+    // The next version from the watch is taken.
+    assert_eq!(
+        names(&s.follow(event(WatchKind::Put, kv("web", "internal", 5)))),
+        ["put web internal"]
+    );
+}

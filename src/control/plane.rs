@@ -120,7 +120,10 @@ impl Plane {
     }
 
     /// Changes other nodes made (the cluster watch): applied to the model and sent to
-    /// the workers as an API change is, without writing them back.
+    /// the workers as an API change is, without writing them back. The batch goes in
+    /// one swap; if it cannot run here (a port taken on this host, say), each change is
+    /// tried alone, and the store forgets the ones that fail, so this node never writes
+    /// its stale copy over them and takes the next version that comes.
     pub fn follow(&mut self, remote: Remote) {
         let Some(store) = self.store.as_mut() else {
             return;
@@ -129,23 +132,52 @@ impl Plane {
         if changes.is_empty() {
             return;
         }
-        let mut next = self.model.clone();
         let now = Instant::now();
-        for change in changes {
-            match change {
-                Change::Put(lb) => {
-                    let name = lb.name.clone();
-                    if let Err(e) = next.adopt(*lb, now) {
-                        log::error!("cluster: load balancer {name} as another node defined it cannot run here: {e}");
-                    }
-                }
-                Change::Delete(name) => next.delete(&name),
+        let mut next = self.model.clone();
+        let mut refused = Vec::new();
+        for change in &changes {
+            if let Err(e) = apply_change(&mut next, change, now) {
+                refused.push((change, e));
             }
         }
         match self.prepare(&next) {
-            Ok(prepared) => self.install(next, prepared),
-            Err(e) => log::error!("cluster: a change from another node cannot run here, this node keeps its configuration: {e}"),
+            Ok(prepared) => {
+                self.install(next, prepared);
+                for (change, e) in refused {
+                    self.cannot_follow(change, &e);
+                }
+            }
+            Err(e) if changes.len() == 1 => self.cannot_follow(&changes[0], &e),
+            Err(_) => {
+                for change in &changes {
+                    let mut next = self.model.clone();
+                    let applied =
+                        apply_change(&mut next, change, now).and_then(|()| self.prepare(&next));
+                    match applied {
+                        Ok(prepared) => self.install(next, prepared),
+                        Err(e) => self.cannot_follow(change, &e),
+                    }
+                }
+            }
         }
+    }
+
+    fn cannot_follow(&mut self, change: &Change, e: &ApiError) {
+        let name = match change {
+            Change::Put(lb) => lb.name.as_str(),
+            Change::Delete(name) => name.as_str(),
+        };
+        log::error!("cluster: load balancer {name} as another node changed it cannot run here, this node keeps its copy: {e}");
+        let ours = self.model.lb(name).ok();
+        if let Some(store) = self.store.as_mut() {
+            store.forget(name, ours);
+        }
+    }
+
+    /// Some(why) while the store is known unreachable: answers come from this node's
+    /// last state.
+    pub fn stale(&self) -> Option<String> {
+        self.store.as_ref().and_then(|s| s.stale())
     }
 
     /// After a conflict: the model becomes what the store holds now.
@@ -329,6 +361,17 @@ impl Plane {
             }) {
                 log::error!("a worker has stopped; it did not take the new configuration");
             }
+        }
+    }
+}
+
+/// On an error `model` keeps its copy of that load balancer (adopt puts it back).
+fn apply_change(model: &mut Model, change: &Change, now: Instant) -> Result<(), ApiError> {
+    match change {
+        Change::Put(lb) => model.adopt(lb.as_ref().clone(), now),
+        Change::Delete(name) => {
+            model.delete(name);
+            Ok(())
         }
     }
 }

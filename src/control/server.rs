@@ -363,7 +363,12 @@ impl Server {
         match self.plane.run(&params, &request_id, Instant::now()) {
             Ok(body) => {
                 log::debug!("API {action}: ok ({request_id})");
-                xml_response(200, &body, &request_id)
+                let response = xml_response(200, &body, &request_id);
+                match self.plane.stale() {
+                    // README "State in etcd": reads say what they serve.
+                    Some(why) => with_header(response, "x-clb-stale", &why),
+                    None => response,
+                }
             }
             Err(e) => {
                 log::info!("API {action}: {e} ({request_id})");
@@ -398,6 +403,19 @@ fn xml_response(status: u16, body: &str, request_id: &str) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+}
+
+/// `response` with one more header line after its status line.
+fn with_header(response: Vec<u8>, name: &str, value: &str) -> Vec<u8> {
+    let value: String = value.chars().filter(|c| !c.is_control()).collect();
+    let Some(at) = response.windows(2).position(|w| w == b"\r\n") else {
+        return response;
+    };
+    let mut out = Vec::with_capacity(response.len() + name.len() + value.len() + 4);
+    out.extend_from_slice(&response[..at + 2]);
+    out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    out.extend_from_slice(&response[at + 2..]);
+    out
 }
 
 fn html_response(page: &str) -> Vec<u8> {

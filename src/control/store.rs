@@ -52,6 +52,17 @@ pub trait Store: Send {
         let _ = remote;
         Vec::new()
     }
+    /// This node could not apply the stored version of `name` and keeps `ours` (None:
+    /// it has none): take the next version that comes, and never write this node's
+    /// copy over the stored one.
+    fn forget(&mut self, name: &str, ours: Option<&LbState>) {
+        let _ = (name, ours);
+    }
+    /// Some(why) while the store is known to be unreachable: reads then answer from
+    /// what this node last had, and say so.
+    fn stale(&self) -> Option<String> {
+        None
+    }
     /// For logs and errors: where the model is kept.
     fn describe(&self) -> String;
 }
