@@ -7,6 +7,8 @@
 
 pub mod answer;
 pub mod server;
+#[cfg(test)]
+mod tests;
 pub mod zone;
 
 pub use answer::{answer, Transport};
