@@ -7,6 +7,8 @@
 
 pub mod answer;
 pub mod server;
+#[cfg(test)]
+mod tests;
 pub mod zone;
 
 pub use answer::{answer, Transport};
@@ -38,7 +40,7 @@ impl Published {
 }
 
 /// What the control thread needs to rebuild the zone: the published slot, the live
-/// nodes (this node alone until membership replaces the list) and this node's identity.
+/// nodes (this node alone, or membership's list with `--cluster`) and this node's identity.
 pub struct Feed {
     pub published: Published,
     pub nodes: Vec<crate::config::node::NodeInfo>,

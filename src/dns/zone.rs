@@ -107,9 +107,8 @@ impl DnsZone {
     }
 }
 
-/// Where this node is reached when the cluster does not say: `--bind` when it names one
-/// address, else loopback. The one place the membership branch replaces with
-/// `--node-address`.
+/// Where this node is reached when `--node-address` does not say: `--bind` when it names
+/// one address, else loopback (`--node-address`'s default).
 pub fn this_node_address(bind: IpAddr) -> IpAddr {
     match bind {
         IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
