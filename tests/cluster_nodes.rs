@@ -205,3 +205,72 @@ fn a_killed_node_drops_out_of_dns_within_the_ttl() {
     );
     eprintln!("kill -9 n3: out of DNS after {:?}", killed.elapsed());
 }
+
+/// Item 10: one of three etcd members stopped, API writes through clb still work and
+/// reach the other node; two of three stopped (no quorum), a write answers 503 and
+/// traffic flows; quorum back, writes work again without restarting clb.
+#[test]
+fn with_one_of_three_etcd_members_down_writes_work_without_quorum_they_are_refused() {
+    let mut etcd = common::etcd::EtcdCluster::start(3);
+    let endpoints = etcd.endpoints().join(",");
+    let backend = Backend::start("127.0.0.1", "i-web", Behavior::Echo);
+    let port = free_port("127.0.1.1");
+    let instance = format!("i-web={}", backend.addr);
+    let extra = ["--instance", instance.as_str(), "--node-ttl", TTL_SECS];
+    let n1 = start_node_on(&endpoints, 1, port, &extra);
+    let n2 = start_node_on(&endpoints, 2, port, &extra);
+    let (api1, api2) = (n1.api.unwrap(), n2.api.unwrap());
+    wait_nodes(api1, &["n1", "n2"], SOON);
+    let create = |api: SocketAddr, name: &str| {
+        let lb_port = free_port("127.0.1.1").to_string();
+        query(
+            api,
+            &[
+                ("Action", "CreateLoadBalancer"),
+                ("LoadBalancerName", name),
+                ("Listeners.member.1.Protocol", "HTTP"),
+                ("Listeners.member.1.LoadBalancerPort", &lb_port),
+                ("Listeners.member.1.InstancePort", "80"),
+                ("AvailabilityZones.member.1", "zone-a"),
+            ],
+        )
+    };
+    let described = |api: SocketAddr, name: &str| {
+        query(
+            api,
+            &[
+                ("Action", "DescribeLoadBalancers"),
+                ("LoadBalancerNames.member.1", name),
+            ],
+        )
+        .is_some_and(|(status, _)| status == 200)
+    };
+
+    etcd.members[0].stop();
+    let stopped = Instant::now();
+    let answer = create(api1, "one-down");
+    assert_eq!(answer.as_ref().map(|a| a.0), Some(200), "{answer:?}");
+    eprintln!(
+        "1 of 3 etcd members down: CreateLoadBalancer answered 200 after {:?}",
+        stopped.elapsed()
+    );
+    assert!(
+        wait_until(SOON, || described(api2, "one-down")),
+        "reached node 2"
+    );
+    // Membership renews through the other members past several TTLs.
+    std::thread::sleep(TTL * 2);
+    assert_eq!(nodes_on(api2), ["n1", "n2"]);
+
+    etcd.members[1].stop();
+    let answer = create(api1, "no-quorum");
+    assert_eq!(answer.as_ref().map(|a| a.0), Some(503), "{answer:?}");
+    assert!(!described(api2, "no-quorum"));
+    let addr = SocketAddr::new(ip(&node_ip(2)), port);
+    assert!(serves(addr, "i-web"), "traffic flows without quorum");
+
+    etcd.members[1].resume();
+    assert!(wait_until(SOON, || create(api1, "quorum-back")
+        .is_some_and(|(s, _)| s == 200)));
+    assert!(wait_until(SOON, || described(api2, "quorum-back")));
+}

@@ -21,11 +21,16 @@ pub fn start_node(etcd: &EtcdServer, n: u8, port: u16) -> Clb {
 /// `start_node` with more flags. Node N is named `nN` at 127.0.N.1 (`--node`,
 /// `--node-address`): every node of a fleet needs its own name.
 pub fn start_node_with(etcd: &EtcdServer, n: u8, port: u16, extra: &[&str]) -> Clb {
+    start_node_on(&etcd.endpoint(), n, port, extra)
+}
+
+/// `start_node_with` on `--cluster ENDPOINTS` as given (several members: comma-separated).
+pub fn start_node_on(endpoints: &str, n: u8, port: u16, extra: &[&str]) -> Clb {
     let ip = node_ip(n);
     let name = format!("n{n}");
     let api = format!("{ip}:{}", free_port(&ip));
     let listener = format!("http:{port}:http:80");
-    let endpoint = etcd.endpoint();
+    let endpoint = endpoints.to_string();
     let args = [
         "--listener",
         &listener,
