@@ -163,7 +163,15 @@ impl Membership {
 
     /// Leaves the fleet at once: revokes the lease (which deletes the key) and stops.
     pub fn leave(mut self) {
-        self.stop_threads();
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // The lease thread first (it wakes every 50 ms), so it cannot register again
+        // after the revoke. The watch thread may sit in a read for up to the client's
+        // timeout: it ends by itself, unwaited, so SIGTERM is not held up by it.
+        let mut threads = self.threads.drain(..);
+        if let Some(lease_thread) = threads.next() {
+            let _ = lease_thread.join();
+        }
+        drop(threads);
         let lease = self.shared.lease.swap(0, Ordering::SeqCst);
         if lease != 0 {
             match self.shared.etcd.lease_revoke(lease) {
