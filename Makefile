@@ -9,13 +9,18 @@ INSTANCE_PORT ?= 8081
 # Seconds each fuzz target runs in `make fuzz`.
 FUZZ_SECONDS ?= 30
 
-.PHONY: build run test lint fuzz bench bench-probes bench-slow
+.PHONY: build run cluster test lint fuzz bench bench-probes bench-slow
 
 build:
 	$(CARGO) build --release
 
 run: build
 	PORT=$(PORT) INSTANCE_PORT=$(INSTANCE_PORT) scripts/demo.sh
+
+# etcd, three clb nodes on 127.0.1.1/127.0.2.1/127.0.3.1 and the demo instances
+# (README "Running several nodes"); DNS_PORT=, API_PORT=, ETCD_PORT= move the ports.
+cluster: build
+	PORT=$(PORT) INSTANCE_PORT=$(INSTANCE_PORT) scripts/cluster.sh
 
 # Integration tests start the real binaries; each test picks its own ports, so the
 # default test threads (one per core) are safe.

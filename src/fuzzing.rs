@@ -5,7 +5,9 @@
 use crate::http::request::{self, Forwarding, Parse};
 use crate::worker::buffer::BufPool;
 
+mod dns;
 pub mod strict_http;
+pub use dns::dns_query;
 
 /// Request head parse + classify + rewrite, in every desync mode. Invariants: no panic;
 /// a head that is accepted is rewritten into a head that parses again, completely, as

@@ -1,4 +1,4 @@
-//! Starting clb: the model from the state file and the flags, the topology built from
+//! Starting clb: the model from the store (state file or etcd) and the flags, the topology built from
 //! it, every listening socket bound, one worker thread per event loop, and the control
 //! thread.
 //!
@@ -14,6 +14,7 @@ use crate::control::plane::Plane;
 use crate::control::server::{ControlHandle, Server};
 use crate::control::sigv4::Credentials;
 use crate::control::state::StateFile;
+use crate::control::store::Store;
 use crate::worker::{self, ListenError, Settings, Worker};
 use std::fmt;
 use std::io;
@@ -24,6 +25,8 @@ use std::thread::JoinHandle;
 #[derive(Debug)]
 pub enum StartError {
     State(String),
+    /// etcd (`--cluster`) could not be read or written at start.
+    Cluster(String),
     Config(String),
     Listen(ListenError),
     Api(SocketAddr, io::Error),
@@ -34,6 +37,7 @@ impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartError::State(e) => write!(f, "state file {e}"),
+            StartError::Cluster(e) => write!(f, "--cluster: {e}"),
             StartError::Config(e) => f.write_str(e),
             StartError::Listen(e) => e.fmt(f),
             StartError::Api(addr, e) => write!(f, "cannot listen on {addr} for the API: {e}"),
@@ -64,20 +68,30 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
     model.subnet_map = runtime.subnets.clone();
     model.security_groups = runtime.security_groups.clone();
     model.placement = Placement::new(runtime.bind, runtime.address_pool.clone(), runtime.api);
+    model.dns_domain = runtime.dns_domain.clone();
     if let Some(pool) = &runtime.address_pool {
         check_pool(pool).map_err(StartError::Config)?;
     }
-    let state = runtime.state.as_ref().map(StateFile::new);
-    if let Some(state) = &state {
-        for lb in state.load().map_err(StartError::State)? {
-            let name = lb.name.clone();
-            model.insert(lb).map_err(|e| {
-                StartError::State(format!(
-                    "{}: load balancer {name}: {e}",
-                    state.path().display()
-                ))
-            })?;
-        }
+    // One store or none; the watch follows etcd from the revision the model was loaded at.
+    let mut watch_from = None;
+    let (mut store, stored): (Option<Box<dyn Store>>, Vec<LbState>) =
+        if let Some(cluster) = &runtime.cluster {
+            let (store, lbs) = crate::cluster::start::open(cluster).map_err(StartError::Cluster)?;
+            watch_from = Some((store.lb_prefix(), store.loaded_at() + 1));
+            (Some(Box::new(store)), lbs)
+        } else if let Some(path) = &runtime.state {
+            let state = StateFile::new(path);
+            let lbs = state.load().map_err(StartError::State)?;
+            (Some(Box::new(state)), lbs)
+        } else {
+            (None, Vec::new())
+        };
+    for lb in stored {
+        let name = lb.name.clone();
+        model.insert(lb).map_err(|e| {
+            let at = store.as_ref().map(|s| s.describe()).unwrap_or_default();
+            StartError::State(format!("{at}: load balancer {name}: {e}"))
+        })?;
     }
     for (lb, id) in model.undefined_security_groups() {
         log::warn!(
@@ -87,14 +101,24 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
     }
     // README: the state file's definition of the flags' load balancer wins once it has one.
     if model.lb(&flags_lb.name).is_ok() {
+        let by = if runtime.cluster.is_some() {
+            "etcd"
+        } else {
+            "the state file"
+        };
         log::info!(
-            "load balancer {}: defined by the state file; its flags are not applied",
+            "load balancer {}: defined by {by}; its flags are not applied",
             flags_lb.name
         );
     } else {
         model
             .insert(LbState::from_flags(flags_lb, config.draining))
             .map_err(|e| StartError::Config(format!("load balancer {}: {e}", flags_lb.name)))?;
+        // README "State in etcd": the first node to start with it defines it for all.
+        if let (Some(store), true) = (store.as_mut(), runtime.cluster.is_some()) {
+            crate::cluster::start::publish_flags_lb(store.as_mut(), &model.lbs)
+                .map_err(StartError::Cluster)?;
+        }
     }
     let topology = Arc::new(
         model
@@ -130,7 +154,15 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
         ),
     };
     let allow = Arc::new(runtime.allow.clone());
-    let sticky_key = Arc::new(sticky_key(runtime.state.as_deref()).map_err(StartError::Config)?);
+    let sticky_key = match &runtime.cluster {
+        Some(cluster) => {
+            crate::cluster::start::sticky_key(cluster, fresh_key().map_err(StartError::Config)?)
+                .map(crate::http::sticky::Key::new)
+                .map_err(StartError::Cluster)?
+        }
+        None => sticky_key(runtime.state.as_deref()).map_err(StartError::Config)?,
+    };
+    let sticky_key = Arc::new(sticky_key);
     let backend_tls = crate::tls::backend::client_config(&runtime.backend_tls)
         .map_err(|e| StartError::Config(e.to_string()))?;
     let mut threads = Vec::with_capacity(sockets.len() + 1);
@@ -171,6 +203,7 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
         threads.push(thread);
     }
 
+    let dns = start_dns(runtime, &model)?;
     let load_balancers = model.lbs.clone();
     let ports = crate::control::plane::listen_addrs(&topology, runtime.bind).collect();
     let plane = Plane {
@@ -179,15 +212,36 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
         workers: handles,
         in_flight,
         bind: runtime.bind,
-        state,
+        store,
         ports,
         certs: runtime.certs.clone(),
         ssl_policy: runtime.ssl_policy.clone(),
         tls_ready: tls.is_some(),
         stats,
         desync,
+        dns,
+        nodes: vec![runtime.node.info()],
+        this_node: runtime.node.name.clone(),
+        membership: None,
     };
-    let (server, control) = Server::new(plane, api, credentials).map_err(StartError::Thread)?;
+    let (mut server, control) = Server::new(plane, api, credentials).map_err(StartError::Thread)?;
+    if let (Some(cluster), Some((prefix, from))) = (&runtime.cluster, watch_from) {
+        let to_control = control.clone();
+        crate::cluster::start::follow(cluster, prefix, from, move |remote| {
+            to_control.send(crate::control::server::Event::Cluster(remote))
+        })
+        .map_err(StartError::Cluster)?;
+        // README "Running several nodes": this node's key on a lease, the live list to
+        // the control thread; the plane revokes the lease at SIGTERM.
+        let membership = crate::cluster::members::join_fleet(
+            &control,
+            &cluster.endpoints,
+            &cluster.prefix,
+            &runtime.node,
+        )
+        .map_err(StartError::Cluster)?;
+        server.plane_mut().membership = Some(membership);
+    }
     let control_thread = std::thread::Builder::new()
         .name("clb-control".to_string())
         .spawn(move || server.run())
@@ -214,6 +268,50 @@ impl Running {
     }
 }
 
+/// `--dns`: the server threads, answering from the model as it is at start; the
+/// control thread republishes the zone after every change.
+fn start_dns(
+    runtime: &crate::config::Runtime,
+    model: &Model,
+) -> Result<Option<crate::dns::Feed>, StartError> {
+    let Some(addr) = runtime.dns else {
+        return Ok(None);
+    };
+    let nodes = live_nodes(runtime);
+    let this_node = nodes.first().map(|n| n.name.clone()).unwrap_or_default();
+    let node_address = nodes.first().map_or(addr.ip(), |n| n.address);
+    let ns_address = if addr.ip().is_unspecified() {
+        node_address
+    } else {
+        addr.ip()
+    };
+    let zone = crate::dns::DnsZone::build(
+        &model.dns_domain,
+        &model.lbs,
+        &nodes,
+        &this_node,
+        ns_address,
+    );
+    let feed = crate::dns::Feed {
+        published: crate::dns::Published::new(zone),
+        nodes,
+        this_node,
+        ns_address,
+    };
+    crate::dns::server::start(addr, feed.published.clone())
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    Ok(Some(feed))
+}
+
+/// The fleet DNS answers with at start: this node alone (`--node`, `--node-address`), in
+/// no particular zone, since a fleet of one serves every zone. With `--cluster`,
+/// membership's list replaces it (`Plane::set_nodes`), zones and all.
+fn live_nodes(runtime: &crate::config::Runtime) -> Vec<crate::config::node::NodeInfo> {
+    let mut me = runtime.node.info();
+    me.zone = String::new();
+    vec![me]
+}
+
 /// A pool none of whose addresses this host can listen on is a mistake to report now,
 /// not at the first CreateLoadBalancer.
 fn check_pool(pool: &crate::config::address_pool::AddressPool) -> Result<(), String> {
@@ -233,18 +331,20 @@ fn check_pool(pool: &crate::config::address_pool::AddressPool) -> Result<(), Str
     ))
 }
 
+fn fresh_key() -> Result<[u8; 32], String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("cannot read /dev/urandom for the sticky-session key: {e}"))?;
+    Ok(bytes)
+}
+
 /// The key `AWSELB` cookies are signed with. With `--state FILE` it is kept beside it in
 /// `FILE.sticky-key` (created on first start, mode 0600), so cookies stay valid across
 /// restarts; without, each process makes its own.
 fn sticky_key(state: Option<&std::path::Path>) -> Result<crate::http::sticky::Key, String> {
-    use std::io::Read;
-    let fresh = || -> Result<[u8; 32], String> {
-        let mut bytes = [0u8; 32];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut bytes))
-            .map_err(|e| format!("cannot read /dev/urandom for the sticky-session key: {e}"))?;
-        Ok(bytes)
-    };
+    let fresh = fresh_key;
     let Some(state) = state else {
         return Ok(crate::http::sticky::Key::new(fresh()?));
     };

@@ -58,3 +58,8 @@ fn proxy_protocol_corpus() {
 fn request_framing_corpus() {
     replay("request_framing", clb::fuzzing::request_framing);
 }
+
+#[test]
+fn dns_query_corpus() {
+    replay("dns_query", clb::fuzzing::dns_query);
+}

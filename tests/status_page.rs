@@ -142,3 +142,30 @@ fn the_status_page_shows_instances_with_their_health_in_a_real_browser() {
     );
     println!("screenshot: {}", shot.display());
 }
+
+/// The "Nodes" table: this node as `--node`, `--node-zone` and `--node-address` name it
+/// (a fleet of one without `--cluster`; membership's list with it).
+#[test]
+fn the_status_page_lists_the_nodes() {
+    let ok = Backend::echo("127.0.0.2", "i-ok");
+    let clb = Clb::http_api(
+        &[ok.instance("zone-a")],
+        &[
+            "--node",
+            "edge-7",
+            "--node-zone",
+            "zone-b",
+            "--node-address",
+            "127.0.7.1",
+        ],
+        &[],
+    );
+    let (_, body) = fetch(clb.api_addr(), "/");
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        body.contains(&format!(
+            "<tr class=\"node\"><td>edge-7 (this node)</td><td>zone-b</td><td>127.0.7.1</td><td>{version}</td>"
+        )),
+        "{body}"
+    );
+}

@@ -35,6 +35,10 @@ Usage: clb [OPTIONS]
                                aws_access_key_id = ... and aws_secret_access_key = ...
       --state FILE             API changes are saved here (atomically, before the answer) and
                                reloaded at start
+      --cluster ENDPOINTS      keep the model in etcd instead (comma-separated http://HOST:PORT
+                               v3 endpoints), shared with every node given the same etcd and
+                               prefix; not with --state
+      --cluster-prefix PREFIX  where this cluster's keys live in etcd (default /clb/)
       --draining S|off         connection draining timeout of this load balancer, 1-3600
                                (default 300)
       --cert FILE --key FILE   PEM certificate chain and key (RSA or ECDSA) for https and ssl
@@ -58,6 +62,17 @@ Usage: clb [OPTIONS]
       --health-timeout S       seconds a probe may take, 2-60, less than the interval (default 5)
       --healthy-threshold N    consecutive successes that bring an instance back, 2-10 (default 10)
       --unhealthy-threshold N  consecutive failures that take it out, 2-10 (default 2)
+      --node NAME              this node's name in a fleet of clb nodes: 1-63 of A-Z a-z 0-9 - _ .
+                               (default {DEFAULT_NODE_NAME}); unique: a second live node with the
+                               same name is refused at start
+      --node-zone ZONE         the zone this node serves (default {DEFAULT_ZONE})
+      --node-address ADDR      the address clients reach this node at, published to the fleet
+                               (default: --bind when it is one address, else loopback)
+      --node-ttl S             lease TTL of this node's membership key, {ttl_min}-{ttl_max} (default
+                               {ttl_default}): a node killed leaves the fleet within it
+      --dns ADDR:PORT          answer DNS queries (UDP and TCP) for the load balancers' names,
+                               e.g. 127.0.0.1:5353 (default: no DNS server)
+      --dns-domain DOMAIN      the domain those names are under: NAME.DOMAIN (default elb.localhost)
   -h, --help                   print this help and exit
   -V, --version                print the version and exit
 
@@ -93,5 +108,9 @@ RUST_LOG sets the log level. A refused flag prints one line and exits 2.
         workers_max = WORKERS_RANGE.1,
         conn_min = MAX_CONNECTIONS_RANGE.0,
         conn_max = MAX_CONNECTIONS_RANGE.1,
+        ttl_min = node::NODE_TTL_RANGE.0,
+        ttl_max = node::NODE_TTL_RANGE.1,
+        ttl_default = node::DEFAULT_NODE_TTL,
+        DEFAULT_NODE_NAME = node::DEFAULT_NODE_NAME,
     )
 }

@@ -6,6 +6,8 @@
 
 mod help;
 pub use help::usage;
+mod node;
+pub use node::valid_node_name;
 mod vpc;
 
 use crate::config::address_pool::AddressPool;
@@ -71,6 +73,8 @@ fn options() -> Options {
         .optopt("", "api", "", "ADDR|off")
         .optopt("", "api-credentials", "", "FILE")
         .optopt("", "state", "", "FILE")
+        .optopt("", "cluster", "", "ENDPOINTS")
+        .optopt("", "cluster-prefix", "", "PREFIX")
         .optopt("", "draining", "", "S|off")
         .optmulti("", "proxy-protocol", "", "[v2:]PORT")
         .optmulti("", "cert", "", "FILE")
@@ -92,6 +96,13 @@ fn options() -> Options {
         .optopt("", "health-timeout", "", "S")
         .optopt("", "healthy-threshold", "", "N")
         .optopt("", "unhealthy-threshold", "", "N")
+        .optopt("", "node", "", "NAME")
+        .optopt("", "node-zone", "", "ZONE")
+        .optopt("", "node-address", "", "ADDR")
+        .optopt("", "node-ttl", "", "S")
+        // DNS server (src/dns).
+        .optopt("", "dns", "", "ADDR:PORT")
+        .optopt("", "dns-domain", "", "DOMAIN")
         .optflag("h", "help", "")
         .optflag("V", "version", "");
     opts
@@ -187,6 +198,8 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
         })?,
     };
     let address_pool = address_pool(&m)?;
+    let node = node::node(&m, bind)?;
+    let (dns, dns_domain) = dns(&m)?;
     let workers = number(&m, "workers", WORKERS_RANGE, "a whole number")?
         .map_or_else(default_workers, to_usize);
     let max_connections = number(
@@ -215,6 +228,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
         }
     }
     let state = m.opt_str("state").map(std::path::PathBuf::from);
+    let cluster = cluster_store(&m, state.is_some())?;
     let draining = match m.opt_str("draining").as_deref() {
         None => Some(DEFAULT_DRAINING),
         Some("off") => None,
@@ -319,6 +333,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             max_connections,
             api,
             state,
+            cluster,
             api_credentials,
             certs,
             ssl_policy,
@@ -330,8 +345,31 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             surge_queue,
             subnets,
             security_groups,
+            node,
+            dns,
+            dns_domain,
         },
     })))
+}
+
+/// `--dns ADDR:PORT` and `--dns-domain DOMAIN` (README "DNS").
+fn dns(m: &Matches) -> Result<(Option<SocketAddr>, String), CliError> {
+    let addr = match m.opt_str("dns") {
+        None => None,
+        Some(text) => Some(text.parse().map_err(|_| {
+            flag_error(
+                "dns",
+                &text,
+                "must be an address and port, e.g. 127.0.0.1:5353 or [::1]:53",
+            )
+        })?),
+    };
+    let domain = match m.opt_str("dns-domain") {
+        None => crate::dns::zone::DEFAULT_DOMAIN.to_string(),
+        Some(text) => crate::dns::zone::parse_domain(&text)
+            .map_err(|why| flag_error("dns-domain", &text, &why))?,
+    };
+    Ok((addr, domain))
 }
 
 /// `--address-pool`: with a pool every load balancer has its own address, so `--bind`
@@ -519,6 +557,45 @@ fn to_usize(n: u64) -> usize {
 fn default_workers() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     cores.clamp(to_usize(WORKERS_RANGE.0), to_usize(WORKERS_RANGE.1))
+}
+
+/// `--cluster ENDPOINTS` and `--cluster-prefix PREFIX` (README "State in etcd").
+fn cluster_store(
+    m: &Matches,
+    has_state: bool,
+) -> Result<Option<crate::config::cluster::ClusterStore>, CliError> {
+    use crate::config::cluster::{check_prefix, ClusterStore, DEFAULT_PREFIX};
+    let prefix = m.opt_str("cluster-prefix");
+    let Some(list) = m.opt_str("cluster") else {
+        return match prefix {
+            Some(p) => Err(flag_error("cluster-prefix", &p, "needs --cluster")),
+            None => Ok(None),
+        };
+    };
+    if has_state {
+        // Two stores would disagree about which one holds the model.
+        return Err(CliError(
+            "--cluster and --state exclude each other: with --cluster the model lives in etcd"
+                .into(),
+        ));
+    }
+    let endpoints: Vec<String> = list.split(',').map(|e| e.trim().to_string()).collect();
+    if endpoints.iter().any(|e| e.is_empty()) {
+        return Err(flag_error(
+            "cluster",
+            &list,
+            "expected http://HOST:PORT[,http://HOST:PORT...]",
+        ));
+    }
+    crate::cluster::etcd::Etcd::new(&endpoints, std::time::Duration::from_secs(1)).map_err(
+        |e| match e {
+            crate::cluster::etcd::EtcdError::Protocol(why) => flag_error("cluster", &list, &why),
+            other => flag_error("cluster", &list, &other.to_string()),
+        },
+    )?;
+    let prefix = prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string());
+    check_prefix(&prefix).map_err(|why| flag_error("cluster-prefix", &prefix, why))?;
+    Ok(Some(ClusterStore { endpoints, prefix }))
 }
 
 fn flag_error(flag: &str, value: &str, why: &str) -> CliError {

@@ -362,3 +362,74 @@ fn address_pool_flag() {
     );
     assert!(refused("-l http:80 --address-pool 127.0.3.0/99").contains("prefix length"));
 }
+
+#[test]
+fn node_flags_default_and_parse() {
+    let n = run("--listener tcp:80").runtime.node;
+    assert_eq!(
+        (
+            n.name.as_str(),
+            n.zone.as_str(),
+            n.address.to_string(),
+            n.ttl
+        ),
+        (
+            "node-1",
+            "zone-a",
+            "127.0.0.1".into(),
+            Duration::from_secs(10)
+        )
+    );
+    assert_eq!(
+        run("--listener tcp:80 --bind 127.0.2.1")
+            .runtime
+            .node
+            .address,
+        "127.0.2.1".parse::<IpAddr>().unwrap()
+    );
+    let n = run(
+        "--listener tcp:80 --node n_2.b --node-zone us-east-1b --node-address ::1 --node-ttl 2",
+    )
+    .runtime
+    .node;
+    assert_eq!(
+        (
+            n.name.as_str(),
+            n.zone.as_str(),
+            n.address.to_string(),
+            n.ttl
+        ),
+        ("n_2.b", "us-east-1b", "::1".into(), Duration::from_secs(2))
+    );
+    assert_eq!(n.info().name, "n_2.b");
+}
+
+#[test]
+fn node_flags_refused() {
+    for (line, want) in [
+        ("--node -x", "--node '-x': must be 1 to 63"),
+        ("--node a/b", "--node 'a/b': must be 1 to 63"),
+        ("--node-zone a:b", "--node-zone 'a:b': must be 1 to 63"),
+        (
+            "--node-address 0.0.0.0",
+            "--node-address '0.0.0.0': must be the IP address",
+        ),
+        (
+            "--node-address host",
+            "--node-address 'host': must be the IP address",
+        ),
+        (
+            "--node-ttl 1",
+            "--node-ttl '1': must be a whole number of seconds from 2 to 60",
+        ),
+        (
+            "--node-ttl 61",
+            "--node-ttl '61': must be a whole number of seconds from 2 to 60",
+        ),
+    ] {
+        let e = refused(&format!("--listener tcp:80 {line}"));
+        assert!(e.starts_with(want), "{line}: {e}");
+    }
+    let long = "a".repeat(64);
+    assert!(refused(&format!("--listener tcp:80 --node {long}")).contains("1 to 63"));
+}

@@ -6,6 +6,7 @@
 
 pub mod address_pool;
 pub mod allow;
+pub mod cluster;
 mod health;
 pub mod node;
 mod spec;
@@ -145,6 +146,8 @@ pub struct Runtime {
     pub api: Option<std::net::SocketAddr>,
     /// The state file API changes are saved to and reloaded from.
     pub state: Option<std::path::PathBuf>,
+    /// `--cluster`: the model lives in etcd instead (never with `state`).
+    pub cluster: Option<cluster::ClusterStore>,
     /// The SigV4 credentials file the API requires.
     pub api_credentials: Option<std::path::PathBuf>,
     /// Certificate and key files for HTTPS and SSL listeners; the first is the default.
@@ -168,6 +171,13 @@ pub struct Runtime {
     pub subnets: Vec<(String, String)>,
     /// `--security-group`: the groups the API may attach to a load balancer.
     pub security_groups: Vec<vpc::SecurityGroup>,
+
+    /// `--node`, `--node-zone`, `--node-address`, `--node-ttl`: this process in the fleet.
+    pub node: node::NodeFlags,
+    /// `--dns`: where the DNS server answers (UDP and TCP); `None`: no DNS server.
+    pub dns: Option<std::net::SocketAddr>,
+    /// `--dns-domain`: the zone load balancer names live in, lower-case, no final dot.
+    pub dns_domain: String,
 }
 
 /// The whole configuration the process starts from.

@@ -36,3 +36,21 @@ impl NodeInfo {
         }
     }
 }
+
+/// Who this process is in the fleet, as the flags say (`--node`, `--node-zone`,
+/// `--node-address`, `--node-ttl`); checked by `crate::cli`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeFlags {
+    pub name: String,
+    pub zone: String,
+    pub address: IpAddr,
+    /// TTL of the etcd lease the node's membership key is bound to (`--cluster` only).
+    pub ttl: std::time::Duration,
+}
+
+impl NodeFlags {
+    /// This process as the fleet sees it, started now.
+    pub fn info(&self) -> NodeInfo {
+        NodeInfo::this_node(&self.name, &self.zone, self.address)
+    }
+}

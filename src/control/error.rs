@@ -127,6 +127,17 @@ impl ApiError {
         ApiError::new("InternalFailure", 500, message)
     }
 
+    /// The store (etcd) cannot be reached: nothing was changed; the client may retry.
+    pub fn service_unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new("ServiceUnavailable", 503, message)
+    }
+
+    /// ELB's answer when calls come too fast; here: other nodes kept winning the race
+    /// for the same load balancer.
+    pub fn throttling(message: impl Into<String>) -> ApiError {
+        ApiError::new("Throttling", 400, message)
+    }
+
     /// The `Type` of the error document: the caller's fault or the service's.
     pub fn sender(&self) -> bool {
         self.status < 500

@@ -115,6 +115,8 @@ pub struct Model {
     pub stats_keys: Arc<crate::stats::StatsKeys>,
     /// How listen addresses are chosen and which ports are taken (`addresses.rs`).
     pub placement: addresses::Placement,
+    /// `--dns-domain`: load balancers' DNS names are `name.<dns_domain>`.
+    pub dns_domain: String,
     next_serial: u64,
     next_slot: usize,
     used_slots: Vec<bool>,
@@ -132,6 +134,7 @@ impl Model {
             health: Arc::new(HealthBoard::new(MAX_SLOTS)),
             stats_keys: Arc::default(),
             placement: Default::default(),
+            dns_domain: crate::dns::zone::DEFAULT_DOMAIN.to_string(),
             next_serial: 1,
             next_slot: 0,
             used_slots: vec![false; MAX_SLOTS],
@@ -586,6 +589,7 @@ fn resolve_host(host: &Host) -> Option<IpAddr> {
 }
 
 pub mod addresses;
+mod adopt;
 mod policy_ops;
 mod registration;
 mod routing;

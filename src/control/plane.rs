@@ -1,15 +1,21 @@
 //! The control plane's state and the one way it changes: `apply`.
 //!
 //! A mutating action runs on a copy of the model; only when the copy yields a topology,
-//! its new listeners are bound, and the state file holds it, does the copy replace the
-//! model and go out to every worker. So an answered change is durable and live, and a
-//! refused one leaves nothing behind.
+//! its new listeners are bound, and the store (state file or etcd) holds it, does the
+//! copy replace the model and go out to every worker. So an answered change is durable
+//! and live, and a refused one leaves nothing behind.
+//!
+//! In a cluster, a write can lose a race with another node (the store says `Conflict`):
+//! the plane reloads the store, applies the same action to the fresh model, and tries
+//! again, at most `CONFLICT_RETRIES` times before answering ELB's `Throttling`. Changes
+//! other nodes made arrive through `follow` and take the same path to the workers,
+//! without the store write.
 
 use super::actions;
 use super::error::ApiError;
 use super::model::Model;
 use super::query::Params;
-use super::state::StateFile;
+use super::store::{Change, Remote, Store, StoreError};
 use crate::backend::health::InFlight;
 use crate::config::Topology;
 use crate::worker::{bind_new_listeners, Control, WorkerHandle};
@@ -24,7 +30,8 @@ pub struct Plane {
     pub workers: Vec<WorkerHandle>,
     pub in_flight: Vec<Arc<InFlight>>,
     pub bind: IpAddr,
-    pub state: Option<StateFile>,
+    /// Where changes are kept: the state file, etcd, or nowhere (`--state` not given).
+    pub store: Option<Box<dyn Store>>,
     /// Every address and port this process has bound: still ours while workers catch up.
     pub ports: HashSet<SocketAddr>,
     /// Certificate files and policy, loaded again on SIGHUP.
@@ -36,6 +43,40 @@ pub struct Plane {
     /// Every worker's metric counters and desync counts, summed at a scrape.
     pub stats: Vec<Arc<crate::stats::Stats>>,
     pub desync: Vec<Arc<crate::http::desync::Counts>>,
+    /// `--dns`: the zone is rebuilt from every committed model.
+    pub dns: Option<crate::dns::Feed>,
+    /// The live nodes (membership's list; this node alone without `--cluster`) and
+    /// this node's name, for the status page.
+    pub nodes: Vec<crate::config::node::NodeInfo>,
+    pub this_node: String,
+    /// `--cluster`: this node's membership, left (lease revoked) at SIGTERM so the node
+    /// drops out of the fleet and DNS before it drains.
+    pub membership: Option<crate::cluster::members::Membership>,
+}
+
+/// Attempts after the first when another node wrote the same load balancer first.
+const CONFLICT_RETRIES: u32 = 6;
+/// The longest pause before a retry: nodes that conflicted once would otherwise retry
+/// in step and conflict again.
+const MAX_CONFLICT_PAUSE_MS: u64 = 16;
+
+enum CommitError {
+    Api(ApiError),
+    Conflict,
+}
+
+impl From<ApiError> for CommitError {
+    fn from(e: ApiError) -> CommitError {
+        CommitError::Api(e)
+    }
+}
+
+/// What a new model needs before it can replace the old: its topology and the sockets
+/// of its new listeners, bound, and the TLS configuration when it is the first to need one.
+struct Prepared {
+    topology: Arc<Topology>,
+    sockets: Vec<Vec<crate::worker::Listening>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Plane {
@@ -50,13 +91,116 @@ impl Plane {
         if !actions::mutates(action) {
             return actions::run(&mut self.model, params, request_id, now);
         }
-        let mut next = self.model.clone();
-        let answer = actions::run(&mut next, params, request_id, now)?;
-        self.commit(next)?;
-        if action == "SetLoadBalancerListenerSSLCertificate" {
-            self.reload_tls();
+        let mut conflicts = 0;
+        loop {
+            let mut next = self.model.clone();
+            let answer = actions::run(&mut next, params, request_id, now)?;
+            match self.commit(next) {
+                Ok(()) => {
+                    if action == "SetLoadBalancerListenerSSLCertificate" {
+                        self.reload_tls();
+                    }
+                    return Ok(answer);
+                }
+                Err(CommitError::Api(e)) => return Err(e),
+                Err(CommitError::Conflict) if conflicts < CONFLICT_RETRIES => {
+                    conflicts += 1;
+                    log::info!("API {action}: another node changed the same load balancer first; reloading and applying again");
+                    std::thread::sleep(jitter(conflicts));
+                    self.reload()?;
+                }
+                Err(CommitError::Conflict) => {
+                    return Err(ApiError::throttling(format!(
+                        "Rate exceeded: the load balancer was changed on another node {} times while this change was made; try again",
+                        conflicts + 1
+                    )))
+                }
+            }
         }
-        Ok(answer)
+    }
+
+    /// Changes other nodes made (the cluster watch): applied to the model and sent to
+    /// the workers as an API change is, without writing them back. The batch goes in
+    /// one swap; if it cannot run here (a port taken on this host, say), each change is
+    /// tried alone, and the store forgets the ones that fail, so this node never writes
+    /// its stale copy over them and takes the next version that comes.
+    pub fn follow(&mut self, remote: Remote) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        let changes = store.follow(remote);
+        if changes.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut next = self.model.clone();
+        let mut refused = Vec::new();
+        for change in &changes {
+            if let Err(e) = apply_change(&mut next, change, now) {
+                refused.push((change, e));
+            }
+        }
+        match self.prepare(&mut next) {
+            Ok(prepared) => {
+                self.install(next, prepared);
+                for (change, e) in refused {
+                    self.cannot_follow(change, &e);
+                }
+            }
+            Err(e) if changes.len() == 1 => self.cannot_follow(&changes[0], &e),
+            Err(_) => {
+                for change in &changes {
+                    let mut next = self.model.clone();
+                    let applied =
+                        apply_change(&mut next, change, now).and_then(|()| self.prepare(&mut next));
+                    match applied {
+                        Ok(prepared) => self.install(next, prepared),
+                        Err(e) => self.cannot_follow(change, &e),
+                    }
+                }
+            }
+        }
+    }
+
+    fn cannot_follow(&mut self, change: &Change, e: &ApiError) {
+        let name = match change {
+            Change::Put(lb) => lb.name.as_str(),
+            Change::Delete(name) => name.as_str(),
+        };
+        log::error!("cluster: load balancer {name} as another node changed it cannot run here, this node keeps its copy: {e}");
+        let ours = self.model.lb(name).ok();
+        if let Some(store) = self.store.as_mut() {
+            store.forget(name, ours);
+        }
+    }
+
+    /// Some(why) while the store is known unreachable: answers come from this node's
+    /// last state.
+    pub fn stale(&self) -> Option<String> {
+        self.store.as_ref().and_then(|s| s.stale())
+    }
+
+    /// After a conflict: the model becomes what the store holds now.
+    fn reload(&mut self) -> Result<(), ApiError> {
+        let Some(store) = self.store.as_mut() else {
+            return Ok(());
+        };
+        let lbs = store.load().map_err(store_error)?;
+        let mut next = self.model.clone();
+        let now = Instant::now();
+        let names: Vec<String> = next.lbs.iter().map(|lb| lb.name.clone()).collect();
+        for name in names
+            .iter()
+            .filter(|n| !lbs.iter().any(|lb| &&lb.name == n))
+        {
+            next.delete(name);
+        }
+        for lb in lbs {
+            next.adopt(lb, now)?;
+        }
+        let prepared = self.prepare(&mut next)?;
+        self.install(next, prepared);
+        Ok(())
     }
 
     /// Ends drains that are done; called on a timer while any drain is running.
@@ -76,15 +220,29 @@ impl Plane {
             in_flight.iter().map(|w| w.get(slot)).sum()
         });
         if changed {
-            if let Err(e) = self.commit(next) {
-                log::error!("ending connection draining: {e}");
+            match self.commit(next) {
+                Ok(()) => {}
+                Err(CommitError::Api(e)) => log::error!("ending connection draining: {e}"),
+                Err(CommitError::Conflict) => {
+                    log::info!("ending connection draining: changed elsewhere meanwhile; next tick")
+                }
             }
         }
     }
 
     /// The status page (`GET /`).
     pub fn status_page(&self) -> String {
-        super::status_page::render(&self.model, &self.stats)
+        super::status_page::render(&self.model, &self.stats, &self.nodes, &self.this_node)
+    }
+
+    /// Membership's new list of live nodes: shown on the status page and, with `--dns`,
+    /// answered with from now on.
+    pub fn set_nodes(&mut self, nodes: Vec<crate::config::node::NodeInfo>) {
+        if let Some(dns) = &mut self.dns {
+            dns.nodes = nodes.clone();
+            dns.publish(&self.model.dns_domain, &self.model.lbs);
+        }
+        self.nodes = nodes;
     }
 
     /// The `/metrics` text.
@@ -100,6 +258,10 @@ impl Plane {
     /// longest connection-draining timeout among the load balancers that drain (none:
     /// in-flight requests are cut at once, as deregistration without draining does).
     pub fn shutdown(&mut self) {
+        if let Some(membership) = self.membership.take() {
+            // One etcd round trip at most; the node leaves DNS before it drains.
+            membership.leave();
+        }
         let grace = self
             .model
             .lbs
@@ -136,7 +298,21 @@ impl Plane {
         }
     }
 
-    fn commit(&mut self, mut next: Model) -> Result<(), ApiError> {
+    fn commit(&mut self, mut next: Model) -> Result<(), CommitError> {
+        let prepared = self.prepare(&mut next)?;
+        if let Some(store) = self.store.as_mut() {
+            match store.commit(&next.lbs) {
+                Ok(()) => {}
+                Err(StoreError::Conflict) => return Err(CommitError::Conflict),
+                Err(e) => return Err(store_error(e).into()),
+            }
+        }
+        self.install(next, prepared);
+        Ok(())
+    }
+
+    /// Numbers the topology (`Model::publish`: the drain epochs) and builds it.
+    fn prepare(&self, next: &mut Model) -> Result<Prepared, ApiError> {
         next.publish();
         let topology = Arc::new(
             next.topology()
@@ -162,14 +338,24 @@ impl Plane {
         } else {
             None
         };
+        Ok(Prepared {
+            topology,
+            sockets,
+            tls,
+        })
+    }
+
+    fn install(&mut self, next: Model, prepared: Prepared) {
+        let Prepared {
+            topology,
+            sockets,
+            tls,
+        } = prepared;
         self.ports.extend(listen_addrs(&topology, self.bind));
-        if let Some(state) = &self.state {
-            state.save(&next.lbs).map_err(|e| {
-                log::error!("state file: {e}");
-                ApiError::internal(format!("The change could not be saved: {e}"))
-            })?;
-        }
         self.model = next;
+        if let Some(dns) = &self.dns {
+            dns.publish(&self.model.dns_domain, &self.model.lbs);
+        }
         self.topology = topology.clone();
         if let Some(config) = tls {
             // Before the topology: a worker has it when the new listener's first client comes.
@@ -186,7 +372,41 @@ impl Plane {
                 log::error!("a worker has stopped; it did not take the new configuration");
             }
         }
-        Ok(())
+    }
+}
+
+/// On an error `model` keeps its copy of that load balancer (adopt puts it back).
+fn apply_change(model: &mut Model, change: &Change, now: Instant) -> Result<(), ApiError> {
+    match change {
+        Change::Put(lb) => model.adopt(lb.as_ref().clone(), now),
+        Change::Delete(name) => {
+            model.delete(name);
+            Ok(())
+        }
+    }
+}
+
+/// A pause of 0 to 2^attempt ms (at most MAX_CONFLICT_PAUSE_MS); the clock's
+/// nanoseconds are random enough to put two nodes out of step.
+fn jitter(attempt: u32) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()));
+    let ceiling = (1u64 << attempt.min(10)).min(MAX_CONFLICT_PAUSE_MS);
+    Duration::from_micros(nanos % (ceiling * 1000 + 1))
+}
+
+/// A store failure as the API answers it: etcd away is ELB's 503, the rest are ours.
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Unavailable(why) => {
+            log::warn!("API change refused, nothing changed: {why}");
+            ApiError::service_unavailable(format!("The change was not made: {why}"))
+        }
+        other => {
+            log::error!("store: {other}");
+            ApiError::internal(format!("The change could not be saved: {other}"))
+        }
     }
 }
 

@@ -21,12 +21,16 @@ use std::time::{Duration, Instant, SystemTime};
 const LISTENER: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
 
-/// What other threads (the signal thread) ask of the control thread.
+/// What other threads (the signal thread, the cluster watch) ask of the control thread.
 pub enum Event {
     /// SIGHUP: load the certificate files again.
     ReloadCertificates,
     /// SIGTERM or SIGINT: stop accepting, let in-flight requests finish.
     Shutdown,
+    /// Membership (crate::cluster::members): the live nodes changed.
+    Nodes(Vec<crate::config::node::NodeInfo>),
+    /// What the cluster watch saw in etcd: other nodes' changes, or a full resync.
+    Cluster(crate::cluster::follow::Remote),
 }
 
 /// How to reach the control thread.
@@ -92,6 +96,11 @@ impl Server {
         ))
     }
 
+    /// The plane, before the thread runs (runtime hands it the cluster membership).
+    pub fn plane_mut(&mut self) -> &mut Plane {
+        &mut self.plane
+    }
+
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
         loop {
@@ -114,6 +123,8 @@ impl Server {
                             match event {
                                 Event::ReloadCertificates => self.plane.reload_tls(),
                                 Event::Shutdown => self.plane.shutdown(),
+                                Event::Nodes(nodes) => self.plane.set_nodes(nodes),
+                                Event::Cluster(remote) => self.plane.follow(remote),
                             }
                         }
                     }
@@ -308,7 +319,12 @@ impl Server {
         match self.plane.run(&params, &request_id, Instant::now()) {
             Ok(body) => {
                 log::debug!("API {action}: ok ({request_id})");
-                xml_response(200, &body, &request_id)
+                let response = xml_response(200, &body, &request_id);
+                match self.plane.stale() {
+                    // README "State in etcd": reads say what they serve.
+                    Some(why) => with_header(response, "x-clb-stale", &why),
+                    None => response,
+                }
             }
             Err(e) => {
                 log::info!("API {action}: {e} ({request_id})");
@@ -343,6 +359,19 @@ fn xml_response(status: u16, body: &str, request_id: &str) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+}
+
+/// `response` with one more header line after its status line.
+fn with_header(response: Vec<u8>, name: &str, value: &str) -> Vec<u8> {
+    let value: String = value.chars().filter(|c| !c.is_control()).collect();
+    let Some(at) = response.windows(2).position(|w| w == b"\r\n") else {
+        return response;
+    };
+    let mut out = Vec::with_capacity(response.len() + name.len() + value.len() + 4);
+    out.extend_from_slice(&response[..at + 2]);
+    out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    out.extend_from_slice(&response[at + 2..]);
+    out
 }
 
 fn html_response(page: &str) -> Vec<u8> {

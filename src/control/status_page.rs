@@ -37,7 +37,12 @@ th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;font-size:.9em}\
 th{background:#f3f3f3}.InService{color:#16702e;font-weight:600}\
 .OutOfService{color:#b3261e;font-weight:600}.muted{color:#666}";
 
-pub fn render(model: &Model, stats: &[Arc<Stats>]) -> String {
+pub fn render(
+    model: &Model,
+    stats: &[Arc<Stats>],
+    nodes: &[crate::config::node::NodeInfo],
+    this_node: &str,
+) -> String {
     let mut out = String::with_capacity(8 * 1024);
     let _ = write!(
         out,
@@ -57,6 +62,7 @@ pub fn render(model: &Model, stats: &[Arc<Stats>]) -> String {
          This page refreshes every 5 seconds; metrics in Prometheus format are at \
          <a href=\"/metrics\">/metrics</a>.</p>"
     );
+    super::status_nodes::render(&mut out, nodes, this_node, html);
     if model.lbs.is_empty() {
         out.push_str("<p>No load balancers.</p>");
     }

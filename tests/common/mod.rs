@@ -23,6 +23,9 @@
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
 pub mod address_pool;
+pub mod cluster;
+pub mod dns;
+pub mod etcd;
 pub mod load;
 pub mod recorder;
 pub mod slow;

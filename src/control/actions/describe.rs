@@ -4,10 +4,13 @@
 use super::*;
 use crate::control::policies;
 
-pub(super) fn describe_lb(x: &mut Xml, lb: &LbState) {
+pub(super) fn describe_lb(x: &mut Xml, lb: &LbState, domain: &str) {
     x.leaf("LoadBalancerName", &lb.name);
-    x.leaf("DNSName", &dns_name(&lb.name));
-    x.leaf("CanonicalHostedZoneName", &dns_name(&lb.name));
+    let name = dns_name(domain, &lb.name);
+    x.leaf("DNSName", &name);
+    // ELB's is the zone a Route 53 alias points into; ours is the name itself, which a
+    // CNAME can point at.
+    x.leaf("CanonicalHostedZoneName", &name);
     x.leaf("CanonicalHostedZoneNameID", "CLB0SELFHOSTED");
     x.open("ListenerDescriptions");
     for l in &lb.listeners {
@@ -153,10 +156,10 @@ pub(super) fn string_list(x: &mut Xml, tag: &str, items: &[String]) {
     x.close(tag);
 }
 
-/// A name that resolves to loopback on most systems (RFC 6761 `.localhost`); the real
-/// address is wherever the listeners bind.
-pub(super) fn dns_name(name: &str) -> String {
-    format!("{}.elb.localhost", name.to_ascii_lowercase())
+/// The name `--dns` answers for (README "DNS"); under the default domain it also
+/// resolves to loopback on most systems without it (RFC 6761 `.localhost`).
+pub(super) fn dns_name(domain: &str, name: &str) -> String {
+    crate::dns::zone::lb_name(domain, name)
 }
 
 /// `2013-05-24T21:15:31.280Z`, as ELB writes CreatedTime.

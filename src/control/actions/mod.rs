@@ -73,16 +73,17 @@ pub fn run(
             let scheme = params.get("Scheme").unwrap_or("internet-facing");
             let listeners = listeners(params)?;
             let vpc = vpc_actions::CreateVpc::read(params);
+            let dns = dns_name(&model.dns_domain, name);
             if vpc.is_repeat(model, name, &listeners, &zones, scheme)? {
                 return Ok(ok(&|x| {
-                    x.leaf("DNSName", &dns_name(name));
+                    x.leaf("DNSName", &dns);
                 }));
             }
             zones.extend(model.subnet_zones(&vpc.subnets)?);
             model.create(name, listeners, zones, scheme, tags(params, true)?)?;
             vpc.attach(model, name)?;
             Ok(ok(&|x| {
-                x.leaf("DNSName", &dns_name(name));
+                x.leaf("DNSName", &dns);
             }))
         }
         "DeleteLoadBalancer" => {
@@ -104,7 +105,7 @@ pub fn run(
                 x.open("LoadBalancerDescriptions");
                 for lb in &lbs {
                     x.open("member");
-                    describe_lb(x, lb);
+                    describe_lb(x, lb, &model.dns_domain);
                     x.close("member");
                 }
                 x.close("LoadBalancerDescriptions");

@@ -1,0 +1,128 @@
+//! The watch thread: every change under the load balancers' prefix, from the revision
+//! the node loaded, handed to the control thread (which applies it as it applies an API
+//! change). Blocking etcd calls live here, not in the control loop.
+//!
+//! When the watch breaks (etcd down, no quorum, or the thread fell behind etcd's
+//! compaction) the thread reads the whole prefix again (a `Resync`) and watches on
+//! from that read's revision: after any gap it sends the full state, never a guess.
+//! While etcd stays away it retries with a backoff capped at `MAX_BACKOFF`, and the
+//! node serves the configuration it has.
+
+use super::etcd::{Etcd, EtcdError, Kv, WatchEvent};
+use std::io;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// What the watch thread reports.
+#[derive(Debug)]
+pub enum Remote {
+    /// Changes in revision order.
+    Events(Vec<WatchEvent>),
+    /// Every key under the prefix at `revision` (after a gap): what is absent was deleted.
+    Resync { kvs: Vec<Kv>, revision: i64 },
+    /// etcd stopped answering (sent once per outage; the next `Resync` ends it).
+    Unreachable(String),
+}
+
+/// Starts the thread. `deliver` hands a report to the control thread; false when that
+/// thread is gone, which ends this one.
+pub fn spawn(
+    etcd: Etcd,
+    prefix: Vec<u8>,
+    start_revision: i64,
+    deliver: impl FnMut(Remote) -> bool + Send + 'static,
+) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("clb-cluster-watch".into())
+        .spawn(move || run(&etcd, &prefix, start_revision, deliver))
+}
+
+fn run(etcd: &Etcd, prefix: &[u8], start_revision: i64, mut deliver: impl FnMut(Remote) -> bool) {
+    let mut next = start_revision;
+    let mut backoff = MIN_BACKOFF;
+    // Since when etcd has not answered: the first failure is a warning, the retries are quiet.
+    let mut down_since: Option<Instant> = None;
+    loop {
+        // Watch until the stream breaks...
+        match etcd.watch(prefix, next) {
+            Ok(mut watch) => loop {
+                match watch.next() {
+                    Ok(events) if events.is_empty() => {}
+                    Ok(events) => {
+                        next = events.last().map_or(next, |e| e.kv.mod_revision + 1);
+                        if !deliver(Remote::Events(events)) {
+                            return;
+                        }
+                    }
+                    Err(EtcdError::Compacted { compact_revision }) => {
+                        log::warn!(
+                            "cluster: the watch fell behind etcd's compaction (revision {compact_revision}); \
+                             reloading the whole state"
+                        );
+                        break;
+                    }
+                    Err(e) => {
+                        if !failed(&mut down_since, &mut backoff, &e, &mut deliver) {
+                            return;
+                        }
+                        break;
+                    }
+                }
+            },
+            Err(e) => {
+                if !failed(&mut down_since, &mut backoff, &e, &mut deliver) {
+                    return;
+                }
+            }
+        }
+        // ...then read everything again, as often as it takes, and watch on from there.
+        loop {
+            match etcd.range_prefix(prefix) {
+                Ok((kvs, revision)) => {
+                    if let Some(since) = down_since.take() {
+                        log::info!(
+                            "cluster: etcd answers again after {:.1} s; resynced at revision {revision}",
+                            since.elapsed().as_secs_f64()
+                        );
+                    }
+                    if !deliver(Remote::Resync { kvs, revision }) {
+                        return;
+                    }
+                    next = revision + 1;
+                    backoff = MIN_BACKOFF;
+                    break;
+                }
+                Err(e) => {
+                    if !failed(&mut down_since, &mut backoff, &e, &mut deliver) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Logs (loudly once per outage), tells the control thread at the outage's start,
+/// and waits the backoff. False when the control thread is gone.
+fn failed(
+    down_since: &mut Option<Instant>,
+    backoff: &mut Duration,
+    what: &EtcdError,
+    deliver: &mut impl FnMut(Remote) -> bool,
+) -> bool {
+    if down_since.is_none() {
+        log::warn!("cluster: {what}; serving the configuration this node has, retrying");
+        *down_since = Some(Instant::now());
+        if !deliver(Remote::Unreachable(what.to_string())) {
+            return false;
+        }
+    } else {
+        log::debug!("cluster: still failing: {what}");
+    }
+    std::thread::sleep(*backoff);
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+    true
+}

@@ -1,0 +1,456 @@
+//! Membership: this node's key under `<prefix>nodes/<name>`, bound to an etcd lease it
+//! keeps alive, and the live node list the fleet's answers are built from (DNS records,
+//! the status page).
+//!
+//! Two helper threads, no async runtime: the lease thread renews the lease every TTL/3
+//! and re-registers when the lease was lost (etcd was down longer than the TTL); the
+//! watch thread reads `<prefix>nodes/` once, then follows it with a watch, and hands
+//! every new list to the caller's `notify` (the control thread's channel + waker). A node
+//! killed stops renewing and etcd drops its key when the lease expires; a node that
+//! leaves (`Membership::leave`, on SIGTERM) revokes the lease and is gone at once.
+//!
+//! While etcd is unreachable both threads keep trying with a capped backoff, logging the
+//! transition once, and the last list stays in force: traffic is never stopped because
+//! the fleet's bookkeeping is.
+
+use super::etcd::{Etcd, EtcdError, Kv, WatchKind};
+use crate::config::node::NodeInfo;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+/// Called with the whole live list, sorted by name, each time it changes.
+pub type Notify = Box<dyn FnMut(Vec<NodeInfo>) + Send>;
+
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+/// Retries are cheap (one request, logged once per outage); a short cap makes a node
+/// follow again within ~2 s of etcd's return.
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinError {
+    /// Another live node holds this name (its lease outlived a wait of one TTL).
+    NameTaken {
+        name: String,
+        holder: String,
+    },
+    Etcd(EtcdError),
+}
+
+impl std::fmt::Display for JoinError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JoinError::NameTaken { name, holder } => write!(
+                f,
+                "node name {name:?} is taken by a live node ({holder}): give each node its own --node"
+            ),
+            JoinError::Etcd(e) => write!(f, "cannot join the cluster: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+/// `<prefix>nodes/`: where every node's key lives.
+pub fn nodes_prefix(prefix: &str) -> Vec<u8> {
+    format!("{prefix}nodes/").into_bytes()
+}
+
+pub fn node_key(prefix: &str, name: &str) -> Vec<u8> {
+    format!("{prefix}nodes/{name}").into_bytes()
+}
+
+/// The record under a node's key: small JSON an operator can read with etcdctl.
+pub fn encode(info: &NodeInfo) -> Vec<u8> {
+    let started = info
+        .started
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    json!({
+        "zone": info.zone,
+        "address": info.address.to_string(),
+        "version": info.version,
+        "started": started,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// A record read back; None when it is not one (written by something else, or damaged).
+pub fn decode(name: &str, value: &[u8]) -> Option<NodeInfo> {
+    let v: Value = serde_json::from_slice(value).ok()?;
+    let address: IpAddr = v["address"].as_str()?.parse().ok()?;
+    Some(NodeInfo {
+        name: name.to_string(),
+        zone: v["zone"].as_str()?.to_string(),
+        address,
+        version: v["version"].as_str().unwrap_or("").to_string(),
+        started: UNIX_EPOCH + Duration::from_secs(v["started"].as_u64().unwrap_or(0)),
+    })
+}
+
+/// This node in the fleet: dropping it without `leave` stops the threads and leaves
+/// the lease to expire, as a crash would.
+pub struct Membership {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+struct Shared {
+    etcd: Etcd,
+    prefix: String,
+    me: NodeInfo,
+    ttl: Duration,
+    lease: AtomicI64,
+    stop: AtomicBool,
+}
+
+impl Membership {
+    /// Registers `me` and starts the threads. A key with this name and this address is
+    /// this node's own from before a restart: taken over. With another address it is
+    /// waited out (up to one TTL plus slack: a node killed just before), then refused.
+    /// `etcd` should have a timeout well under `ttl / 3`.
+    pub fn join(
+        etcd: Etcd,
+        prefix: &str,
+        me: NodeInfo,
+        ttl: Duration,
+        notify: Notify,
+    ) -> Result<Membership, JoinError> {
+        let shared = Arc::new(Shared {
+            etcd,
+            prefix: prefix.to_string(),
+            me,
+            ttl,
+            lease: AtomicI64::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let deadline = Instant::now() + ttl + Duration::from_secs(2);
+        loop {
+            match shared.register() {
+                Ok(()) => break,
+                Err(JoinError::NameTaken { .. }) if shared.take_over_own_key() => {}
+                Err(JoinError::NameTaken { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(BACKOFF_MIN * 2);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        log::info!(
+            "cluster: joined as node {} (zone {}, address {}, lease TTL {}s)",
+            shared.me.name,
+            shared.me.zone,
+            shared.me.address,
+            ttl.as_secs()
+        );
+        let lease = {
+            let shared = shared.clone();
+            spawn("clb-lease", move || shared.keep_alive())
+        };
+        let watch = {
+            let shared = shared.clone();
+            spawn("clb-members", move || shared.follow(notify))
+        };
+        Ok(Membership {
+            shared,
+            threads: vec![lease, watch],
+        })
+    }
+
+    /// Leaves the fleet at once: revokes the lease (which deletes the key) and stops.
+    pub fn leave(mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // The lease thread first (it wakes every 50 ms), so it cannot register again
+        // after the revoke. The watch thread may sit in a read for up to the client's
+        // timeout: it ends by itself, unwaited, so SIGTERM is not held up by it.
+        let mut threads = self.threads.drain(..);
+        if let Some(lease_thread) = threads.next() {
+            let _ = lease_thread.join();
+        }
+        drop(threads);
+        let lease = self.shared.lease.swap(0, Ordering::SeqCst);
+        if lease != 0 {
+            match self.shared.etcd.lease_revoke(lease) {
+                Ok(()) => log::info!("cluster: node {} left", self.shared.me.name),
+                Err(e) => log::warn!(
+                    "cluster: could not revoke node {}'s lease ({e}); it expires within {}s",
+                    self.shared.me.name,
+                    self.shared.ttl.as_secs()
+                ),
+            }
+        }
+    }
+
+    fn stop_threads(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.stop_threads();
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    // Without its thread membership cannot work at all; the OS refusing a thread at start
+    // is not an input error.
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .expect("spawn a cluster membership thread")
+}
+
+impl Shared {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps `d`, waking early when asked to stop; false when stopping.
+    fn pause(&self, d: Duration) -> bool {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            if self.stopped() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50).min(end - Instant::now()));
+        }
+        !self.stopped()
+    }
+
+    /// The key holds this node's own name *and address*: this node restarted before its
+    /// old lease expired (a second process cannot serve the same address). Deletes that
+    /// key, guarded by its revision, so registering can go on at once; true if it did.
+    fn take_over_own_key(&self) -> bool {
+        let key = node_key(&self.prefix, &self.me.name);
+        let Ok((Some(kv), _)) = self.etcd.get(&key) else {
+            return false;
+        };
+        let own = decode(&self.me.name, &kv.value).is_some_and(|n| n.address == self.me.address);
+        if own
+            && self
+                .etcd
+                .txn(&[(key.clone(), kv.mod_revision)], &[], &[key])
+                .is_ok()
+        {
+            log::info!(
+                "cluster: node {} took over its key left by an earlier run",
+                self.me.name
+            );
+            return true;
+        }
+        false
+    }
+
+    /// A new lease and this node's key bound to it, if no other node holds the name.
+    fn register(&self) -> Result<(), JoinError> {
+        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(10);
+        let lease = self.etcd.lease_grant(ttl).map_err(JoinError::Etcd)?;
+        let key = node_key(&self.prefix, &self.me.name);
+        match self.etcd.create_leased(&key, &encode(&self.me), lease) {
+            Ok(_) => {
+                self.lease.store(lease, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.etcd.lease_revoke(lease);
+                Err(match e {
+                    EtcdError::Conflict => {
+                        let holder = match self.etcd.get(&key) {
+                            Ok((Some(kv), _)) => decode(&self.me.name, &kv.value).map_or_else(
+                                || "unreadable record".to_string(),
+                                |n| format!("zone {}, address {}", n.zone, n.address),
+                            ),
+                            _ => "unknown".to_string(),
+                        };
+                        JoinError::NameTaken {
+                            name: self.me.name.clone(),
+                            holder,
+                        }
+                    }
+                    other => JoinError::Etcd(other),
+                })
+            }
+        }
+    }
+
+    /// The lease thread: renew every TTL/3; lease lost → register again; etcd away →
+    /// back off, logging the outage and the recovery once each.
+    fn keep_alive(&self) {
+        let period = self.ttl / 3;
+        // Never wait longer than a renewal period: etcd coming back restores leases with
+        // a fresh TTL, and a renewal must land within it.
+        let cap = BACKOFF_MAX.min(period).max(BACKOFF_MIN);
+        let mut failing: Option<Instant> = None;
+        let mut backoff = BACKOFF_MIN;
+        while self.pause(if failing.is_some() { backoff } else { period }) {
+            let lease = self.lease.load(Ordering::SeqCst);
+            let outcome = match self.etcd.lease_keepalive(lease) {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => {
+                    log::warn!(
+                        "cluster: node {}'s lease expired; registering again",
+                        self.me.name
+                    );
+                    self.register()
+                }
+                Err(e) => Err(JoinError::Etcd(e)),
+            };
+            let outcome = outcome.map_err(|e| match e {
+                JoinError::Etcd(e) => e.to_string(),
+                other => other.to_string(),
+            });
+            match outcome {
+                Ok(()) => {
+                    if let Some(since) = failing.take() {
+                        log::info!(
+                            "cluster: node {} renewed its membership after {:.1}s",
+                            self.me.name,
+                            since.elapsed().as_secs_f64()
+                        );
+                    }
+                    backoff = BACKOFF_MIN;
+                }
+                Err(e) => {
+                    if failing.is_none() {
+                        log::warn!("cluster: membership renewal failing, retrying: {e}");
+                        failing = Some(Instant::now());
+                    }
+                    backoff = (backoff * 2).min(cap);
+                }
+            }
+        }
+    }
+
+    /// The watch thread: the whole list, then every change, forever; after an error or
+    /// a compaction, the whole list again.
+    fn follow(&self, mut notify: Notify) {
+        let prefix = nodes_prefix(&self.prefix);
+        let mut failing: Option<Instant> = None;
+        let mut backoff = BACKOFF_MIN;
+        let mut last: Option<Vec<NodeInfo>> = None;
+        while !self.stopped() {
+            match self.follow_once(&prefix, &mut notify, &mut last, &mut failing) {
+                Ok(()) => return,
+                Err(e) => {
+                    if failing.is_none() {
+                        log::warn!("cluster: node list not followed, retrying: {e}");
+                        failing = Some(Instant::now());
+                    }
+                    if !self.pause(backoff) {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    /// Ok when asked to stop; Err to start over.
+    fn follow_once(
+        &self,
+        prefix: &[u8],
+        notify: &mut Notify,
+        last: &mut Option<Vec<NodeInfo>>,
+        failing: &mut Option<Instant>,
+    ) -> Result<(), EtcdError> {
+        let (kvs, revision) = self.etcd.range_prefix(prefix)?;
+        let mut nodes: BTreeMap<String, NodeInfo> = BTreeMap::new();
+        for kv in &kvs {
+            apply(&mut nodes, prefix, WatchKind::Put, kv);
+        }
+        let mut watch = self.etcd.watch(prefix, revision + 1)?;
+        if let Some(since) = failing.take() {
+            log::info!(
+                "cluster: following the node list again after {:.1}s",
+                since.elapsed().as_secs_f64()
+            );
+        }
+        publish(&nodes, notify, last);
+        while !self.stopped() {
+            let events = watch.next()?;
+            for event in &events {
+                apply(&mut nodes, prefix, event.kind, &event.kv);
+            }
+            if !events.is_empty() {
+                publish(&nodes, notify, last);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn apply(nodes: &mut BTreeMap<String, NodeInfo>, prefix: &[u8], kind: WatchKind, kv: &Kv) {
+    let Some(name) = kv
+        .key
+        .strip_prefix(prefix)
+        .and_then(|n| std::str::from_utf8(n).ok())
+    else {
+        return;
+    };
+    match kind {
+        WatchKind::Delete => {
+            nodes.remove(name);
+        }
+        WatchKind::Put => match decode(name, &kv.value) {
+            Some(info) => {
+                nodes.insert(name.to_string(), info);
+            }
+            None => log::warn!("cluster: ignoring node key {name:?}: not a node record"),
+        },
+    }
+}
+
+/// Hands the list over when it differs from the last one handed.
+fn publish(
+    nodes: &BTreeMap<String, NodeInfo>,
+    notify: &mut Notify,
+    last: &mut Option<Vec<NodeInfo>>,
+) {
+    let list: Vec<NodeInfo> = nodes.values().cloned().collect();
+    if last.as_ref() != Some(&list) {
+        *last = Some(list.clone());
+        notify(list);
+    }
+}
+
+/// Joins with `--node*` flags over `--cluster` endpoints: the one call runtime makes
+/// (`notify` sends the list to the control thread and wakes it). The etcd round trip is
+/// bounded by a quarter of the TTL so that a slow endpoint cannot eat a renewal period.
+pub fn start(
+    endpoints: &[String],
+    prefix: &str,
+    node: &crate::config::node::NodeFlags,
+    notify: Notify,
+) -> Result<Membership, String> {
+    let timeout = (node.ttl / 4).min(Duration::from_secs(2));
+    let etcd = Etcd::new(endpoints, timeout).map_err(|e| e.to_string())?;
+    Membership::join(etcd, prefix, node.info(), node.ttl, notify).map_err(|e| e.to_string())
+}
+
+/// `start` with the list delivered to the control thread (`Event::Nodes`, which updates
+/// the status page and the DNS answers). runtime calls this with `--cluster`, once the
+/// control thread runs, and keeps the `Membership` to `leave()` on SIGTERM.
+pub fn join_fleet(
+    control: &crate::control::server::ControlHandle,
+    endpoints: &[String],
+    prefix: &str,
+    node: &crate::config::node::NodeFlags,
+) -> Result<Membership, String> {
+    let control = control.clone();
+    let notify: Notify = Box::new(move |nodes| {
+        control.send(crate::control::server::Event::Nodes(nodes));
+    });
+    start(endpoints, prefix, node, notify)
+}
+
+#[cfg(test)]
+#[path = "members_tests.rs"]
+mod tests;

@@ -1,0 +1,14 @@
+//! Several clb nodes sharing one model: the etcd client (`etcd`), what it stands on, and
+//! membership (`members`: who is in the fleet).
+//!
+//! Nothing here runs in a worker loop: the client blocks, so it is called from the
+//! control thread (one bounded round trip) or from the cluster's helper threads.
+
+mod b64;
+pub mod etcd;
+pub mod follow;
+mod gateway;
+mod http;
+pub mod members;
+pub mod start;
+pub mod store;
