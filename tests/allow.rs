@@ -4,8 +4,8 @@
 
 mod common;
 
+use common::sources::answer;
 use common::*;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -20,25 +20,6 @@ fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
     let stream: TcpStream = socket.into();
     stream.set_read_timeout(Some(SOON)).unwrap();
     stream
-}
-
-/// Sends a request; the answer, or "" when the connection was closed without one.
-fn answer(mut conn: TcpStream) -> String {
-    let _ = conn.write_all(get("/who").as_bytes());
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match conn.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                got.extend_from_slice(&buf[..n]);
-                if got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
-            }
-        }
-    }
-    String::from_utf8_lossy(&got).into_owned()
 }
 
 #[test]

@@ -8,9 +8,10 @@ mod help;
 pub use help::usage;
 mod node;
 pub use node::valid_node_name;
+mod fleet;
 mod vpc;
+use fleet::{address_pool, cluster_store, dns};
 
-use crate::config::address_pool::AddressPool;
 use crate::config::{
     parse_health_target, parse_instance, parse_listener, parse_zones, valid_load_balancer_name,
     Config, HealthCheck, HealthCheckError, Instance, Listener, LoadBalancer, Runtime,
@@ -352,44 +353,6 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
     })))
 }
 
-/// `--dns ADDR:PORT` and `--dns-domain DOMAIN` (README "DNS").
-fn dns(m: &Matches) -> Result<(Option<SocketAddr>, String), CliError> {
-    let addr = match m.opt_str("dns") {
-        None => None,
-        Some(text) => Some(text.parse().map_err(|_| {
-            flag_error(
-                "dns",
-                &text,
-                "must be an address and port, e.g. 127.0.0.1:5353 or [::1]:53",
-            )
-        })?),
-    };
-    let domain = match m.opt_str("dns-domain") {
-        None => crate::dns::zone::DEFAULT_DOMAIN.to_string(),
-        Some(text) => crate::dns::zone::parse_domain(&text)
-            .map_err(|why| flag_error("dns-domain", &text, &why))?,
-    };
-    Ok((addr, domain))
-}
-
-/// `--address-pool`: with a pool every load balancer has its own address, so `--bind`
-/// (the one address they would all share) cannot be given too.
-fn address_pool(m: &Matches) -> Result<Option<AddressPool>, CliError> {
-    let Some(text) = m.opt_str("address-pool") else {
-        return Ok(None);
-    };
-    if m.opt_present("bind") {
-        return Err(flag_error(
-            "address-pool",
-            &text,
-            "cannot be combined with --bind: with a pool each load balancer listens on its own address",
-        ));
-    }
-    AddressPool::parse(&text)
-        .map(Some)
-        .map_err(|why| flag_error("address-pool", &text, &why))
-}
-
 fn version() -> String {
     format!("clb {}", env!("CARGO_PKG_VERSION"))
 }
@@ -557,45 +520,6 @@ fn to_usize(n: u64) -> usize {
 fn default_workers() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     cores.clamp(to_usize(WORKERS_RANGE.0), to_usize(WORKERS_RANGE.1))
-}
-
-/// `--cluster ENDPOINTS` and `--cluster-prefix PREFIX` (README "State in etcd").
-fn cluster_store(
-    m: &Matches,
-    has_state: bool,
-) -> Result<Option<crate::config::cluster::ClusterStore>, CliError> {
-    use crate::config::cluster::{check_prefix, ClusterStore, DEFAULT_PREFIX};
-    let prefix = m.opt_str("cluster-prefix");
-    let Some(list) = m.opt_str("cluster") else {
-        return match prefix {
-            Some(p) => Err(flag_error("cluster-prefix", &p, "needs --cluster")),
-            None => Ok(None),
-        };
-    };
-    if has_state {
-        // Two stores would disagree about which one holds the model.
-        return Err(CliError(
-            "--cluster and --state exclude each other: with --cluster the model lives in etcd"
-                .into(),
-        ));
-    }
-    let endpoints: Vec<String> = list.split(',').map(|e| e.trim().to_string()).collect();
-    if endpoints.iter().any(|e| e.is_empty()) {
-        return Err(flag_error(
-            "cluster",
-            &list,
-            "expected http://HOST:PORT[,http://HOST:PORT...]",
-        ));
-    }
-    crate::cluster::etcd::Etcd::new(&endpoints, std::time::Duration::from_secs(1)).map_err(
-        |e| match e {
-            crate::cluster::etcd::EtcdError::Protocol(why) => flag_error("cluster", &list, &why),
-            other => flag_error("cluster", &list, &other.to_string()),
-        },
-    )?;
-    let prefix = prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string());
-    check_prefix(&prefix).map_err(|why| flag_error("cluster-prefix", &prefix, why))?;
-    Ok(Some(ClusterStore { endpoints, prefix }))
 }
 
 fn flag_error(flag: &str, value: &str, why: &str) -> CliError {

@@ -24,7 +24,12 @@ pub fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
 /// Sends `GET /who` from `from`; the answer's head, or "" when clb closed the
 /// connection without one (a source it does not admit).
 pub fn answer_from(from: &str, to: SocketAddr) -> String {
-    let mut conn = connect_from(from, to);
+    answer(connect_from(from, to))
+}
+
+/// Sends `GET /who` on `conn`; the answer's head, or "" when clb closed the connection
+/// without one.
+pub fn answer(mut conn: TcpStream) -> String {
     let _ = conn.write_all(get("/who").as_bytes());
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
