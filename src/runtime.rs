@@ -223,6 +223,7 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
         nodes: vec![runtime.node.info()],
         this_node: runtime.node.name.clone(),
         membership: None,
+        fleet_health: None,
     };
     let (mut server, control) = Server::new(plane, api, credentials).map_err(StartError::Thread)?;
     if let (Some(cluster), Some((prefix, from))) = (&runtime.cluster, watch_from) {
@@ -241,6 +242,10 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
         )
         .map_err(StartError::Cluster)?;
         server.plane_mut().membership = Some(membership);
+        // README "Instance health across nodes": transitions out, other views in.
+        let fleet_health = crate::cluster::health::start(cluster, &runtime.node.name)
+            .map_err(StartError::Cluster)?;
+        server.plane_mut().fleet_health = Some(fleet_health);
     }
     let control_thread = std::thread::Builder::new()
         .name("clb-control".to_string())

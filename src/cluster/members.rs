@@ -451,6 +451,15 @@ pub fn join_fleet(
     start(endpoints, prefix, node, notify)
 }
 
+impl Membership {
+    /// The lease this node's keys are bound to now (0 before the first grant); another
+    /// one after the node registered again. Its health records (`crate::cluster::health`)
+    /// are bound to it too, so they go with the node.
+    pub fn lease(&self) -> i64 {
+        self.shared.lease.load(Ordering::SeqCst)
+    }
+}
+
 #[cfg(test)]
 #[path = "members_tests.rs"]
 mod tests;

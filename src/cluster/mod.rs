@@ -8,6 +8,8 @@ mod b64;
 pub mod etcd;
 pub mod follow;
 mod gateway;
+pub mod health;
+pub mod health_publish;
 mod http;
 pub mod members;
 pub mod start;

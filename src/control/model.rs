@@ -591,7 +591,7 @@ fn resolve_host(host: &Host) -> Option<IpAddr> {
 pub mod addresses;
 mod adopt;
 mod policy_ops;
-mod registration;
+pub mod registration;
 mod routing;
 pub mod vpc;
 

@@ -13,10 +13,11 @@
 
 use super::actions;
 use super::error::ApiError;
-use super::model::Model;
+use super::model::registration::own_view;
+use super::model::{LbState, Model};
 use super::query::Params;
 use super::store::{Change, Remote, Store, StoreError};
-use crate::backend::health::InFlight;
+use crate::backend::health::{Health, InFlight};
 use crate::config::Topology;
 use crate::worker::{bind_new_listeners, Control, WorkerHandle};
 use std::collections::HashSet;
@@ -52,6 +53,9 @@ pub struct Plane {
     /// `--cluster`: this node's membership, left (lease revoked) at SIGTERM so the node
     /// drops out of the fleet and DNS before it drains.
     pub membership: Option<crate::cluster::members::Membership>,
+    /// `--cluster`: this node's health transitions out to etcd, the other nodes' views
+    /// in, and DescribeInstanceHealth's merge (README "Instance health across nodes").
+    pub fleet_health: Option<crate::cluster::health::FleetHealth>,
 }
 
 /// Attempts after the first when another node wrote the same load balancer first.
@@ -89,12 +93,20 @@ impl Plane {
     ) -> Result<String, ApiError> {
         let action = params.action().unwrap_or("");
         if !actions::mutates(action) {
-            return actions::run(&mut self.model, params, request_id, now);
+            return match &self.fleet_health {
+                Some(fleet) => {
+                    let nodes = &self.nodes;
+                    let merged =
+                        |lb: &LbState, id: &str, local: Health| fleet.merged(lb, id, local, nodes);
+                    actions::run(&mut self.model, params, request_id, now, &merged)
+                }
+                None => actions::run(&mut self.model, params, request_id, now, &own_view),
+            };
         }
         let mut conflicts = 0;
         loop {
             let mut next = self.model.clone();
-            let answer = actions::run(&mut next, params, request_id, now)?;
+            let answer = actions::run(&mut next, params, request_id, now, &own_view)?;
             match self.commit(next) {
                 Ok(()) => {
                     if action == "SetLoadBalancerListenerSSLCertificate" {
@@ -203,8 +215,13 @@ impl Plane {
         Ok(())
     }
 
-    /// Ends drains that are done; called on a timer while any drain is running.
+    /// Ends drains that are done, and hands this node's health transitions to the
+    /// publisher; called on a timer while either has work.
     pub fn tick(&mut self, now: Instant) {
+        if let Some(fleet) = &mut self.fleet_health {
+            let lease = self.membership.as_ref().map_or(0, |m| m.lease());
+            fleet.observe(&self.model, lease, now);
+        }
         if !self.model.draining() {
             return;
         }

@@ -48,7 +48,8 @@ impl ControlHandle {
 
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 1024 * 1024;
-/// How often draining is checked while an instance drains.
+/// How often draining is checked while an instance drains, and (with `--cluster`) how
+/// often the health board is scanned for transitions to publish.
 const DRAIN_TICK: Duration = Duration::from_millis(100);
 
 pub struct Server {
@@ -104,7 +105,7 @@ impl Server {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
         loop {
-            let timeout = if self.plane.model.draining() {
+            let timeout = if self.plane.model.draining() || self.plane.fleet_health.is_some() {
                 DRAIN_TICK
             } else {
                 Duration::from_secs(1)

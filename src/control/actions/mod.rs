@@ -6,6 +6,7 @@
 //! publishes exactly those.
 
 use super::error::ApiError;
+use super::model::registration::HealthView;
 use super::model::{
     Attributes, InstanceHealth, LbState, Model, MAX_INSTANCES, MAX_LISTENERS, MAX_LOAD_BALANCERS,
 };
@@ -42,12 +43,14 @@ pub fn mutates(action: &str) -> bool {
     !action.starts_with("Describe")
 }
 
-/// Runs one action; `Ok` holds the XML body of the answer.
+/// Runs one action; `Ok` holds the XML body of the answer. `view` is how
+/// DescribeInstanceHealth reads probed states (`registration::own_view` on one node).
 pub fn run(
     model: &mut Model,
     params: &Params,
     request_id: &str,
     now: Instant,
+    view: HealthView,
 ) -> Result<String, ApiError> {
     let action = params
         .action()
@@ -156,8 +159,8 @@ pub fn run(
             Ok(ok(&|x| instance_list(x, &registered)))
         }
         "DescribeInstanceHealth" => {
-            let rows = model
-                .instance_health(params.required("LoadBalancerName")?, &instance_ids(params)?)?;
+            let name = params.required("LoadBalancerName")?;
+            let rows = model.instance_health_seen(name, &instance_ids(params)?, view)?;
             Ok(ok(&|x| instance_states(x, &rows)))
         }
         "ConfigureHealthCheck" => {

@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// How DescribeInstanceHealth reads a registration's probed state: (load balancer,
+/// instance id, this node's state) → the state to answer with.
+pub type HealthView<'a> = &'a dyn Fn(&LbState, &str, Health) -> Health;
+
+/// This node's own view: the answer of a node alone.
+pub fn own_view(_: &LbState, _: &str, local: Health) -> Health {
+    local
+}
+
 impl Model {
     /// Resolves ids (inventory, or `HOST:PORT`), registers the new ones; returns the registered ids.
     pub fn register(&mut self, name: &str, ids: &[String]) -> Result<Vec<String>, ApiError> {
@@ -145,18 +154,29 @@ impl Model {
         name: &str,
         ids: &[String],
     ) -> Result<Vec<InstanceHealth>, ApiError> {
+        self.instance_health_seen(name, ids, &own_view)
+    }
+
+    /// `instance_health` with the probed state read through `view` (with `--cluster`,
+    /// the merge of the live nodes' views: `crate::cluster::health`).
+    pub fn instance_health_seen(
+        &self,
+        name: &str,
+        ids: &[String],
+        view: HealthView,
+    ) -> Result<Vec<InstanceHealth>, ApiError> {
         let lb = self.lb(name)?;
         if ids.is_empty() {
             return Ok(lb
                 .registered
                 .iter()
-                .map(|r| self.health_of(lb, r))
+                .map(|r| self.health_of(lb, r, view))
                 .collect());
         }
         let mut rows = Vec::with_capacity(ids.len());
         for id in ids {
             match lb.registered.iter().find(|r| r.instance.id == *id) {
-                Some(r) => rows.push(self.health_of(lb, r)),
+                Some(r) => rows.push(self.health_of(lb, r, view)),
                 None if self.known(id) => rows.push(InstanceHealth {
                     id: id.clone(),
                     state: "OutOfService",
@@ -173,7 +193,7 @@ impl Model {
         Ok(rows)
     }
 
-    fn health_of(&self, lb: &LbState, r: &Registered) -> InstanceHealth {
+    fn health_of(&self, lb: &LbState, r: &Registered, view: HealthView) -> InstanceHealth {
         let id = r.instance.id.clone();
         if r.draining_until.is_some() {
             return InstanceHealth {
@@ -191,7 +211,7 @@ impl Model {
                 description: "Instance is in the EC2 Availability Zone for which LoadBalancer is not configured to route traffic to.",
             };
         }
-        let health = self.health.get(r.slot);
+        let health = view(lb, &r.instance.id, self.health.get(r.slot));
         InstanceHealth {
             id,
             state: health.state(),
