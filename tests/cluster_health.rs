@@ -6,7 +6,7 @@
 //! check after a delay it is told (`SlowHealth`), and the nodes' health "second" differs
 //! (`CLB_HEALTH_TIME_UNIT_MS`): with a 5 s timeout, n1 and n3 (100 ms units) wait 500 ms
 //! and see a 250 ms answer pass; n2 (20 ms units) waits 100 ms and sees it fail, every
-//! time. Times are printed.
+//! time. Times are printed. Then etcd goes away and comes back, n2 is killed, and n1 loses its lease and rejoins.
 
 mod common;
 
@@ -158,7 +158,7 @@ fn wait_state(api: SocketAddr, state: &str, within: Duration) -> Duration {
 
 #[test]
 fn describe_instance_health_merges_the_live_nodes_views() {
-    let etcd = EtcdServer::start();
+    let mut etcd = EtcdServer::start();
     let client = etcd.client();
     let instance = SlowHealth::start(SLOW);
     let port = free_port("127.0.1.1");
@@ -225,6 +225,34 @@ fn describe_instance_health_merges_the_live_nodes_views() {
         changed.elapsed()
     );
 
+    // etcd down: the last views stay (n2 still says out), and the answer says it is stale.
+    etcd.stop();
+    let stale = |api| {
+        query(
+            api,
+            &[
+                ("Action", "DescribeInstanceHealth"),
+                ("LoadBalancerName", "default"),
+            ],
+        )
+        .is_some_and(|(_, text)| text.contains("x-clb-stale: etcd unreachable"))
+    };
+    assert!(
+        wait_until(SOON, || stale(apis[0])),
+        "n1 says its answer is stale"
+    );
+    assert_eq!(
+        health_on(apis[0]).unwrap().0,
+        "OutOfService",
+        "n2's last view held"
+    );
+    etcd.resume();
+    assert!(
+        wait_until(SOON, || !stale(apis[0])),
+        "n1 follows etcd again"
+    );
+    assert_eq!(health_on(apis[0]).unwrap().0, "OutOfService");
+
     // kill -9 n2: its view goes with its lease; n1 and n3 agree it is in service.
     n2.kill_now();
     let killed = Instant::now();
@@ -240,4 +268,25 @@ fn describe_instance_health_merges_the_live_nodes_views() {
         "n2's record went with its lease"
     );
     assert!(record("n1").is_some() && record("n3").is_some());
+
+    // n1 loses its lease (revoked by hand, as an expiry during a partition would): its
+    // records go with it; it registers again and writes its whole view under the new one.
+    let (_, old_lease) = record("n1").unwrap();
+    client.lease_revoke(old_lease).unwrap();
+    let revoked = Instant::now();
+    assert!(
+        wait_until(SOON, || record("n1")
+            .is_some_and(|(_, l)| l != old_lease && l != 0)),
+        "n1 published its view again under a new lease"
+    );
+    eprintln!(
+        "n1's lease revoked: its view republished after {:?}",
+        revoked.elapsed()
+    );
+    let (n1_record, _) = record("n1").unwrap();
+    assert!(
+        n1_record.contains("\"health\":\"in-service\""),
+        "{n1_record}"
+    );
+    wait_state(apis[2], "InService", SOON);
 }
