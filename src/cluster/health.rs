@@ -18,6 +18,7 @@ use super::follow::Remote;
 use super::health_publish::Publish;
 use crate::backend::health::Health;
 use crate::config::node::NodeInfo;
+use crate::config::Topology;
 use crate::control::model::{LbState, Model};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -203,6 +204,10 @@ pub struct FleetHealth {
     publisher: Sender<Publish>,
     /// lb → instance id → the board's state at the last scan.
     seen: HashMap<String, HashMap<String, Health>>,
+    /// The same by board slot, and the topology it was taken with: while the topology
+    /// (so every registration and its slot) is the same, a scan compares slots only.
+    by_slot: Vec<Option<Health>>,
+    scanned: Option<Arc<Topology>>,
     /// The membership lease the publisher was last told of.
     lease: i64,
     last_scan: Option<Instant>,
@@ -219,6 +224,8 @@ impl FleetHealth {
             views,
             publisher,
             seen: HashMap::new(),
+            by_slot: Vec::new(),
+            scanned: None,
             lease: 0,
             last_scan: None,
         }
@@ -233,7 +240,8 @@ impl FleetHealth {
     /// state changed since the last scan is handed to the publisher, as is each one
     /// deregistered or deleted (its key is removed), and a new membership lease (the
     /// node registered again: the publisher writes the whole view again under it).
-    pub fn observe(&mut self, model: &Model, lease: i64, now: Instant) {
+    /// `topology` is the one built from `model`.
+    pub fn observe(&mut self, model: &Model, topology: &Arc<Topology>, lease: i64, now: Instant) {
         if self.last_scan.is_some_and(|at| now < at + SCAN_EVERY) {
             return;
         }
@@ -242,11 +250,23 @@ impl FleetHealth {
             self.lease = lease;
             self.send(Publish::Lease(lease));
         }
+        let same = self
+            .scanned
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(t, topology));
+        self.scanned = Some(topology.clone());
         let mut present = 0usize;
         for lb in &model.lbs {
             for r in &lb.registered {
                 present += 1;
                 let health = model.health.get(r.slot);
+                if same && self.by_slot.get(r.slot) == Some(&Some(health)) {
+                    continue;
+                }
+                if self.by_slot.len() <= r.slot {
+                    self.by_slot.resize(r.slot + 1, None);
+                }
+                self.by_slot[r.slot] = Some(health);
                 let before = self
                     .seen
                     .get(lb.name.as_str())
@@ -268,6 +288,9 @@ impl FleetHealth {
                     });
                 }
             }
+        }
+        if same {
+            return;
         }
         let tracked: usize = self.seen.values().map(HashMap::len).sum();
         if tracked != present {

@@ -163,7 +163,8 @@ fn observe_sends_transitions_lease_changes_and_removals_only() {
     let (mut fleet, _views, rx) = fleet();
     let mut m = model();
     let t0 = Instant::now();
-    fleet.observe(&m, 0, t0);
+    let topology = Arc::new(m.topology().unwrap());
+    fleet.observe(&m, &topology, 0, t0);
     assert!(rx.try_recv().is_err(), "nothing probed yet, no lease yet");
     let slot = |m: &Model, id: &str| {
         m.lb("web")
@@ -175,7 +176,7 @@ fn observe_sends_transitions_lease_changes_and_removals_only() {
             .slot
     };
     m.health.set(slot(&m, "i-1"), InService);
-    fleet.observe(&m, 42, t0 + SCAN_EVERY);
+    fleet.observe(&m, &topology, 42, t0 + SCAN_EVERY);
     let set = |id: &str, health| Publish::Set {
         lb: "web".into(),
         id: id.into(),
@@ -186,29 +187,94 @@ fn observe_sends_transitions_lease_changes_and_removals_only() {
         [Publish::Lease(42), set("i-1", Some(InService))]
     );
     // No change, no message (probes are not published, transitions are).
-    fleet.observe(&m, 42, t0 + SCAN_EVERY * 2);
+    fleet.observe(&m, &topology, 42, t0 + SCAN_EVERY * 2);
     assert!(rx.try_recv().is_err());
     // Too soon after the last scan: not scanned.
     m.health.set(slot(&m, "i-1"), Unhealthy);
-    fleet.observe(&m, 42, t0 + SCAN_EVERY * 2 + Duration::from_millis(1));
+    fleet.observe(
+        &m,
+        &topology,
+        42,
+        t0 + SCAN_EVERY * 2 + Duration::from_millis(1),
+    );
     assert!(rx.try_recv().is_err());
-    fleet.observe(&m, 42, t0 + SCAN_EVERY * 3);
+    fleet.observe(&m, &topology, 42, t0 + SCAN_EVERY * 3);
     assert_eq!(
         rx.try_iter().collect::<Vec<_>>(),
         [set("i-1", Some(Unhealthy))]
     );
     // Deregistered (no draining): its key goes.
     m.deregister("web", &["i-1".into()], t0).unwrap();
-    fleet.observe(&m, 42, t0 + SCAN_EVERY * 4);
+    let topology = Arc::new(m.topology().unwrap());
+    fleet.observe(&m, &topology, 42, t0 + SCAN_EVERY * 4);
     assert_eq!(rx.try_iter().collect::<Vec<_>>(), [set("i-1", None)]);
     // Load balancer deleted: every key of it goes (i-2 never had one, nothing to send).
     m.health.set(slot(&m, "i-2"), Recovering);
-    fleet.observe(&m, 43, t0 + SCAN_EVERY * 5);
+    fleet.observe(&m, &topology, 43, t0 + SCAN_EVERY * 5);
     assert_eq!(
         rx.try_iter().collect::<Vec<_>>(),
         [Publish::Lease(43), set("i-2", Some(Recovering))]
     );
     m.delete("web");
-    fleet.observe(&m, 43, t0 + SCAN_EVERY * 6);
+    let topology = Arc::new(m.topology().unwrap());
+    fleet.observe(&m, &topology, 43, t0 + SCAN_EVERY * 6);
     assert_eq!(rx.try_iter().collect::<Vec<_>>(), [set("i-2", None)]);
+}
+
+/// The cost of one scan at the model's limits (20 load balancers × 1,000 instances):
+/// `cargo test --release --lib scan_cost -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn scan_cost() {
+    let inventory: Vec<Instance> = (0..1000)
+        .map(|i| Instance {
+            id: format!("i-{i}"),
+            host: Host::Ip([127, 0, 0, 2].into()),
+            port: Some(8080),
+            zone: "zone-a".into(),
+        })
+        .collect();
+    let ids: Vec<String> = inventory.iter().map(|i| i.id.clone()).collect();
+    let mut m = Model::new(inventory);
+    for n in 0..20 {
+        let listener = Listener {
+            protocol: Protocol::Http,
+            port: 80 + n,
+            instance_protocol: Protocol::Http,
+            instance_port: 8080,
+            ssl_certificate_id: None,
+        };
+        let name = format!("lb{n}");
+        m.create(
+            &name,
+            vec![listener],
+            vec!["zone-a".into()],
+            "internal",
+            vec![],
+        )
+        .unwrap();
+        m.register(&name, &ids).unwrap();
+    }
+    let (mut fleet, _views, rx) = fleet();
+    let t0 = Instant::now();
+    let topology = Arc::new(m.topology().unwrap());
+    fleet.observe(&m, &topology, 1, t0);
+    let rounds = 100u32;
+    let start = Instant::now();
+    for i in 1..=rounds {
+        fleet.observe(&m, &topology, 1, t0 + SCAN_EVERY * i);
+    }
+    let per_scan = start.elapsed() / rounds;
+    assert!(rx.try_iter().all(|m| m == Publish::Lease(1)));
+    eprintln!("one scan of 20,000 registrations, no change: {per_scan:?}");
+    // After a change of the model (a new topology) a scan reads every registration
+    // by name: once per change.
+    for i in 1..=10u32 {
+        let topology = Arc::new(m.topology().unwrap());
+        let took = Instant::now();
+        fleet.observe(&m, &topology, 1, t0 + SCAN_EVERY * (rounds + i));
+        if i == 10 {
+            eprintln!("one scan after a topology change: {:?}", took.elapsed());
+        }
+    }
 }

@@ -220,7 +220,7 @@ impl Plane {
     pub fn tick(&mut self, now: Instant) {
         if let Some(fleet) = &mut self.fleet_health {
             let lease = self.membership.as_ref().map_or(0, |m| m.lease());
-            fleet.observe(&self.model, lease, now);
+            fleet.observe(&self.model, &self.topology, lease, now);
         }
         if !self.model.draining() {
             return;
