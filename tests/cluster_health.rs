@@ -6,7 +6,7 @@
 //! check after a delay it is told (`SlowHealth`), and the nodes' health "second" differs
 //! (`CLB_HEALTH_TIME_UNIT_MS`): with a 5 s timeout, n1 and n3 (100 ms units) wait 500 ms
 //! and see a 250 ms answer pass; n2 (20 ms units) waits 100 ms and sees it fail, every
-//! time. Times are printed. Then etcd goes away and comes back, n2 is killed, and n1 loses its lease and rejoins.
+//! time; n1's status page shows the three views. Times are printed. Then etcd goes away and comes back, n2 is killed, and n1 loses its lease and rejoins.
 
 mod common;
 
@@ -142,6 +142,16 @@ fn health_on(api: SocketAddr) -> Option<(String, String, String)> {
     Some((field("State")?, field("ReasonCode")?, field("Description")?))
 }
 
+fn status_page(api: SocketAddr) -> String {
+    let mut conn = std::net::TcpStream::connect(api).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    let _ = conn.read_to_string(&mut text);
+    text
+}
+
 /// Polls `api` until i-web is `state`; how long it took (panics with the last answer).
 fn wait_state(api: SocketAddr, state: &str, within: Duration) -> Duration {
     let start = Instant::now();
@@ -189,6 +199,15 @@ fn describe_instance_health_merges_the_live_nodes_views() {
             "{api}"
         );
     }
+    // n1's status page shows each node's view of the instance they disagree on.
+    let page = status_page(apis[0]);
+    assert!(
+        page.contains(
+            "<tr class=\"health-view\"><td>default</td><td>i-web</td><td>InService</td>\
+             <td>OutOfService (failing)</td><td>InService</td></tr>"
+        ),
+        "{page}"
+    );
     let record = |node: &str| {
         let key = format!("/clb/health/{node}/default/i-web");
         let (kv, _) = client.get(key.as_bytes()).unwrap();

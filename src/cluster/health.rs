@@ -231,7 +231,12 @@ impl FleetHealth {
         }
     }
 
-    fn views(&self) -> MutexGuard<'_, Views> {
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// Every node's view as last followed (held for as long as the guard lives).
+    pub fn views(&self) -> MutexGuard<'_, Views> {
         // The watch thread only inserts and removes; a panic there leaves a usable map.
         self.views.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -15,6 +15,7 @@ pub mod query;
 pub mod server;
 pub mod sigv4;
 pub mod state;
+pub mod status_health;
 pub mod status_nodes;
 pub mod status_page;
 pub mod store;

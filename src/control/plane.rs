@@ -249,7 +249,18 @@ impl Plane {
 
     /// The status page (`GET /`).
     pub fn status_page(&self) -> String {
-        super::status_page::render(&self.model, &self.stats, &self.nodes, &self.this_node)
+        let page =
+            super::status_page::render(&self.model, &self.stats, &self.nodes, &self.this_node);
+        let Some(fleet) = &self.fleet_health else {
+            return page;
+        };
+        let mut table = String::new();
+        let html = super::status_page::html;
+        super::status_health::render(&mut table, &self.model, fleet, &self.nodes, html);
+        match page.rfind("</body>") {
+            Some(at) => format!("{}{table}{}", &page[..at], &page[at..]),
+            None => page + &table,
+        }
     }
 
     /// Membership's new list of live nodes: shown on the status page and, with `--dns`,
