@@ -316,3 +316,69 @@ fn describe_instance_health_merges_the_live_nodes_views() {
     );
     wait_state(apis[2], "InService", SOON);
 }
+
+/// The publisher thread alone on a real etcd: writes under the lease it is given,
+/// coalesces, rides out an outage (the changes made meanwhile land when etcd is back),
+/// removes keys, and writes the whole view again under a new lease.
+#[test]
+fn the_publisher_writes_retries_and_republishes_under_a_new_lease() {
+    use clb::backend::health::Health;
+    use clb::cluster::etcd::Etcd;
+    use clb::cluster::health_publish::{spawn, Publish};
+
+    let mut etcd = EtcdServer::start();
+    let client = etcd.client();
+    let publisher = Etcd::new(&[etcd.endpoint()], Duration::from_millis(500)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    spawn(publisher, "/p/", "n1", rx).unwrap();
+    let record = |id: &str| {
+        let key = format!("/p/health/n1/web/{id}");
+        match client.get(key.as_bytes()) {
+            Ok((kv, _)) => kv.map(|kv| (String::from_utf8_lossy(&kv.value).into_owned(), kv.lease)),
+            Err(_) => None,
+        }
+    };
+    let has = |id: &str, tag: &str, lease: i64| {
+        record(id).is_some_and(|(v, l)| l == lease && v.contains(&format!("\"health\":\"{tag}\"")))
+    };
+    let set = |id: &str, health| Publish::Set {
+        lb: "web".into(),
+        id: id.into(),
+        health,
+    };
+
+    // Nothing is written before there is a lease.
+    tx.send(set("i-1", Some(Health::Unhealthy))).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(record("i-1"), None);
+    let lease = client.lease_grant(30).unwrap();
+    tx.send(Publish::Lease(lease)).unwrap();
+    assert!(wait_until(SOON, || has("i-1", "unhealthy", lease)));
+
+    // etcd down: the changes wait, and land when it is back (leases survive a restart).
+    etcd.stop();
+    tx.send(set("i-1", Some(Health::Recovering))).unwrap();
+    tx.send(set("i-1", Some(Health::InService))).unwrap();
+    tx.send(set("i-2", Some(Health::Recovering))).unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    etcd.resume();
+    let back = Instant::now();
+    assert!(wait_until(SOON, || has("i-1", "in-service", lease)
+        && has("i-2", "recovering", lease)));
+    eprintln!(
+        "publisher: caught up {:?} after etcd came back",
+        back.elapsed()
+    );
+
+    // No view any more: the key goes.
+    tx.send(set("i-2", None)).unwrap();
+    assert!(wait_until(SOON, || record("i-2").is_none()));
+
+    // The lease lost (its keys with it), a new one: the whole view again.
+    client.lease_revoke(lease).unwrap();
+    assert_eq!(record("i-1"), None);
+    let renewed = client.lease_grant(30).unwrap();
+    tx.send(Publish::Lease(renewed)).unwrap();
+    assert!(wait_until(SOON, || has("i-1", "in-service", renewed)));
+    assert_eq!(record("i-2"), None);
+}
