@@ -16,8 +16,9 @@
 use super::chunked::is_tchar;
 use super::desync::{self, Action, Head, Mode, Verdict};
 use super::framing::{self, Body};
+use super::lines::LineCopier;
 use super::target::{self, Target};
-use crate::worker::buffer::Buf;
+use crate::buffer::Buf;
 use std::io::Write;
 use std::net::IpAddr;
 
@@ -373,13 +374,14 @@ fn forward_parsed(
         _ => None,
     };
     out.extend(b" HTTP/1.1\r\n");
+    let mut lines = LineCopier::new(input, out);
     let mut framing_written = false;
     for (i, h) in headers.iter().enumerate() {
         match roles[i] {
             Role::Drop => continue,
             Role::Framing => {
                 if !framing_written {
-                    write_framing(framing, headers, out);
+                    write_framing(framing, headers, lines.out());
                     framing_written = true;
                 }
                 continue;
@@ -387,20 +389,22 @@ fn forward_parsed(
             Role::Host => {
                 if let Some(authority) = authority {
                     // RFC 9112 §3.2.2: the target's authority replaces Host.
-                    write_host(authority, out);
+                    write_host(authority, lines.out());
                     continue;
                 }
             }
             Role::Keep | Role::ForwardedFor => {}
         }
-        write_raw_header(input, h, out);
+        lines.copy(h);
         if Some(i) == last_xff {
+            let out = lines.out();
             out.pop_crlf();
             out.extend(b", ");
             push_ip(out, fwd.client_ip);
             out.extend(b"\r\n");
         }
     }
+    let out = lines.out();
     if last_xff.is_none() {
         out.extend(b"X-Forwarded-For: ");
         push_ip(out, fwd.client_ip);
@@ -533,7 +537,7 @@ pub(crate) fn trim(value: &[u8]) -> &[u8] {
 }
 
 mod write;
-use write::{push_decimal, push_ip, write_framing, write_host, write_raw_header};
+use write::{push_decimal, push_ip, write_framing, write_host};
 
 #[cfg(test)]
 mod tests;

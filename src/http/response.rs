@@ -9,10 +9,9 @@
 //! by clb closing the connection.
 
 use super::framing::Body;
-use super::request::{
-    is_hop_by_hop, list_items, offset_in, parse_content_length, Parse, RequestInfo,
-};
-use crate::worker::buffer::Buf;
+use super::lines::LineCopier;
+use super::request::{is_hop_by_hop, list_items, parse_content_length, Parse, RequestInfo};
+use crate::buffer::Buf;
 
 /// Largest response head accepted (ALB's 32 K, spec §16); beyond it 502.
 pub const MAX_RESPONSE_HEAD: usize = 32 * 1024;
@@ -188,42 +187,42 @@ fn write_status_line(out: &mut Buf, status: u16, reason: &[u8]) {
     out.extend(b"\r\n");
 }
 
+/// Connection options beyond this many are ignored for header removal (bounded work per
+/// response, as for requests).
+const MAX_CONNECTION_TOKENS: usize = 16;
+
 /// Copies end-to-end headers byte-for-byte; drops hop-by-hop ones and those `Connection` names.
 fn write_headers(input: &[u8], headers: &[httparse::Header<'_>], out: &mut Buf, dechunk: bool) {
-    let named_by_connection = |name: &[u8]| {
-        headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-            .any(|h| list_items(h.value).any(|t| t.eq_ignore_ascii_case(name)))
-    };
+    let mut named: [&[u8]; MAX_CONNECTION_TOKENS] = [b""; MAX_CONNECTION_TOKENS];
+    let mut count = 0;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("connection") {
+            for token in list_items(h.value).take(MAX_CONNECTION_TOKENS - count) {
+                named[count] = token;
+                count += 1;
+            }
+        }
+    }
+    let mut lines = LineCopier::new(input, out);
     for h in headers {
         let name = h.name.as_bytes();
         let te = name.eq_ignore_ascii_case(b"transfer-encoding");
         if name.eq_ignore_ascii_case(b"connection")
             || is_hop_by_hop(name)
             || (te && dechunk)
-            || named_by_connection(name)
+            || named[..count].iter().any(|t| t.eq_ignore_ascii_case(name))
         {
             continue;
         }
-        match (offset_in(input, name), offset_in(input, h.value)) {
-            (Some(start), Some(value)) if !h.value.is_empty() && value >= start => {
-                out.extend(&input[start..value + h.value.len()]);
-            }
-            _ => {
-                out.extend(name);
-                out.extend(b": ");
-                out.extend(h.value);
-            }
-        }
-        out.extend(b"\r\n");
+        lines.copy(h);
     }
+    lines.out();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::worker::buffer::BufPool;
+    use crate::buffer::BufPool;
 
     fn req(http10: bool, keep_alive: bool, is_head: bool) -> RequestInfo {
         RequestInfo {

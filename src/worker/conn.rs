@@ -4,9 +4,9 @@
 //! is `Exchange`, which names the `Upstream` connection serving it. An `Upstream` is a
 //! connection to an instance: attached to one exchange, or idle in the pool (no owner).
 
-use super::buffer::Buf;
 use super::pipe::Pipe;
 use crate::backend::balancer::Tried;
+use crate::buffer::Buf;
 use crate::http::request::RequestInfo;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

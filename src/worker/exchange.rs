@@ -9,7 +9,6 @@
 //! becomes clb's own answer (502/503/504) while the client has seen nothing of the
 //! response, and a closed client connection once it has.
 
-use super::buffer::{Buf, BUF_SIZE};
 use super::conn::{Exchange, Phase, Ready, Response};
 use super::pipe::{Pipe, PipeError};
 use super::session::Step;
@@ -18,6 +17,7 @@ use super::sticky::sticky_cookies;
 use super::upstream::{establish, still_idle};
 use super::Worker;
 use crate::backend::balancer::Tried;
+use crate::buffer::{Buf, BUF_SIZE};
 use crate::http::canned::Canned;
 use crate::http::request::Parse;
 use crate::http::response::{self, MAX_RESPONSE_HEAD};

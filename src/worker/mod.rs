@@ -6,7 +6,6 @@
 //! nothing here locks; a worker shares nothing writable with other workers.
 
 mod accept;
-pub mod buffer;
 mod conn;
 mod exchange;
 mod listen;
@@ -29,13 +28,13 @@ pub use probe::health_unit_from_env;
 pub use splice::splice_from_env;
 pub use swap::Control;
 
-use self::buffer::BufPool;
 use self::conn::{Client, Upstream};
 use self::timers::Timers;
 use self::token::{Generations, Kind};
 use crate::backend::balancer::Balancer;
 use crate::backend::health::InFlight;
 use crate::backend::pool::Pool;
+use crate::buffer::BufPool;
 use crate::config::Topology;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Waker};

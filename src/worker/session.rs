@@ -13,10 +13,10 @@ use super::pipe::Pipe;
 use super::sticky::sticky_target;
 use super::{Worker, LINGER};
 use crate::backend::balancer::Tried;
+use crate::buffer::Buf;
 use crate::http::canned::Canned;
 use crate::http::desync::{self, Mode};
 use crate::http::request::{self, Forwarding, HeadError, Parse, RequestInfo, MAX_HEAD};
-use crate::worker::buffer::Buf;
 use std::io::{self, Write};
 use std::time::Duration;
 

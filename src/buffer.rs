@@ -88,8 +88,21 @@ impl Buf {
         }
     }
 
-    /// Appends bytes, growing the storage when they do not fit.
+    /// Appends bytes, growing the storage when they do not fit. Heads are written as a
+    /// dozen small appends each, so the common case (room at the end) is kept inline.
+    #[inline]
     pub fn extend(&mut self, bytes: &[u8]) {
+        let need = self.end + bytes.len();
+        if let Some(room) = self.data.get_mut(self.end..need) {
+            room.copy_from_slice(bytes);
+            self.end = need;
+        } else {
+            self.extend_slow(bytes);
+        }
+    }
+
+    #[cold]
+    fn extend_slow(&mut self, bytes: &[u8]) {
         self.compact();
         let need = self.end + bytes.len();
         if need > self.data.len() {
