@@ -171,3 +171,14 @@ mod tests {
         assert!(size <= 256, "Client is {size} bytes");
     }
 }
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn sizes() {
+        println!("SIZES Client {} Upstream {} Exchange {} Pipe {} RequestInfo {} Response {} Tried {} Buf {} Stream {} Phase {} Deadline {}",
+            std::mem::size_of::<super::Client>(), std::mem::size_of::<super::Upstream>(), std::mem::size_of::<super::Exchange>(),
+            std::mem::size_of::<super::Pipe>(), std::mem::size_of::<super::RequestInfo>(), std::mem::size_of::<super::Response>(),
+            std::mem::size_of::<super::Tried>(), std::mem::size_of::<crate::buffer::Buf>(), std::mem::size_of::<super::super::stream::Stream>(),
+            std::mem::size_of::<super::Phase>(), std::mem::size_of::<super::Deadline>());
+    }
+}

@@ -58,6 +58,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const LINGER: Duration = Duration::from_secs(2);
 /// Buffers kept in a worker's free list.
 const POOLED_BUFFERS: usize = 1024;
+/// How often buffers the pool did not need are freed (and their pages given back).
+const BUF_TRIM: Duration = Duration::from_secs(1);
 
 /// A listening socket this worker accepts on, and which topology listener it serves.
 pub struct Listening {
@@ -146,6 +148,8 @@ pub struct Worker {
     /// Access-log lines not yet handed to the log thread, and when they last were.
     log_lines: Vec<u8>,
     log_flushed: Instant,
+    /// When the buffer pool was last trimmed.
+    bufs_trimmed: Instant,
     /// Client TLS configurations for pinned instance ports, built on first use.
     pinned_tls: std::collections::HashMap<Vec<Vec<u8>>, Arc<rustls::ClientConfig>>,
     /// Requests and connections waiting for room at an instance (spec §11).
@@ -203,6 +207,7 @@ impl Worker {
             pinned_tls: std::collections::HashMap::new(),
             log_lines: Vec::new(),
             log_flushed: Instant::now(),
+            bufs_trimmed: Instant::now(),
             again: Vec::new(),
         };
         for l in listening {
@@ -244,6 +249,11 @@ impl Worker {
                         (self.log_flushed + LOG_FLUSH).saturating_duration_since(Instant::now());
                     timers = Some(timers.map_or(left, |t| t.min(left)));
                 }
+                if self.bufs.over_keep() {
+                    let left =
+                        (self.bufs_trimmed + BUF_TRIM).saturating_duration_since(Instant::now());
+                    timers = Some(timers.map_or(left, |t| t.min(left)));
+                }
                 match self.accept_backoff {
                     Some(until) => {
                         let left = until.saturating_duration_since(Instant::now());
@@ -276,6 +286,12 @@ impl Worker {
             self.run_again();
             if !self.log_lines.is_empty() && self.now >= self.log_flushed + LOG_FLUSH {
                 self.flush_log();
+            }
+            if self.now >= self.bufs_trimmed + BUF_TRIM {
+                self.bufs_trimmed = self.now;
+                if self.bufs.trim() > 0 {
+                    crate::sys::release_free_memory();
+                }
             }
             if let Some(deadline) = self.shutdown {
                 if self.clients.is_empty() || self.now >= deadline {
