@@ -89,16 +89,19 @@ pub struct Head<'a> {
 /// ("MUST be removed before sending to backends", e.g. Content-Length beside
 /// Transfer-Encoding); the message, for non-compliant requests, has values obfuscated.
 pub fn classify(head: &Head<'_>, remove: &mut [bool]) -> (Verdict, Option<String>) {
+    // Filled in place: collecting first and moving the result in copied the library's
+    // whole inline header array (about a kilobyte) on every request.
     let mut request = HttpRequestData {
         method: head.method,
         version: head.version,
         uri: head.uri,
-        headers: head
-            .headers
-            .iter()
-            .map(|h| HttpHeader::new(h.name.as_bytes(), h.value))
-            .collect(),
+        headers: Default::default(),
     };
+    request.headers.extend(
+        head.headers
+            .iter()
+            .map(|h| HttpHeader::new(h.name.as_bytes(), h.value)),
+    );
     let result = request.analyze_parsed_request();
     for (flag, header) in remove.iter_mut().zip(request.headers.iter()) {
         *flag = header.get_tier() == HeaderSafetyTier::Bad;

@@ -12,6 +12,7 @@ use super::framing::Body;
 use super::lines::LineCopier;
 use super::request::{is_hop_by_hop, list_items, parse_content_length, Parse, RequestInfo};
 use crate::buffer::Buf;
+use std::mem::MaybeUninit;
 
 /// Largest response head accepted (ALB's 32 K, spec §16); beyond it 502.
 pub const MAX_RESPONSE_HEAD: usize = 32 * 1024;
@@ -46,9 +47,11 @@ pub fn forward_head(
     req: &RequestInfo,
     out: &mut Buf,
 ) -> Result<Parse<ResponseInfo>, ResponseError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let head_len = match resp.parse(input) {
+    // Uninitialised slots, as for requests: httparse writes only those it fills.
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    let head_len = match config.parse_response_with_uninit_headers(&mut resp, input, &mut slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if input.len() >= MAX_RESPONSE_HEAD => {
             return Err(ResponseError("response head too large"))

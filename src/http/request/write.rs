@@ -81,15 +81,17 @@ pub(super) fn push_decimal(out: &mut Buf, mut n: u64) {
 
 /// Writes `n` at the start of `to` (which has room for three digits); returns the length.
 fn put_decimal(to: &mut [u8], n: u8) -> usize {
-    let digits = [b'0' + n / 100, b'0' + n / 10 % 10, b'0' + n % 10];
-    let skip = if n >= 100 {
-        0
+    if n >= 100 {
+        to[0] = b'0' + n / 100;
+        to[1] = b'0' + n / 10 % 10;
+        to[2] = b'0' + n % 10;
+        3
     } else if n >= 10 {
-        1
-    } else {
+        to[0] = b'0' + n / 10;
+        to[1] = b'0' + n % 10;
         2
-    };
-    let text = &digits[skip..];
-    to[..text.len()].copy_from_slice(text);
-    text.len()
+    } else {
+        to[0] = b'0' + n;
+        1
+    }
 }
