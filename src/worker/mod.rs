@@ -125,7 +125,7 @@ pub struct Worker {
     in_flight: Arc<InFlight>,
     clients: Slab<Client>,
     upstreams: Slab<Upstream>,
-    exchanges: Slab<conn::Exchange>,
+    exchanges: Slab<Box<conn::Exchange>>,
     tunnels: Slab<tunnel::Tunnel>,
     /// Empty kernel pipes for splicing large bodies.
     pipes: Vec<crate::sys::KernelPipe>,
@@ -402,7 +402,7 @@ impl Worker {
     }
 
     /// The client's exchange, moved out of the slab (the phase becomes `ReadHead`).
-    fn take_exchange(&mut self, key: usize) -> Option<conn::Exchange> {
+    fn take_exchange(&mut self, key: usize) -> Option<Box<conn::Exchange>> {
         let c = self.clients.get_mut(key)?;
         match std::mem::replace(&mut c.phase, conn::Phase::IDLE) {
             conn::Phase::Exchange(xk) => self.exchanges.try_remove(xk),
@@ -414,7 +414,7 @@ impl Worker {
     }
 
     /// Parks `ex` in the slab as the client's exchange.
-    fn put_exchange(&mut self, key: usize, ex: conn::Exchange) -> bool {
+    fn put_exchange(&mut self, key: usize, ex: Box<conn::Exchange>) -> bool {
         if !self.clients.contains(key) {
             return false;
         }
@@ -427,7 +427,7 @@ impl Worker {
 
     fn exchange_of(&self, key: usize) -> Option<&conn::Exchange> {
         match self.clients.get(key)?.phase {
-            conn::Phase::Exchange(xk) => self.exchanges.get(xk),
+            conn::Phase::Exchange(xk) => self.exchanges.get(xk).map(|ex| &**ex),
             _ => None,
         }
     }

@@ -276,7 +276,7 @@ impl Worker {
                 .get_or_insert_with(|| self.bufs.get())
                 .extend(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
-        let mut ex = Exchange {
+        let mut ex = Box::new(Exchange {
             req,
             head: Some(head),
             head_sent: 0,
@@ -295,7 +295,7 @@ impl Worker {
             log,
             sticky,
             queued: false,
-        };
+        });
         if self.attach_upstream(key, &mut ex, false) {
             if !self.put_exchange(key, ex) {
                 return Step::Close;
