@@ -202,7 +202,8 @@ fn forward_parsed(
             None => b"HTTP/1.1",
         },
         headers: req.headers,
-        bare_lf: desync::has_bare_lf(&input[..head_len]),
+        bare_lf: !lines_end_in_crlf(input, line_len, head_len, req.headers)
+            && desync::has_bare_lf(&input[..head_len]),
     };
     let (verdict, message) = desync::classify(&head, &mut remove);
     let action = desync::action(fwd.desync, verdict.tier);
@@ -493,6 +494,32 @@ fn line_length(input: &[u8]) -> usize {
         .iter()
         .position(|&b| b == b'\n')
         .map_or(input.len(), |n| from + n + 1)
+}
+
+/// True when every line of a parsed head provably ends with CRLF, from what httparse
+/// already found (a few comparisons per line instead of a scan of every byte). The LFs of
+/// a request head httparse accepted are only line ends: leading empty lines, the request
+/// line's, one after each header's value (httparse admits no LF inside a line, and no
+/// folded lines in requests), and the blank line's. False means "could not tell".
+fn lines_end_in_crlf(
+    input: &[u8],
+    line_len: usize,
+    head_len: usize,
+    headers: &[httparse::Header<'_>],
+) -> bool {
+    let no_leading_empty_line = !matches!(input.first(), Some(b'\r' | b'\n'));
+    let request_line = line_len >= 2 && input.get(line_len - 2) == Some(&b'\r');
+    let blank_line = head_len >= 2 && input.get(head_len - 2..head_len) == Some(b"\r\n");
+    no_leading_empty_line
+        && request_line
+        && blank_line
+        && headers.iter().all(|h| {
+            !h.value.is_empty()
+                && offset_in(input, h.value).is_some_and(|at| {
+                    let end = at + h.value.len();
+                    input.get(end..end + 2) == Some(b"\r\n")
+                })
+        })
 }
 
 /// Where `part` starts inside `whole`, when it is a sub-slice of it.

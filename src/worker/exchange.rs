@@ -399,7 +399,12 @@ impl Worker {
     }
 
     /// clb answers instead of the instance; the upstream connection is never reused.
-    pub(super) fn fail_exchange(&mut self, key: usize, mut ex: Box<Exchange>, canned: Canned) -> Step {
+    pub(super) fn fail_exchange(
+        &mut self,
+        key: usize,
+        mut ex: Box<Exchange>,
+        canned: Canned,
+    ) -> Step {
         if matches!(ex.response, Response::AwaitHead) {
             // ELB: no instance in the line when none answered.
             if let Some(log) = ex.log.as_mut() {

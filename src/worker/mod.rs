@@ -437,12 +437,6 @@ impl Worker {
         std::time::SystemTime::now() - self.now.saturating_duration_since(at)
     }
 
-    /// Milliseconds since the worker started, never 0 (0 marks "no head started").
-    pub(super) fn clock_ms(&self) -> u32 {
-        let ms = self.now.saturating_duration_since(self.epoch).as_millis();
-        (ms as u32).max(1)
-    }
-
     fn run_deadlines(&mut self) {
         while let Some(token) = self.timers.pop_due(self.now) {
             let (kind, generation, key) = token::decode(token);
@@ -540,4 +534,10 @@ impl Worker {
             self.bufs.release(&mut upstream.rbuf);
         }
     }
+}
+
+/// Milliseconds from `epoch` to `now`, never 0 (0 marks "no head started").
+fn clock_ms(now: Instant, epoch: Instant) -> u32 {
+    let ms = now.saturating_duration_since(epoch).as_millis();
+    (ms as u32).max(1)
 }

@@ -125,8 +125,7 @@ impl Worker {
     }
 
     fn read_head(&mut self, key: usize) -> Step {
-        let now = self.now;
-        let clock = self.clock_ms();
+        let (now, epoch) = (self.now, self.epoch);
         let Some(c) = self.clients.get_mut(key) else {
             return Step::Close;
         };
@@ -197,6 +196,7 @@ impl Worker {
                     // Slow loris: a head must end within the header timeout of its
                     // first byte, however often bytes trickle in to refresh the idle one.
                     if let Phase::ReadHead { started_ms } = &mut c.phase {
+                        let clock = super::clock_ms(now, epoch);
                         if *started_ms == 0 {
                             *started_ms = clock;
                         }
