@@ -138,16 +138,10 @@ pub struct Worker {
     generations: Generations,
     now: Instant,
     settings: Settings,
-    /// Accepting stopped at `max_connections`; resumed when a client closes.
-    accept_paused: bool,
-    /// Out of descriptors (or kernel memory) at accept: no accepting until then.
-    accept_backoff: Option<Instant>,
-    /// Accept failures since the last warning, and when the next warning may go out.
-    accept_failures: u64,
-    next_accept_warning: Instant,
-    /// Access-log lines not yet handed to the log thread, and when they last were.
-    log_lines: Vec<u8>,
-    log_flushed: Instant,
+    /// Whether and when accepting stopped, and its warnings.
+    accepting: accept::Accepting,
+    /// Access-log lines on their way to the log thread.
+    log: logging::LogBatch,
     /// When the buffer pool was last trimmed.
     bufs_trimmed: Instant,
     /// Client TLS configurations for pinned instance ports, built on first use.
@@ -197,16 +191,12 @@ impl Worker {
             generations: Generations::default(),
             now: Instant::now(),
             settings,
-            accept_paused: false,
-            accept_backoff: None,
-            accept_failures: 0,
-            next_accept_warning: Instant::now(),
+            accepting: accept::Accepting::new(),
             epoch: Instant::now(),
             shutdown: None,
             surge: std::collections::VecDeque::new(),
             pinned_tls: std::collections::HashMap::new(),
-            log_lines: Vec::new(),
-            log_flushed: Instant::now(),
+            log: logging::LogBatch::new(),
             bufs_trimmed: Instant::now(),
             again: Vec::new(),
         };
@@ -244,9 +234,9 @@ impl Worker {
                     let left = deadline.saturating_duration_since(Instant::now());
                     timers = Some(timers.map_or(left, |t| t.min(left)));
                 }
-                if !self.log_lines.is_empty() {
+                if !self.log.lines.is_empty() {
                     let left =
-                        (self.log_flushed + LOG_FLUSH).saturating_duration_since(Instant::now());
+                        (self.log.flushed + LOG_FLUSH).saturating_duration_since(Instant::now());
                     timers = Some(timers.map_or(left, |t| t.min(left)));
                 }
                 if self.bufs.over_keep() {
@@ -254,7 +244,7 @@ impl Worker {
                         (self.bufs_trimmed + BUF_TRIM).saturating_duration_since(Instant::now());
                     timers = Some(timers.map_or(left, |t| t.min(left)));
                 }
-                match self.accept_backoff {
+                match self.accepting.backoff {
                     Some(until) => {
                         let left = until.saturating_duration_since(Instant::now());
                         Some(timers.map_or(left, |t| t.min(left)))
@@ -279,12 +269,16 @@ impl Worker {
             if !self.surge.is_empty() {
                 self.serve_surge_queue();
             }
-            if self.accept_backoff.is_some_and(|until| until <= self.now) {
-                self.accept_backoff = None;
+            if self
+                .accepting
+                .backoff
+                .is_some_and(|until| until <= self.now)
+            {
+                self.accepting.backoff = None;
                 self.accept_all();
             }
             self.run_again();
-            if !self.log_lines.is_empty() && self.now >= self.log_flushed + LOG_FLUSH {
+            if !self.log.lines.is_empty() && self.now >= self.log.flushed + LOG_FLUSH {
                 self.flush_log();
             }
             if self.now >= self.bufs_trimmed + BUF_TRIM {
