@@ -50,6 +50,7 @@ bench:
 bench-probes:
 	tests/bench/probe_cost.sh
 
-# Normal clients beside 5,000 slow-loris connections (issue 7); about 40 s.
+# Normal clients beside 5,000 slow-loris connections, clb against nginx and HAProxy
+# (issues 7 and 14); about 90 s.
 bench-slow:
 	tests/bench/slow_clients.sh

@@ -2,8 +2,8 @@
 //! these, and `tests/fuzz_corpus.rs` replays every corpus file through them on stable,
 //! so the invariants are checked in ordinary CI too.
 
+use crate::buffer::BufPool;
 use crate::http::request::{self, Forwarding, Parse};
-use crate::worker::buffer::BufPool;
 
 mod dns;
 pub mod strict_http;

@@ -9,6 +9,7 @@
 
 pub mod access_log;
 pub mod backend;
+pub mod buffer;
 pub mod calendar;
 pub mod cli;
 pub mod cluster;

@@ -169,3 +169,15 @@ pub mod signals {
     pub const HANDLED: [libc::c_int; 4] = [libc::SIGHUP, libc::SIGTERM, libc::SIGINT, USR1];
     pub const USR1: libc::c_int = libc::SIGUSR1;
 }
+
+/// Hands freed heap pages back to the kernel. glibc keeps freed memory in its arenas
+/// (only the top of the heap shrinks by itself), so the RSS of a worker that once held
+/// a burst of buffers would stay at the burst's size; `malloc_trim` releases every whole
+/// free page. Called only after the buffer pool shrank, at most once a second per worker.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers and is thread-safe (it locks each arena).
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

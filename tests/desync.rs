@@ -13,11 +13,11 @@
 
 mod common;
 
+use clb::buffer::BufPool;
 use clb::fuzzing::strict_http::Framing;
 use clb::http::desync::{Mode, Tier};
 use clb::http::framing::Body;
 use clb::http::request::{self, Forwarding, HeadError, Parse};
-use clb::worker::buffer::BufPool;
 use common::recorder::{clb_before, strict_requests, Recorder};
 use common::*;
 use std::collections::BTreeMap;

@@ -89,16 +89,19 @@ pub struct Head<'a> {
 /// ("MUST be removed before sending to backends", e.g. Content-Length beside
 /// Transfer-Encoding); the message, for non-compliant requests, has values obfuscated.
 pub fn classify(head: &Head<'_>, remove: &mut [bool]) -> (Verdict, Option<String>) {
+    // Filled in place: collecting first and moving the result in copied the library's
+    // whole inline header array (about a kilobyte) on every request.
     let mut request = HttpRequestData {
         method: head.method,
         version: head.version,
         uri: head.uri,
-        headers: head
-            .headers
-            .iter()
-            .map(|h| HttpHeader::new(h.name.as_bytes(), h.value))
-            .collect(),
+        headers: Default::default(),
     };
+    request.headers.extend(
+        head.headers
+            .iter()
+            .map(|h| HttpHeader::new(h.name.as_bytes(), h.value)),
+    );
     let result = request.analyze_parsed_request();
     for (flag, header) in remove.iter_mut().zip(request.headers.iter()) {
         *flag = header.get_tier() == HeaderSafetyTier::Bad;
@@ -171,16 +174,38 @@ fn admit_log_line() -> bool {
         .is_ok()
 }
 
-/// Whether any line of `head` (through its blank line) ends with LF alone.
+/// Whether any line of `head` (through its blank line) ends with LF alone. Eight bytes
+/// at a time (a byte-by-byte scan cost ~400 instructions per typical head): a bare LF is
+/// an LF byte whose previous byte is not CR.
 pub fn has_bare_lf(head: &[u8]) -> bool {
-    let mut prev = 0u8;
-    for &b in head {
-        if b == b'\n' && prev != b'\r' {
+    let mut cr_before = 0u64; // high bit of byte 0: the byte before this word was CR
+    let mut words = head.chunks_exact(8);
+    for word in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let w = u64::from_le_bytes(bytes);
+        let lf = bytes_equal(w, b'\n');
+        let cr = bytes_equal(w, b'\r');
+        if lf & !((cr << 8) | cr_before) != 0 {
             return true;
         }
-        prev = b;
+        cr_before = cr >> 56;
+    }
+    let mut prev_cr = cr_before != 0;
+    for &b in words.remainder() {
+        if b == b'\n' && !prev_cr {
+            return true;
+        }
+        prev_cr = b == b'\r';
     }
     false
+}
+
+/// The high bit of every byte of `w` that equals `c`, exactly (no carries between bytes).
+fn bytes_equal(w: u64, c: u8) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let x = w ^ (u64::from(c) * 0x0101_0101_0101_0101);
+    !(((x & LOW7) + LOW7) | x) & !LOW7
 }
 
 pub const TIERS: usize = 4;
@@ -272,6 +297,47 @@ mod tests {
         let mut remove = vec![false; head.headers.len()];
         let (verdict, _) = classify(&head, &mut remove);
         (verdict, remove)
+    }
+
+    #[test]
+    fn bare_lf_is_found_wherever_it_is() {
+        fn slow(head: &[u8]) -> bool {
+            let mut prev = 0u8;
+            for &b in head {
+                if b == b'\n' && prev != b'\r' {
+                    return true;
+                }
+                prev = b;
+            }
+            false
+        }
+        // Every head up to 20 bytes of CR, LF and 'a' around word boundaries, plus
+        // pseudo-random longer ones.
+        let alphabet = [b'\r', b'\n', b'a'];
+        for len in 0..=11usize {
+            for mut n in 0..3usize.pow(len as u32) {
+                let mut head = vec![b'x'; 9 + len];
+                for byte in head[9..].iter_mut() {
+                    *byte = alphabet[n % 3];
+                    n /= 3;
+                }
+                for start in 0..9 {
+                    let h = &head[start..];
+                    assert_eq!(has_bare_lf(h), slow(h), "{h:?}");
+                }
+            }
+        }
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            let mut head = Vec::new();
+            for _ in 0..(seed % 64) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                head.push([b'\r', b'\n', b'a', 0x8a, 0x8d][(seed % 5) as usize]);
+            }
+            assert_eq!(has_bare_lf(&head), slow(&head), "{head:?}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod canned;
 pub mod chunked;
 pub mod desync;
 pub mod framing;
+mod lines;
 pub mod request;
 pub mod response;
 pub mod sticky;

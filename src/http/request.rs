@@ -16,9 +16,11 @@
 use super::chunked::is_tchar;
 use super::desync::{self, Action, Head, Mode, Verdict};
 use super::framing::{self, Body};
+use super::lines::LineCopier;
 use super::target::{self, Target};
-use crate::worker::buffer::Buf;
+use crate::buffer::Buf;
 use std::io::Write;
+use std::mem::MaybeUninit;
 use std::net::IpAddr;
 
 /// Request line limit (spec §16: ALB's 16 K, used for CLB); beyond it 414.
@@ -157,9 +159,11 @@ fn forward_parsed(
     fwd: &Forwarding,
     out: &mut Buf,
 ) -> Result<Parse<RequestInfo>, HeadError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let head_len = match req.parse(input) {
+    // Uninitialised slots: httparse writes the ones it fills, and initialising all 100
+    // cost more instructions than parsing a typical head.
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(input, &mut slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return partial_verdict(input, req.method),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::HeadersTooLarge),
@@ -198,7 +202,8 @@ fn forward_parsed(
             None => b"HTTP/1.1",
         },
         headers: req.headers,
-        bare_lf: desync::has_bare_lf(&input[..head_len]),
+        bare_lf: !lines_end_in_crlf(input, line_len, head_len, req.headers)
+            && desync::has_bare_lf(&input[..head_len]),
     };
     let (verdict, message) = desync::classify(&head, &mut remove);
     let action = desync::action(fwd.desync, verdict.tier);
@@ -373,13 +378,14 @@ fn forward_parsed(
         _ => None,
     };
     out.extend(b" HTTP/1.1\r\n");
+    let mut lines = LineCopier::new(input, out);
     let mut framing_written = false;
     for (i, h) in headers.iter().enumerate() {
         match roles[i] {
             Role::Drop => continue,
             Role::Framing => {
                 if !framing_written {
-                    write_framing(framing, headers, out);
+                    write_framing(framing, headers, lines.out());
                     framing_written = true;
                 }
                 continue;
@@ -387,20 +393,22 @@ fn forward_parsed(
             Role::Host => {
                 if let Some(authority) = authority {
                     // RFC 9112 §3.2.2: the target's authority replaces Host.
-                    write_host(authority, out);
+                    write_host(authority, lines.out());
                     continue;
                 }
             }
             Role::Keep | Role::ForwardedFor => {}
         }
-        write_raw_header(input, h, out);
+        lines.copy(h);
         if Some(i) == last_xff {
+            let out = lines.out();
             out.pop_crlf();
             out.extend(b", ");
             push_ip(out, fwd.client_ip);
             out.extend(b"\r\n");
         }
     }
+    let out = lines.out();
     if last_xff.is_none() {
         out.extend(b"X-Forwarded-For: ");
         push_ip(out, fwd.client_ip);
@@ -488,6 +496,32 @@ fn line_length(input: &[u8]) -> usize {
         .map_or(input.len(), |n| from + n + 1)
 }
 
+/// True when every line of a parsed head provably ends with CRLF, from what httparse
+/// already found (a few comparisons per line instead of a scan of every byte). The LFs of
+/// a request head httparse accepted are only line ends: leading empty lines, the request
+/// line's, one after each header's value (httparse admits no LF inside a line, and no
+/// folded lines in requests), and the blank line's. False means "could not tell".
+fn lines_end_in_crlf(
+    input: &[u8],
+    line_len: usize,
+    head_len: usize,
+    headers: &[httparse::Header<'_>],
+) -> bool {
+    let no_leading_empty_line = !matches!(input.first(), Some(b'\r' | b'\n'));
+    let request_line = line_len >= 2 && input.get(line_len - 2) == Some(&b'\r');
+    let blank_line = head_len >= 2 && input.get(head_len - 2..head_len) == Some(b"\r\n");
+    no_leading_empty_line
+        && request_line
+        && blank_line
+        && headers.iter().all(|h| {
+            !h.value.is_empty()
+                && offset_in(input, h.value).is_some_and(|at| {
+                    let end = at + h.value.len();
+                    input.get(end..end + 2) == Some(b"\r\n")
+                })
+        })
+}
+
 /// Where `part` starts inside `whole`, when it is a sub-slice of it.
 pub(crate) fn offset_in(whole: &[u8], part: &[u8]) -> Option<usize> {
     let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
@@ -533,7 +567,7 @@ pub(crate) fn trim(value: &[u8]) -> &[u8] {
 }
 
 mod write;
-use write::{push_decimal, push_ip, write_framing, write_host, write_raw_header};
+use write::{push_decimal, push_ip, write_framing, write_host};
 
 #[cfg(test)]
 mod tests;

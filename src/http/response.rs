@@ -9,10 +9,10 @@
 //! by clb closing the connection.
 
 use super::framing::Body;
-use super::request::{
-    is_hop_by_hop, list_items, offset_in, parse_content_length, Parse, RequestInfo,
-};
-use crate::worker::buffer::Buf;
+use super::lines::LineCopier;
+use super::request::{is_hop_by_hop, list_items, parse_content_length, Parse, RequestInfo};
+use crate::buffer::Buf;
+use std::mem::MaybeUninit;
 
 /// Largest response head accepted (ALB's 32 K, spec §16); beyond it 502.
 pub const MAX_RESPONSE_HEAD: usize = 32 * 1024;
@@ -47,9 +47,11 @@ pub fn forward_head(
     req: &RequestInfo,
     out: &mut Buf,
 ) -> Result<Parse<ResponseInfo>, ResponseError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let head_len = match resp.parse(input) {
+    // Uninitialised slots, as for requests: httparse writes only those it fills.
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    let head_len = match config.parse_response_with_uninit_headers(&mut resp, input, &mut slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if input.len() >= MAX_RESPONSE_HEAD => {
             return Err(ResponseError("response head too large"))
@@ -188,42 +190,42 @@ fn write_status_line(out: &mut Buf, status: u16, reason: &[u8]) {
     out.extend(b"\r\n");
 }
 
+/// Connection options beyond this many are ignored for header removal (bounded work per
+/// response, as for requests).
+const MAX_CONNECTION_TOKENS: usize = 16;
+
 /// Copies end-to-end headers byte-for-byte; drops hop-by-hop ones and those `Connection` names.
 fn write_headers(input: &[u8], headers: &[httparse::Header<'_>], out: &mut Buf, dechunk: bool) {
-    let named_by_connection = |name: &[u8]| {
-        headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-            .any(|h| list_items(h.value).any(|t| t.eq_ignore_ascii_case(name)))
-    };
+    let mut named: [&[u8]; MAX_CONNECTION_TOKENS] = [b""; MAX_CONNECTION_TOKENS];
+    let mut count = 0;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("connection") {
+            for token in list_items(h.value).take(MAX_CONNECTION_TOKENS - count) {
+                named[count] = token;
+                count += 1;
+            }
+        }
+    }
+    let mut lines = LineCopier::new(input, out);
     for h in headers {
         let name = h.name.as_bytes();
         let te = name.eq_ignore_ascii_case(b"transfer-encoding");
         if name.eq_ignore_ascii_case(b"connection")
             || is_hop_by_hop(name)
             || (te && dechunk)
-            || named_by_connection(name)
+            || named[..count].iter().any(|t| t.eq_ignore_ascii_case(name))
         {
             continue;
         }
-        match (offset_in(input, name), offset_in(input, h.value)) {
-            (Some(start), Some(value)) if !h.value.is_empty() && value >= start => {
-                out.extend(&input[start..value + h.value.len()]);
-            }
-            _ => {
-                out.extend(name);
-                out.extend(b": ");
-                out.extend(h.value);
-            }
-        }
-        out.extend(b"\r\n");
+        lines.copy(h);
     }
+    lines.out();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::worker::buffer::BufPool;
+    use crate::buffer::BufPool;
 
     fn req(http10: bool, keep_alive: bool, is_head: bool) -> RequestInfo {
         RequestInfo {

@@ -95,6 +95,24 @@ pub fn valid_host(value: &[u8]) -> bool {
     port_ok && name_ok
 }
 
+/// The bytes a reg-name may hold as themselves: unreserved and sub-delims but `,`.
+/// A table, because this runs on every Host header.
+const REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')'
+            )
+            || matches!(c, b'*' | b'+' | b';' | b'=');
+        b += 1;
+    }
+    table
+};
+
 /// `*( unreserved / pct-encoded / sub-delims )` without `,`.
 fn reg_name(host: &[u8]) -> bool {
     let mut i = 0;
@@ -108,13 +126,7 @@ fn reg_name(host: &[u8]) -> bool {
             i += 3;
             continue;
         }
-        let ok = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')'
-            )
-            || matches!(b, b'*' | b'+' | b';' | b'=');
-        if !ok {
+        if !REG_NAME[usize::from(b)] {
             return false;
         }
         i += 1;

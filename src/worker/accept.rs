@@ -4,14 +4,37 @@
 
 use super::*;
 
+/// The accept side's state: paused at `--max-connections`, or backing off after a
+/// failure (out of descriptors), and the rate limit of its warnings.
+pub(super) struct Accepting {
+    /// Stopped at `max_connections`; resumed when a client closes.
+    pub paused: bool,
+    /// Out of descriptors (or kernel memory) at accept: no accepting until then.
+    pub backoff: Option<Instant>,
+    /// Failures since the last warning, and when the next warning may go out.
+    pub failures: u64,
+    pub next_warning: Instant,
+}
+
+impl Accepting {
+    pub fn new() -> Accepting {
+        Accepting {
+            paused: false,
+            backoff: None,
+            failures: 0,
+            next_warning: Instant::now(),
+        }
+    }
+}
+
 impl Worker {
     pub(super) fn accept(&mut self, index: usize) {
-        if self.accept_backoff.is_some() || self.shutdown.is_some() {
+        if self.accepting.backoff.is_some() || self.shutdown.is_some() {
             return;
         }
         loop {
             if self.clients.len() >= self.settings.max_connections {
-                self.accept_paused = true;
+                self.accepting.paused = true;
                 return;
             }
             let Some(listening) = self.listening.get(index) else {
@@ -123,8 +146,8 @@ impl Worker {
     }
 
     pub(super) fn resume_accepting(&mut self) {
-        if self.accept_paused && self.clients.len() < self.settings.max_connections {
-            self.accept_paused = false;
+        if self.accepting.paused && self.clients.len() < self.settings.max_connections {
+            self.accepting.paused = false;
             self.accept_all();
         }
     }
@@ -138,18 +161,18 @@ impl Worker {
 
     /// Pauses accepting for `ACCEPT_BACKOFF`; warns at most once a second, with a count.
     fn accept_failed(&mut self, e: &io::Error) {
-        self.accept_backoff = Some(self.now + ACCEPT_BACKOFF);
-        self.accept_failures += 1;
-        if self.now >= self.next_accept_warning {
+        self.accepting.backoff = Some(self.now + ACCEPT_BACKOFF);
+        self.accepting.failures += 1;
+        if self.now >= self.accepting.next_warning {
             log::warn!(
                 "worker {}: accept failed {} times in the last second ({e}); pausing accepts \
                  for {} ms at a time until it succeeds",
                 self.id,
-                self.accept_failures,
+                self.accepting.failures,
                 ACCEPT_BACKOFF.as_millis()
             );
-            self.accept_failures = 0;
-            self.next_accept_warning = self.now + Duration::from_secs(1);
+            self.accepting.failures = 0;
+            self.accepting.next_warning = self.now + Duration::from_secs(1);
         }
     }
 }

@@ -4,9 +4,9 @@
 //! is `Exchange`, which names the `Upstream` connection serving it. An `Upstream` is a
 //! connection to an instance: attached to one exchange, or idle in the pool (no owner).
 
-use super::buffer::Buf;
 use super::pipe::Pipe;
 use crate::backend::balancer::Tried;
+use crate::buffer::Buf;
 use crate::http::request::RequestInfo;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -169,5 +169,16 @@ mod tests {
             std::mem::size_of::<Upstream>()
         );
         assert!(size <= 256, "Client is {size} bytes");
+    }
+}
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn sizes() {
+        println!("SIZES Client {} Upstream {} Exchange {} Pipe {} RequestInfo {} Response {} Tried {} Buf {} Stream {} Phase {} Deadline {}",
+            std::mem::size_of::<super::Client>(), std::mem::size_of::<super::Upstream>(), std::mem::size_of::<super::Exchange>(),
+            std::mem::size_of::<super::Pipe>(), std::mem::size_of::<super::RequestInfo>(), std::mem::size_of::<super::Response>(),
+            std::mem::size_of::<super::Tried>(), std::mem::size_of::<crate::buffer::Buf>(), std::mem::size_of::<super::super::stream::Stream>(),
+            std::mem::size_of::<super::Phase>(), std::mem::size_of::<super::Deadline>());
     }
 }

@@ -9,7 +9,6 @@
 //! becomes clb's own answer (502/503/504) while the client has seen nothing of the
 //! response, and a closed client connection once it has.
 
-use super::buffer::{Buf, BUF_SIZE};
 use super::conn::{Exchange, Phase, Ready, Response};
 use super::pipe::{Pipe, PipeError};
 use super::session::Step;
@@ -18,6 +17,7 @@ use super::sticky::sticky_cookies;
 use super::upstream::{establish, still_idle};
 use super::Worker;
 use crate::backend::balancer::Tried;
+use crate::buffer::{Buf, BUF_SIZE};
 use crate::http::canned::Canned;
 use crate::http::request::Parse;
 use crate::http::response::{self, MAX_RESPONSE_HEAD};
@@ -73,7 +73,7 @@ impl Worker {
         }
     }
 
-    fn resume(&mut self, key: usize, ex: Exchange, step: Step) -> Step {
+    fn resume(&mut self, key: usize, ex: Box<Exchange>, step: Step) -> Step {
         if !self.clients.contains(key) {
             self.drop_exchange(ex);
             return Step::Close;
@@ -365,7 +365,7 @@ impl Worker {
         }
     }
 
-    pub(super) fn drop_exchange(&mut self, mut ex: Exchange) {
+    pub(super) fn drop_exchange(&mut self, mut ex: Box<Exchange>) {
         self.release_exchange(&mut ex);
     }
 
@@ -376,7 +376,7 @@ impl Worker {
         self.detach(ex, false);
     }
 
-    fn finish(&mut self, key: usize, mut ex: Exchange, reuse: bool, close: bool) -> Step {
+    fn finish(&mut self, key: usize, mut ex: Box<Exchange>, reuse: bool, close: bool) -> Step {
         let status = ex.log.as_ref().and_then(|l| l.backend_status);
         self.log_exchange(key, &mut ex, status);
         self.bufs.release(&mut ex.head);
@@ -399,7 +399,12 @@ impl Worker {
     }
 
     /// clb answers instead of the instance; the upstream connection is never reused.
-    pub(super) fn fail_exchange(&mut self, key: usize, mut ex: Exchange, canned: Canned) -> Step {
+    pub(super) fn fail_exchange(
+        &mut self,
+        key: usize,
+        mut ex: Box<Exchange>,
+        canned: Canned,
+    ) -> Step {
         if matches!(ex.response, Response::AwaitHead) {
             // ELB: no instance in the line when none answered.
             if let Some(log) = ex.log.as_mut() {
@@ -431,7 +436,7 @@ impl Worker {
     pub(super) fn upstream_failed(
         &mut self,
         key: usize,
-        mut ex: Exchange,
+        mut ex: Box<Exchange>,
         failure: Failure,
     ) -> Step {
         let retry_fresh = failure == Failure::Reset

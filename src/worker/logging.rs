@@ -5,7 +5,22 @@
 use super::conn::{Exchange, Response};
 use super::tunnel::Tunnel;
 use super::{Worker, LOG_BATCH};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Access-log lines not yet handed to the log thread, and when they last were.
+pub(super) struct LogBatch {
+    pub lines: Vec<u8>,
+    pub flushed: Instant,
+}
+
+impl LogBatch {
+    pub fn new() -> LogBatch {
+        LogBatch {
+            lines: Vec::new(),
+            flushed: Instant::now(),
+        }
+    }
+}
 
 impl Worker {
     /// Appends one access-log line (when the log is on); hands the buffer over when full.
@@ -13,18 +28,18 @@ impl Worker {
         if self.settings.access_log.is_none() {
             return;
         }
-        crate::access_log::format(entry, &mut self.log_lines);
-        if self.log_lines.len() >= LOG_BATCH {
+        crate::access_log::format(entry, &mut self.log.lines);
+        if self.log.lines.len() >= LOG_BATCH {
             self.flush_log();
         }
     }
 
     pub(super) fn flush_log(&mut self) {
-        self.log_flushed = self.now;
-        if self.log_lines.is_empty() {
+        self.log.flushed = self.now;
+        if self.log.lines.is_empty() {
             return;
         }
-        let lines = std::mem::replace(&mut self.log_lines, Vec::with_capacity(LOG_BATCH));
+        let lines = std::mem::replace(&mut self.log.lines, Vec::with_capacity(LOG_BATCH));
         if let Some(sender) = &self.settings.access_log {
             let _ = sender.send(crate::access_log::Message::Lines(lines));
         }

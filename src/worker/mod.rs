@@ -6,7 +6,6 @@
 //! nothing here locks; a worker shares nothing writable with other workers.
 
 mod accept;
-pub mod buffer;
 mod conn;
 mod exchange;
 mod listen;
@@ -29,13 +28,13 @@ pub use probe::health_unit_from_env;
 pub use splice::splice_from_env;
 pub use swap::Control;
 
-use self::buffer::BufPool;
 use self::conn::{Client, Upstream};
 use self::timers::Timers;
 use self::token::{Generations, Kind};
 use crate::backend::balancer::Balancer;
 use crate::backend::health::InFlight;
 use crate::backend::pool::Pool;
+use crate::buffer::BufPool;
 use crate::config::Topology;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Waker};
@@ -59,6 +58,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const LINGER: Duration = Duration::from_secs(2);
 /// Buffers kept in a worker's free list.
 const POOLED_BUFFERS: usize = 1024;
+/// How often buffers the pool did not need are freed (and their pages given back).
+const BUF_TRIM: Duration = Duration::from_secs(1);
 
 /// A listening socket this worker accepts on, and which topology listener it serves.
 pub struct Listening {
@@ -124,7 +125,7 @@ pub struct Worker {
     in_flight: Arc<InFlight>,
     clients: Slab<Client>,
     upstreams: Slab<Upstream>,
-    exchanges: Slab<conn::Exchange>,
+    exchanges: Slab<Box<conn::Exchange>>,
     tunnels: Slab<tunnel::Tunnel>,
     /// Empty kernel pipes for splicing large bodies.
     pipes: Vec<crate::sys::KernelPipe>,
@@ -137,16 +138,12 @@ pub struct Worker {
     generations: Generations,
     now: Instant,
     settings: Settings,
-    /// Accepting stopped at `max_connections`; resumed when a client closes.
-    accept_paused: bool,
-    /// Out of descriptors (or kernel memory) at accept: no accepting until then.
-    accept_backoff: Option<Instant>,
-    /// Accept failures since the last warning, and when the next warning may go out.
-    accept_failures: u64,
-    next_accept_warning: Instant,
-    /// Access-log lines not yet handed to the log thread, and when they last were.
-    log_lines: Vec<u8>,
-    log_flushed: Instant,
+    /// Whether and when accepting stopped, and its warnings.
+    accepting: accept::Accepting,
+    /// Access-log lines on their way to the log thread.
+    log: logging::LogBatch,
+    /// When the buffer pool was last trimmed.
+    bufs_trimmed: Instant,
     /// Client TLS configurations for pinned instance ports, built on first use.
     pinned_tls: std::collections::HashMap<Vec<Vec<u8>>, Arc<rustls::ClientConfig>>,
     /// Requests and connections waiting for room at an instance (spec §11).
@@ -194,16 +191,13 @@ impl Worker {
             generations: Generations::default(),
             now: Instant::now(),
             settings,
-            accept_paused: false,
-            accept_backoff: None,
-            accept_failures: 0,
-            next_accept_warning: Instant::now(),
+            accepting: accept::Accepting::new(),
             epoch: Instant::now(),
             shutdown: None,
             surge: std::collections::VecDeque::new(),
             pinned_tls: std::collections::HashMap::new(),
-            log_lines: Vec::new(),
-            log_flushed: Instant::now(),
+            log: logging::LogBatch::new(),
+            bufs_trimmed: Instant::now(),
             again: Vec::new(),
         };
         for l in listening {
@@ -240,12 +234,17 @@ impl Worker {
                     let left = deadline.saturating_duration_since(Instant::now());
                     timers = Some(timers.map_or(left, |t| t.min(left)));
                 }
-                if !self.log_lines.is_empty() {
+                if !self.log.lines.is_empty() {
                     let left =
-                        (self.log_flushed + LOG_FLUSH).saturating_duration_since(Instant::now());
+                        (self.log.flushed + LOG_FLUSH).saturating_duration_since(Instant::now());
                     timers = Some(timers.map_or(left, |t| t.min(left)));
                 }
-                match self.accept_backoff {
+                if self.bufs.over_keep() {
+                    let left =
+                        (self.bufs_trimmed + BUF_TRIM).saturating_duration_since(Instant::now());
+                    timers = Some(timers.map_or(left, |t| t.min(left)));
+                }
+                match self.accepting.backoff {
                     Some(until) => {
                         let left = until.saturating_duration_since(Instant::now());
                         Some(timers.map_or(left, |t| t.min(left)))
@@ -270,13 +269,23 @@ impl Worker {
             if !self.surge.is_empty() {
                 self.serve_surge_queue();
             }
-            if self.accept_backoff.is_some_and(|until| until <= self.now) {
-                self.accept_backoff = None;
+            if self
+                .accepting
+                .backoff
+                .is_some_and(|until| until <= self.now)
+            {
+                self.accepting.backoff = None;
                 self.accept_all();
             }
             self.run_again();
-            if !self.log_lines.is_empty() && self.now >= self.log_flushed + LOG_FLUSH {
+            if !self.log.lines.is_empty() && self.now >= self.log.flushed + LOG_FLUSH {
                 self.flush_log();
+            }
+            if self.now >= self.bufs_trimmed + BUF_TRIM {
+                self.bufs_trimmed = self.now;
+                if self.bufs.trim() > 0 {
+                    crate::sys::release_free_memory();
+                }
             }
             if let Some(deadline) = self.shutdown {
                 if self.clients.is_empty() || self.now >= deadline {
@@ -387,7 +396,7 @@ impl Worker {
     }
 
     /// The client's exchange, moved out of the slab (the phase becomes `ReadHead`).
-    fn take_exchange(&mut self, key: usize) -> Option<conn::Exchange> {
+    fn take_exchange(&mut self, key: usize) -> Option<Box<conn::Exchange>> {
         let c = self.clients.get_mut(key)?;
         match std::mem::replace(&mut c.phase, conn::Phase::IDLE) {
             conn::Phase::Exchange(xk) => self.exchanges.try_remove(xk),
@@ -399,7 +408,7 @@ impl Worker {
     }
 
     /// Parks `ex` in the slab as the client's exchange.
-    fn put_exchange(&mut self, key: usize, ex: conn::Exchange) -> bool {
+    fn put_exchange(&mut self, key: usize, ex: Box<conn::Exchange>) -> bool {
         if !self.clients.contains(key) {
             return false;
         }
@@ -412,7 +421,7 @@ impl Worker {
 
     fn exchange_of(&self, key: usize) -> Option<&conn::Exchange> {
         match self.clients.get(key)?.phase {
-            conn::Phase::Exchange(xk) => self.exchanges.get(xk),
+            conn::Phase::Exchange(xk) => self.exchanges.get(xk).map(|ex| &**ex),
             _ => None,
         }
     }
@@ -420,12 +429,6 @@ impl Worker {
     /// The wall-clock time of a loop instant (access-log timestamps).
     pub(super) fn wall_clock(&self, at: Instant) -> std::time::SystemTime {
         std::time::SystemTime::now() - self.now.saturating_duration_since(at)
-    }
-
-    /// Milliseconds since the worker started, never 0 (0 marks "no head started").
-    pub(super) fn clock_ms(&self) -> u32 {
-        let ms = self.now.saturating_duration_since(self.epoch).as_millis();
-        (ms as u32).max(1)
     }
 
     fn run_deadlines(&mut self) {
@@ -525,4 +528,10 @@ impl Worker {
             self.bufs.release(&mut upstream.rbuf);
         }
     }
+}
+
+/// Milliseconds from `epoch` to `now`, never 0 (0 marks "no head started").
+fn clock_ms(now: Instant, epoch: Instant) -> u32 {
+    let ms = now.saturating_duration_since(epoch).as_millis();
+    (ms as u32).max(1)
 }

@@ -5,7 +5,7 @@
 //! request that follows stays in the buffer untouched. With `dechunk` only payload
 //! bytes are written (an HTTP/1.0 client reading a chunked response).
 
-use super::buffer::Buf;
+use crate::buffer::Buf;
 use crate::http::chunked::ChunkError;
 use crate::http::framing::Body;
 use std::io::{self, IoSlice, Write};
@@ -168,7 +168,7 @@ impl Pipe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::worker::buffer::BufPool;
+    use crate::buffer::BufPool;
 
     #[test]
     fn leaves_the_next_message_in_the_buffer() {

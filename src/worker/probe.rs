@@ -8,7 +8,6 @@
 //! per instance is ever in flight. Results go through `Hysteresis`; a change of state is
 //! published on the topology's `HealthBoard` and logged.
 
-use super::buffer::Buf;
 use super::conn::{Deadline, Ready};
 use super::exchange::{read_some, ReadOutcome};
 use super::stream::Stream;
@@ -16,6 +15,7 @@ use super::token::{self, Kind};
 use super::upstream::connect_status;
 use super::Worker;
 use crate::backend::health::Hysteresis;
+use crate::buffer::Buf;
 use crate::config::Topology;
 use crate::http::request::{list_items, parse_content_length};
 use mio::net::TcpStream;

@@ -13,10 +13,10 @@ use super::pipe::Pipe;
 use super::sticky::sticky_target;
 use super::{Worker, LINGER};
 use crate::backend::balancer::Tried;
+use crate::buffer::Buf;
 use crate::http::canned::Canned;
 use crate::http::desync::{self, Mode};
 use crate::http::request::{self, Forwarding, HeadError, Parse, RequestInfo, MAX_HEAD};
-use crate::worker::buffer::Buf;
 use std::io::{self, Write};
 use std::time::Duration;
 
@@ -125,8 +125,7 @@ impl Worker {
     }
 
     fn read_head(&mut self, key: usize) -> Step {
-        let now = self.now;
-        let clock = self.clock_ms();
+        let (now, epoch) = (self.now, self.epoch);
         let Some(c) = self.clients.get_mut(key) else {
             return Step::Close;
         };
@@ -197,6 +196,7 @@ impl Worker {
                     // Slow loris: a head must end within the header timeout of its
                     // first byte, however often bytes trickle in to refresh the idle one.
                     if let Phase::ReadHead { started_ms } = &mut c.phase {
+                        let clock = super::clock_ms(now, epoch);
                         if *started_ms == 0 {
                             *started_ms = clock;
                         }
@@ -276,7 +276,7 @@ impl Worker {
                 .get_or_insert_with(|| self.bufs.get())
                 .extend(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
-        let mut ex = Exchange {
+        let mut ex = Box::new(Exchange {
             req,
             head: Some(head),
             head_sent: 0,
@@ -295,7 +295,7 @@ impl Worker {
             log,
             sticky,
             queued: false,
-        };
+        });
         if self.attach_upstream(key, &mut ex, false) {
             if !self.put_exchange(key, ex) {
                 return Step::Close;

@@ -145,7 +145,11 @@ impl Worker {
     /// A WebSocket handshake was answered 101: the exchange's instance connection now
     /// carries bytes both ways untouched, like a TCP listener's (beyond ELB Classic,
     /// which needs a TCP listener for WebSocket).
-    pub(super) fn switch_to_tunnel(&mut self, key: usize, mut ex: super::conn::Exchange) -> Step {
+    pub(super) fn switch_to_tunnel(
+        &mut self,
+        key: usize,
+        mut ex: Box<super::conn::Exchange>,
+    ) -> Step {
         let status = ex.log.as_ref().and_then(|l| l.backend_status);
         self.log_exchange(key, &mut ex, status);
         // The request's counts (least outstanding, in flight) become the tunnel's, and

@@ -25,7 +25,8 @@
 # `openssl s_client` (the libssl wrk uses) is recorded in the report. With SPLICE_OFF=1 a
 # second clb with CLB_SPLICE=off (copies through user space instead of splice(2)) also runs
 # the 1m and tcp loads. Then: RSS per idle keep-alive client connection (MEM_CONNS
-# connections to each proxy) and user-space instructions per request for a fixed request
+# connections to each proxy, three ways: never sent a byte, after one request, after a
+# burst of as many connections came and went) and user-space instructions per request for a fixed request
 # count (perf stat, or callgrind where perf has no hardware counters).
 #
 # Settings (environment): LOADS ("tiny 16k 1m close tls tlsnew tcp"), SPLICE_OFF (1),
@@ -791,17 +792,19 @@ done
 # would hide the growth.
 : >"$raw/mem.tsv"
 if [ "$MEM_CONNS" -gt 0 ]; then
-    log "memory: $MEM_CONNS idle keep-alive connections to a fresh process of each proxy"
-    for p in "${PROXIES[@]}"; do
-        start_proxy "$p" multi "${MEM_PORT[$p]}"
-        mpid=$STARTED_PID
-        wait_ready "${MEM_PORT[$p]}" 10 "$p" "$mpid"
-        sleep 0.5
-        read -r held before after < <(taskset -c "$LOAD_CPU" python3 "$BENCH/tools.py" idle \
-            127.0.0.1 "${MEM_PORT[$p]}" /b2 "$MEM_CONNS" "$mpid" 2)
-        stop_pid "$mpid"
-        printf '%s\t%s\t%s\t%s\n' "$p" "$held" "$before" "$after" >>"$raw/mem.tsv"
-        log "$p: $held connections held, RSS $before KiB -> $after KiB ($(((after - before) * 1024 / (held > 0 ? held : 1))) B each)"
+    log "memory: $MEM_CONNS idle keep-alive connections to a fresh process of each proxy, three ways"
+    for mode in silent one burst; do
+        for p in "${PROXIES[@]}"; do
+            start_proxy "$p" multi "${MEM_PORT[$p]}"
+            mpid=$STARTED_PID
+            wait_ready "${MEM_PORT[$p]}" 10 "$p" "$mpid"
+            sleep 0.5
+            read -r held before after < <(taskset -c "$LOAD_CPU" python3 "$BENCH/tools.py" idle \
+                127.0.0.1 "${MEM_PORT[$p]}" /b2 "$MEM_CONNS" "$mpid" 2 "$mode")
+            stop_pid "$mpid"
+            printf '%s\t%s\t%s\t%s\t%s\n' "$p" "$held" "$before" "$after" "$mode" >>"$raw/mem.tsv"
+            log "$p ($mode): $held connections held, RSS $before KiB -> $after KiB ($(((after - before) * 1024 / (held > 0 ? held : 1))) B each)"
+        done
     done
 fi
 

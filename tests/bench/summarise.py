@@ -7,7 +7,7 @@ RAW_DIR holds what run.sh wrote:
   meta.txt   KEY=VALUE lines (date, machine, versions, settings)
   runs.tsv   proxy load round cpu_ticks wrk_output_file [user_ticks sys_ticks]
              (one line per wrk run; proxy "clb-nosplice" is clb with CLB_SPLICE=off)
-  mem.tsv    proxy connections rss_before_kib rss_after_kib
+  mem.tsv    proxy connections rss_before_kib rss_after_kib way (silent, one, burst)
   insn.tsv   proxy requests instructions tool
   tls.tsv    proxy protocol cipher group signature   (what `openssl s_client` negotiated)
   split.tsv  wrk_output_file user_samples kernel_samples   (perf task-clock samples of
@@ -280,19 +280,24 @@ def main(raw, out_path):
     mem = read_tsv(os.path.join(raw, "mem.tsv"))
     if mem:
         w("")
-        w(f"Memory per idle keep-alive client connection: {meta.get('mem_conns', '?')} "
-          "connections opened, one `GET` of the 2 B body each, then held idle; VmRSS summed "
+        w(f"Memory per idle client connection: {meta.get('mem_conns', '?')} connections "
+          "held idle on a fresh process of each proxy, three ways: *silent* (connected, never "
+          "sent a byte), *one* (one `GET` of the 2 B body each, then idle), *burst* (first as "
+          "many connections came, sent a `GET` each and went, then as *one*); VmRSS summed "
           "over the proxy's process tree before and after (kernel socket buffers are not in "
-          "RSS). Target for clb: ≤ 1 KiB."
+          "RSS). Target for clb: ≤ 400 B."
           + (" Fewer than 10,000 connections: fixed costs weigh more per connection."
              if int(meta.get("mem_conns", "10000")) < 10000 else ""))
         w("")
-        w("| proxy | connections held | RSS before | RSS after | bytes per connection |")
-        w("|---|--:|--:|--:|--:|")
-        for proxy, conns, before, after in mem:
+        w("| way | proxy | connections held | RSS before | RSS after | bytes per connection |")
+        w("|---|---|--:|--:|--:|--:|")
+        for row in mem:
+            proxy, conns, before, after = row[:4]
+            mode = row[4] if len(row) > 4 else "one"
             conns, before, after = int(conns), int(before), int(after)
             per = (after - before) * 1024 / conns if conns else 0
-            w(f"| {proxy} | {conns:,} | {before:,} KiB | {after:,} KiB | {per:,.0f} |")
+            w(f"| {mode} | {proxy} | {conns:,} | {before:,} KiB | {after:,} KiB | {per:,.0f} |")
+        w("")
 
     insn = read_tsv(os.path.join(raw, "insn.tsv"))
     if insn:

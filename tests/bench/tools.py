@@ -12,10 +12,13 @@
   tools.py ready HOST PORT PATH S [tls]
                                     wait up to S seconds for a 200 on GET PATH (over TLS,
                                     certificate not checked, with "tls"); exit 1 if none
-  tools.py idle HOST PORT PATH N PID [HOLD]
+  tools.py idle HOST PORT PATH N PID [HOLD [MODE]]
                                     open N keep-alive connections, one GET each, keep them
                                     idle; print "conns rss_before_kib rss_after_kib" for
-                                    PID's tree (measured after HOLD seconds, default 2)
+                                    PID's tree (measured after HOLD seconds, default 2).
+                                    MODE: one (default), silent (no request: connections
+                                    that never sent a byte), burst (first N connections
+                                    with a GET each come and go, then as "one")
   tools.py load HOST PORT PATH N C  N requests over C keep-alive connections (one request
                                     in flight per connection); print "ok failed"
 """
@@ -161,9 +164,8 @@ def ready(host, port, path, seconds, tls=False):
     return 1
 
 
-def idle(host, port, path, n, pid, hold):
-    before = rss_kib(pid)
-    req = request(host, port, path)
+def open_conns(host, port, req, n):
+    """N connections; with `req`, one request answered on each (in batches)."""
     conns = []
     batch = 200  # below every accept backlog, so no SYN is dropped and retried
     sel = selectors.DefaultSelector()
@@ -172,6 +174,9 @@ def idle(host, port, path, n, pid, hold):
         for _ in range(min(batch, n - start)):
             s = socket.socket()
             s.connect((host, port))
+            if req is None:
+                conns.append(s)
+                continue
             s.sendall(req)
             s.setblocking(False)
             pending[s] = Reader()
@@ -198,10 +203,24 @@ def idle(host, port, path, n, pid, hold):
         for s in pending:
             sel.unregister(s)
             s.close()
+    return conns
+
+
+def idle(host, port, path, n, pid, hold, mode):
+    """mode: one (a GET each, then idle), silent (never a byte), burst (N connections
+    with a GET each come and go first, then as "one")."""
+    before = rss_kib(pid)
+    req = request(host, port, path)
+    if mode == "burst":
+        for s in open_conns(host, port, req, n):
+            s.close()
+        time.sleep(1)  # the proxy sees the closes
+    conns = open_conns(host, port, None if mode == "silent" else req, n)
     time.sleep(hold)
     # count only connections the proxy has not closed meanwhile
     alive = 0
     for s in conns:
+        s.setblocking(False)
         try:
             alive += s.recv(1, socket.MSG_PEEK) != b""
         except BlockingIOError:
@@ -285,7 +304,8 @@ def main(argv):
                      len(argv) > 6 and argv[6] == "tls")
     elif cmd == "idle":
         hold = float(argv[7]) if len(argv) > 7 else 2.0
-        return idle(argv[2], int(argv[3]), argv[4], int(argv[5]), int(argv[6]), hold)
+        mode = argv[8] if len(argv) > 8 else "one"
+        return idle(argv[2], int(argv[3]), argv[4], int(argv[5]), int(argv[6]), hold, mode)
     elif cmd == "load":
         return load(argv[2], int(argv[3]), argv[4], int(argv[5]), int(argv[6]))
     else:

@@ -1,5 +1,5 @@
 use super::*;
-use crate::worker::buffer::BufPool;
+use crate::buffer::BufPool;
 
 fn fwd() -> Forwarding {
     Forwarding {

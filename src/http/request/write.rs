@@ -2,8 +2,8 @@
 //! absolute-form target, addresses and ports without the formatting machinery) and the
 //! client's header lines copied as they came.
 
-use super::{list_items, offset_in, Framing};
-use crate::worker::buffer::Buf;
+use super::{list_items, Framing};
+use crate::buffer::Buf;
 use std::io::Write;
 use std::net::IpAddr;
 
@@ -12,12 +12,16 @@ use std::net::IpAddr;
 pub(super) fn push_ip(out: &mut Buf, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
+            let mut text = [0u8; 15];
+            let mut len = 0;
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.extend(b".");
+                    text[len] = b'.';
+                    len += 1;
                 }
-                push_decimal(out, u64::from(octet));
+                len += put_decimal(&mut text[len..], octet);
             }
+            out.extend(&text[..len]);
         }
         IpAddr::V6(v6) => {
             let _ = write!(out, "{v6}");
@@ -75,19 +79,19 @@ pub(super) fn push_decimal(out: &mut Buf, mut n: u64) {
     out.extend(&digits[at..]);
 }
 
-/// Copies a header line as the client sent it (name through value), ending it with CRLF.
-pub(super) fn write_raw_header(input: &[u8], h: &httparse::Header<'_>, out: &mut Buf) {
-    let name_at = offset_in(input, h.name.as_bytes());
-    let value_at = offset_in(input, h.value);
-    match (name_at, value_at) {
-        (Some(start), Some(value)) if !h.value.is_empty() && value >= start => {
-            out.extend(&input[start..value + h.value.len()]);
-        }
-        _ => {
-            out.extend(h.name.as_bytes());
-            out.extend(b": ");
-            out.extend(h.value);
-        }
+/// Writes `n` at the start of `to` (which has room for three digits); returns the length.
+fn put_decimal(to: &mut [u8], n: u8) -> usize {
+    if n >= 100 {
+        to[0] = b'0' + n / 100;
+        to[1] = b'0' + n / 10 % 10;
+        to[2] = b'0' + n % 10;
+        3
+    } else if n >= 10 {
+        to[0] = b'0' + n / 10;
+        to[1] = b'0' + n % 10;
+        2
+    } else {
+        to[0] = b'0' + n;
+        1
     }
-    out.extend(b"\r\n");
 }

@@ -88,8 +88,21 @@ impl Buf {
         }
     }
 
-    /// Appends bytes, growing the storage when they do not fit.
+    /// Appends bytes, growing the storage when they do not fit. Heads are written as a
+    /// dozen small appends each, so the common case (room at the end) is kept inline.
+    #[inline]
     pub fn extend(&mut self, bytes: &[u8]) {
+        let need = self.end + bytes.len();
+        if let Some(room) = self.data.get_mut(self.end..need) {
+            room.copy_from_slice(bytes);
+            self.end = need;
+        } else {
+            self.extend_slow(bytes);
+        }
+    }
+
+    #[cold]
+    fn extend_slow(&mut self, bytes: &[u8]) {
         self.compact();
         let need = self.end + bytes.len();
         if need > self.data.len() {
@@ -135,10 +148,20 @@ impl io::Write for Buf {
     }
 }
 
+/// Buffers the pool keeps however long they go unused: enough for the next few requests
+/// without an allocation, little enough not to matter next to idle connections.
+pub const KEEP_POOLED: usize = 16;
+
 /// Per-worker free list of standard buffers.
+///
+/// The list grows to what the busiest moment needed (up to `max_pooled`), and `trim`
+/// gives back what went unused since the last call: a burst's buffers do not stay
+/// resident behind thousands of idle keep-alive connections.
 pub struct BufPool {
     free: Vec<Buf>,
     max_pooled: usize,
+    /// The shortest the free list was since the last `trim`: that many were not needed.
+    low_water: usize,
     in_use: usize,
     /// Buffers handed out from the free list, and newly allocated.
     pub hits: u64,
@@ -150,6 +173,7 @@ impl BufPool {
         BufPool {
             free: Vec::new(),
             max_pooled,
+            low_water: 0,
             in_use: 0,
             hits: 0,
             misses: 0,
@@ -161,6 +185,7 @@ impl BufPool {
         match self.free.pop() {
             Some(buf) => {
                 self.hits += 1;
+                self.low_water = self.low_water.min(self.free.len());
                 buf
             }
             None => {
@@ -196,6 +221,26 @@ impl BufPool {
     pub fn in_use(&self) -> usize {
         self.in_use
     }
+
+    /// Whether a `trim` could free anything.
+    pub fn over_keep(&self) -> bool {
+        self.free.len() > KEEP_POOLED
+    }
+
+    /// Frees the buffers that stayed unused since the last call (beyond `KEEP_POOLED`);
+    /// returns how many. Meant to be called on a period (a second), so a buffer freed
+    /// went a whole period without being needed.
+    pub fn trim(&mut self) -> usize {
+        let spare = self
+            .low_water
+            .min(self.free.len().saturating_sub(KEEP_POOLED));
+        self.free.truncate(self.free.len() - spare);
+        if spare > 0 {
+            self.free.shrink_to(self.free.len().max(KEEP_POOLED));
+        }
+        self.low_water = self.free.len();
+        spare
+    }
 }
 
 #[cfg(test)]
@@ -224,6 +269,26 @@ mod tests {
         let n = buf.read_from(&mut &b"abc"[..]).unwrap();
         assert_eq!(n, 3);
         assert_eq!(buf.bytes(), &[1, 1, 1, b'a', b'b', b'c']);
+    }
+
+    #[test]
+    fn trim_frees_only_what_went_unused_for_a_period() {
+        let mut pool = BufPool::new(1024);
+        let bufs: Vec<Buf> = (0..40).map(|_| pool.get()).collect();
+        for buf in bufs {
+            pool.put(buf);
+        }
+        // The burst's buffers were all in use during this period: none freed.
+        assert_eq!(pool.trim(), 0);
+        // Next period, 10 in use at the busiest: 30 were spare; all but 16 are freed.
+        let bufs: Vec<Buf> = (0..10).map(|_| pool.get()).collect();
+        for buf in bufs {
+            pool.put(buf);
+        }
+        assert_eq!(pool.trim(), 40 - KEEP_POOLED);
+        assert_eq!(pool.free.len(), KEEP_POOLED);
+        assert_eq!(pool.trim(), 0);
+        assert!(!pool.over_keep());
     }
 
     #[test]
