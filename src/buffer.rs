@@ -14,28 +14,44 @@ use std::io::{self, Read};
 /// per such request), and costs nothing while idle, since idle connections hold none.
 pub const BUF_SIZE: usize = 32 * 1024;
 
+/// 24 bytes: it sits twice in every client's slab entry (as `Option<Buf>`), so its size
+/// is paid by every idle connection. A buffer never nears 4 GiB (heads are capped at
+/// `MAX_HEAD`, bodies stream through), so `u32` offsets are enough.
 pub struct Buf {
-    data: Vec<u8>,
-    start: usize,
-    end: usize,
+    data: Box<[u8]>,
+    start: u32,
+    end: u32,
 }
 
 impl Buf {
     fn new() -> Buf {
         Buf {
-            data: vec![0; BUF_SIZE],
+            data: vec![0; BUF_SIZE].into_boxed_slice(),
             start: 0,
             end: 0,
         }
     }
 
+    fn lo(&self) -> usize {
+        self.start as usize
+    }
+
+    fn hi(&self) -> usize {
+        self.end as usize
+    }
+
+    /// Offsets stay below the storage length, which `resize` keeps below 4 GiB.
+    fn offset(n: usize) -> u32 {
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
     /// The bytes not yet consumed.
     pub fn bytes(&self) -> &[u8] {
-        &self.data[self.start..self.end]
+        &self.data[self.lo()..self.hi()]
     }
 
     pub fn len(&self) -> usize {
-        self.end - self.start
+        self.hi() - self.lo()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -58,7 +74,7 @@ impl Buf {
 
     pub fn consume(&mut self, n: usize) {
         debug_assert!(n <= self.len());
-        self.start += n.min(self.len());
+        self.start += Self::offset(n.min(self.len()));
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -66,7 +82,7 @@ impl Buf {
     }
 
     pub fn start(&self) -> usize {
-        self.start
+        self.lo()
     }
 
     pub fn clear(&mut self) {
@@ -84,18 +100,25 @@ impl Buf {
     /// Grows the storage to at least `cap` bytes (for heads past `BUF_SIZE`).
     pub fn grow_to(&mut self, cap: usize) {
         if cap > self.data.len() {
-            self.data.resize(cap, 0);
+            self.resize(cap);
         }
+    }
+
+    fn resize(&mut self, cap: usize) {
+        let cap = cap.min(u32::MAX as usize);
+        let mut data = std::mem::take(&mut self.data).into_vec();
+        data.resize(cap, 0);
+        self.data = data.into_boxed_slice();
     }
 
     /// Appends bytes, growing the storage when they do not fit. Heads are written as a
     /// dozen small appends each, so the common case (room at the end) is kept inline.
     #[inline]
     pub fn extend(&mut self, bytes: &[u8]) {
-        let need = self.end + bytes.len();
-        if let Some(room) = self.data.get_mut(self.end..need) {
+        let need = self.hi() + bytes.len();
+        if let Some(room) = self.data.get_mut(self.hi()..need) {
             room.copy_from_slice(bytes);
-            self.end = need;
+            self.end = Self::offset(need);
         } else {
             self.extend_slow(bytes);
         }
@@ -104,17 +127,20 @@ impl Buf {
     #[cold]
     fn extend_slow(&mut self, bytes: &[u8]) {
         self.compact();
-        let need = self.end + bytes.len();
+        let need = self.hi() + bytes.len();
         if need > self.data.len() {
-            self.data.resize(need.max(self.data.len() * 2), 0);
+            self.resize(need.max(self.data.len() * 2));
         }
-        self.data[self.end..need].copy_from_slice(bytes);
-        self.end = need;
+        if let Some(room) = self.data.get_mut(self.hi()..need) {
+            room.copy_from_slice(bytes);
+            self.end = Self::offset(need);
+        }
     }
 
     fn compact(&mut self) {
         if self.start > 0 {
-            self.data.copy_within(self.start..self.end, 0);
+            let (lo, hi) = (self.lo(), self.hi());
+            self.data.copy_within(lo..hi, 0);
             self.end -= self.start;
             self.start = 0;
         }
@@ -125,9 +151,10 @@ impl Buf {
     pub fn read_from(&mut self, src: &mut impl Read) -> io::Result<usize> {
         self.compact();
         loop {
-            match src.read(&mut self.data[self.end..]) {
+            let hi = self.hi();
+            match src.read(&mut self.data[hi..]) {
                 Ok(n) => {
-                    self.end += n;
+                    self.end = Self::offset(hi + n);
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -23,7 +23,7 @@ BACKEND_PORT=$((PORT + 1))
 work=$(mktemp -d)
 cleanup() {
     kill $(jobs -p) 2>/dev/null || true
-    for pid in "$work"/*.pid; do [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null; done
+    for pid in "$work"/*.pid; do [ -f "$pid" ] && kill "$(cat "$pid" 2>/dev/null)" 2>/dev/null; done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -107,6 +107,10 @@ CONF
             taskset -c "$PROXY_CPU" haproxy -db -f "$work/haproxy.cfg" 2>"$work/haproxy.log" & ;;
     esac
     PROXY_PID=$!
+    # clb routes once its first health check passed
+    if [ "$1" = clb ]; then
+        for _ in $(seq 200); do grep -q InService "$work/clb.log" 2>/dev/null && break; sleep 0.1; done
+    fi
     for _ in $(seq 100); do
         curl -fs -o /dev/null "http://127.0.0.1:$PORT/" && return 0
         sleep 0.1
@@ -132,8 +136,6 @@ PY
 rows=()
 for p in "${PROXIES[@]}"; do
     start_proxy "$p"
-    # clb waits for its first health check before routing
-    [ "$p" = clb ] && for _ in $(seq 100); do grep -q InService "$work/clb.log" && break; sleep 0.1; done
     read -r base_rps base_p50 base_p99 < <(run "$p-alone")
     rm -f "$work/slow.ready"
     taskset -c "$LOAD_CPU" python3 - "$PORT" "$SLOW" "$work/slow.ready" <<'PY' &
