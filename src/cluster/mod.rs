@@ -10,5 +10,6 @@ pub mod follow;
 mod gateway;
 mod http;
 pub mod members;
+pub mod node_addresses;
 pub mod start;
 pub mod store;

@@ -245,6 +245,15 @@ impl Plane {
         self.nodes = nodes;
     }
 
+    /// `--address-pool` with `--cluster`: this node's load balancer → address map goes
+    /// into its membership record, for the other nodes' DNS answers (README "Running
+    /// several nodes"). Only hands the map over; the membership thread writes it.
+    fn publish_addresses(&self) {
+        if let (Some(membership), Some(_)) = (&self.membership, &self.model.placement.pool) {
+            membership.set_addresses(self.model.own_addresses());
+        }
+    }
+
     /// The `/metrics` text.
     pub fn metrics(&self) -> String {
         super::metrics::render(&super::metrics::Sources {
@@ -356,6 +365,7 @@ impl Plane {
         if let Some(dns) = &self.dns {
             dns.publish(&self.model.dns_domain, &self.model.lbs);
         }
+        self.publish_addresses();
         self.topology = topology.clone();
         if let Some(config) = tls {
             // Before the topology: a worker has it when the new listener's first client comes.
