@@ -151,7 +151,10 @@ impl Membership {
             match shared.register() {
                 Ok(()) => break,
                 Err(JoinError::NameTaken { .. }) if shared.take_over_own_key() => {}
-                Err(JoinError::NameTaken { .. }) if Instant::now() < deadline => {
+                // A slow etcd (a round trip is bounded by TTL/4) is tried again too.
+                Err(JoinError::NameTaken { .. } | JoinError::Etcd(_))
+                    if Instant::now() < deadline =>
+                {
                     std::thread::sleep(BACKOFF_MIN * 2);
                 }
                 Err(e) => return Err(e),

@@ -17,5 +17,6 @@ pub mod sigv4;
 pub mod state;
 pub mod status_nodes;
 pub mod status_page;
+pub mod status_store;
 pub mod store;
 pub mod xml;

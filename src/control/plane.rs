@@ -232,7 +232,17 @@ impl Plane {
 
     /// The status page (`GET /`).
     pub fn status_page(&self) -> String {
-        super::status_page::render(&self.model, &self.stats, &self.nodes, &self.this_node)
+        let store = self.store.as_ref().map(|s| super::status_store::StoreView {
+            describe: s.describe(),
+            outage: s.outage(),
+        });
+        super::status_page::render(
+            &self.model,
+            &self.stats,
+            &self.nodes,
+            &self.this_node,
+            store.as_ref(),
+        )
     }
 
     /// Membership's new list of live nodes: shown on the status page and, with `--dns`,
