@@ -118,12 +118,23 @@ fn a_partitioned_node_leaves_dns_serves_on_and_rejoins_when_healed() {
         serves(through_n2, "i-web"),
         "a new connection through node 2"
     );
-    // Its API writes are refused, after one etcd round trip (2 s per endpoint).
+    // Its API writes are refused, after one etcd round trip (2 s per endpoint); an API
+    // read asked meanwhile waits for the write (one control thread; README).
+    let writer = std::thread::spawn(move || {
+        let asked = Instant::now();
+        (create_lb(api2, "during"), asked.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(200));
     let asked = Instant::now();
-    let answer = create_lb(api2, "during");
-    let refused_after = asked.elapsed();
+    let read = described(api2, "default");
+    let read_wait = asked.elapsed();
+    let (answer, refused_after) = writer.join().expect("the writer");
     assert_eq!(answer.as_ref().map(|a| a.0), Some(503), "{answer:?}");
-    eprintln!("partition: API write on node 2 answered 503 after {refused_after:?}");
+    assert!(read, "DescribeLoadBalancers on node 2 during the partition");
+    eprintln!(
+        "partition: API write on node 2 answered 503 after {refused_after:?}; \
+         a read asked 200 ms into it answered after {read_wait:?}"
+    );
     assert!(
         wait_until(SOON, || status_page(api2).contains("is unreachable since")),
         "node 2's status page says etcd is unreachable"
