@@ -118,6 +118,16 @@ fn a_partitioned_node_leaves_dns_serves_on_and_rejoins_when_healed() {
         serves(through_n2, "i-web"),
         "a new connection through node 2"
     );
+    // Its watch hears nothing, opens again (after 5 s of silence), times out: its
+    // status page says etcd is unreachable, before any write tried.
+    assert!(
+        wait_until(SOON, || status_page(api2).contains("is unreachable since")),
+        "node 2's status page says etcd is unreachable"
+    );
+    eprintln!(
+        "partition: node 2's status page says etcd is unreachable {:?} after the cut",
+        cut.elapsed()
+    );
     // Its API writes are refused, after one etcd round trip (2 s per endpoint); an API
     // read asked meanwhile waits for the write (one control thread; README).
     let writer = std::thread::spawn(move || {
@@ -134,10 +144,6 @@ fn a_partitioned_node_leaves_dns_serves_on_and_rejoins_when_healed() {
     eprintln!(
         "partition: API write on node 2 answered 503 after {refused_after:?}; \
          a read asked 200 ms into it answered after {read_wait:?}"
-    );
-    assert!(
-        wait_until(SOON, || status_page(api2).contains("is unreachable since")),
-        "node 2's status page says etcd is unreachable"
     );
     // A change made on the other side meanwhile.
     assert_eq!(create_lb(api1, "meanwhile").map(|a| a.0), Some(200));
