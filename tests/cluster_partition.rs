@@ -34,6 +34,15 @@ fn status_page(api: SocketAddr) -> String {
     text
 }
 
+/// The node names in a status page's Nodes table.
+fn nodes_in(page: &str) -> Vec<String> {
+    page.split("<tr class=\"node\"><td>")
+        .skip(1)
+        .filter_map(|row| row.split("</td>").next())
+        .map(|name| name.trim_end_matches(" (this node)").to_string())
+        .collect()
+}
+
 fn create_lb(api: SocketAddr, name: &str) -> Option<(u16, String)> {
     let port = free_port("127.0.1.1").to_string();
     query(
@@ -82,7 +91,7 @@ fn a_partitioned_node_leaves_dns_serves_on_and_rejoins_when_healed() {
     };
     let n1 = node(&etcd.endpoint(), 1, Some(dns1));
     let n2 = node(&relay.endpoint(), 2, None);
-    let _n3 = node(&etcd.endpoint(), 3, Some(dns3));
+    let n3 = node(&etcd.endpoint(), 3, Some(dns3));
     let (api1, api2) = (n1.api.unwrap(), n2.api.unwrap());
     let answers = |server: SocketAddr| dig(server, "default.elb.localhost", "A", &[]).answers();
     let all = ["127.0.1.1", "127.0.2.1", "127.0.3.1"];
@@ -145,26 +154,36 @@ fn a_partitioned_node_leaves_dns_serves_on_and_rejoins_when_healed() {
         "partition: API write on node 2 answered 503 after {refused_after:?}; \
          a read asked 200 ms into it answered after {read_wait:?}"
     );
-    // A change made on the other side meanwhile.
+    // Changes on the other side meanwhile: a load balancer, and node 3 leaving.
     assert_eq!(create_lb(api1, "meanwhile").map(|a| a.0), Some(200));
+    n3.signal(libc::SIGTERM);
+    assert!(wait_until(SOON, || answers(dns1) == ["127.0.1.1"]));
 
-    relay.heal();
+    // Healed for new connections only: the ones node 2 had stay silent for good (their
+    // state lost in the partition), so it must notice and open others.
+    relay.heal_abandoning();
     let healed = Instant::now();
-    for server in [dns1, dns3] {
-        assert!(
-            wait_until(SOON, || answers(server) == all),
-            "{server}: {:?}",
-            answers(server)
-        );
-    }
+    let back = ["127.0.1.1", "127.0.2.1"];
+    assert!(
+        wait_until(SOON, || answers(dns1) == back),
+        "{:?}",
+        answers(dns1)
+    );
     let rejoined = healed.elapsed();
+    assert!(
+        wait_until(SOON, || nodes_in(&status_page(api2)) == ["n1", "n2"]),
+        "node 2's list: {:?}",
+        nodes_in(&status_page(api2))
+    );
+    let list_followed = healed.elapsed();
     assert!(
         wait_until(SOON, || described(api2, "meanwhile")),
         "node 2 has the change made during the partition"
     );
     let caught_up = healed.elapsed();
     eprintln!(
-        "healed: node 2 back in DNS after {rejoined:?}, has the change made meanwhile after {caught_up:?}"
+        "healed: node 2 back in DNS after {rejoined:?}, its node list without node 3 after \
+         {list_followed:?}, has the load balancer made meanwhile after {caught_up:?}"
     );
     assert_eq!(kept.request(&get("/after")).instance(), Some("i-web"));
     assert_eq!(create_lb(api2, "after").map(|a| a.0), Some(200));

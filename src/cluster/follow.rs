@@ -20,7 +20,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// without a reset (a partition: silence) nothing would ever arrive, and the node would
 /// neither notice that etcd is away nor hear that it is back. One request per idle
 /// period per node.
-const IDLE_REWATCH: Duration = Duration::from_secs(5);
+pub const IDLE_REWATCH: Duration = Duration::from_secs(5);
 
 /// What the watch thread reports.
 #[derive(Debug)]

@@ -451,7 +451,9 @@ impl Shared {
         for kv in &kvs {
             apply(&mut nodes, prefix, WatchKind::Put, kv);
         }
-        let mut watch = self.etcd.watch(prefix, revision + 1)?;
+        let mut next = revision + 1;
+        let mut watch = self.etcd.watch(prefix, next)?;
+        let mut heard = Instant::now();
         if let Some(since) = failing.take() {
             log::info!(
                 "cluster: following the node list again after {:.1}s",
@@ -461,6 +463,15 @@ impl Shared {
         publish(&nodes, notify, last);
         while !self.stopped() {
             let events = watch.next()?;
+            if events.is_empty() && heard.elapsed() >= super::follow::IDLE_REWATCH {
+                // As the model's watch: silence may be a dead connection (a partition).
+                watch = self.etcd.watch(prefix, next)?;
+                heard = Instant::now();
+            }
+            if let Some(last) = events.last() {
+                next = last.kv.mod_revision + 1;
+                heard = Instant::now();
+            }
             for event in &events {
                 apply(&mut nodes, prefix, event.kind, &event.kv);
             }

@@ -4,10 +4,13 @@
 //! sent is delivered after `heal`, as TCP's retransmissions would), and new connections
 //! are accepted by the kernel but reach etcd only after `heal`. Both ends therefore see
 //! silence and time out on their own, which is what a partition looks like.
+//! `heal_abandoning` ends the partition for new connections only: every connection
+//! accepted before stays silent for good, neither delivered nor reset, as when a peer
+//! lost the connection's state during the partition.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -16,8 +19,26 @@ const POLL: Duration = Duration::from_millis(20);
 
 pub struct Relay {
     pub addr: SocketAddr,
-    cut: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
+    state: Arc<State>,
+}
+
+struct State {
+    cut: AtomicBool,
+    stop: AtomicBool,
+    /// Connections numbered below this one are silent for good.
+    abandoned_below: AtomicU64,
+    accepted: AtomicU64,
+}
+
+impl State {
+    /// Whether connection `id` may move bytes now.
+    fn open(&self, id: u64) -> bool {
+        !self.cut.load(Ordering::SeqCst) && id >= self.abandoned_below.load(Ordering::SeqCst)
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
 }
 
 impl Relay {
@@ -28,11 +49,15 @@ impl Relay {
             .set_nonblocking(true)
             .expect("non-blocking relay listener");
         let addr = listener.local_addr().expect("relay address");
-        let cut = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (c, s) = (cut.clone(), stop.clone());
-        thread::spawn(move || accept(listener, target, c, s));
-        Relay { addr, cut, stop }
+        let state = Arc::new(State {
+            cut: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            abandoned_below: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+        });
+        let s = state.clone();
+        thread::spawn(move || accept(listener, target, s));
+        Relay { addr, state }
     }
 
     /// `http://127.0.0.1:PORT`, as `--cluster` takes it.
@@ -42,27 +67,35 @@ impl Relay {
 
     /// Stops moving bytes (the partition starts).
     pub fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
+        self.state.cut.store(true, Ordering::SeqCst);
     }
 
     /// Moves bytes again (the partition ends).
     pub fn heal(&self) {
-        self.cut.store(false, Ordering::SeqCst);
+        self.state.cut.store(false, Ordering::SeqCst);
+    }
+
+    /// Moves bytes again for connections accepted from now on only.
+    pub fn heal_abandoning(&self) {
+        let accepted = self.state.accepted.load(Ordering::SeqCst);
+        self.state.abandoned_below.store(accepted, Ordering::SeqCst);
+        self.heal();
     }
 }
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.state.stop.store(true, Ordering::SeqCst);
     }
 }
 
-fn accept(listener: TcpListener, target: SocketAddr, cut: Arc<AtomicBool>, stop: Arc<AtomicBool>) {
-    while !stop.load(Ordering::SeqCst) {
+fn accept(listener: TcpListener, target: SocketAddr, state: Arc<State>) {
+    while !state.stopped() {
         match listener.accept() {
             Ok((client, _)) => {
-                let (cut, stop) = (cut.clone(), stop.clone());
-                thread::spawn(move || connect(client, target, cut, stop));
+                let id = state.accepted.fetch_add(1, Ordering::SeqCst);
+                let state = state.clone();
+                thread::spawn(move || connect(client, target, id, state));
             }
             Err(_) => thread::sleep(POLL),
         }
@@ -70,9 +103,9 @@ fn accept(listener: TcpListener, target: SocketAddr, cut: Arc<AtomicBool>, stop:
 }
 
 /// One connection: reaches etcd once the relay is not cut, then two pumps.
-fn connect(client: TcpStream, target: SocketAddr, cut: Arc<AtomicBool>, stop: Arc<AtomicBool>) {
-    while cut.load(Ordering::SeqCst) {
-        if stop.load(Ordering::SeqCst) {
+fn connect(client: TcpStream, target: SocketAddr, id: u64, state: Arc<State>) {
+    while !state.open(id) {
+        if state.stopped() {
             return;
         }
         thread::sleep(POLL);
@@ -85,17 +118,17 @@ fn connect(client: TcpStream, target: SocketAddr, cut: Arc<AtomicBool>, stop: Ar
     let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
         return;
     };
-    let (cut2, stop2) = (cut.clone(), stop.clone());
-    thread::spawn(move || pump(c2, s2, cut2, stop2));
-    pump(server, client, cut, stop);
+    let state2 = state.clone();
+    thread::spawn(move || pump(c2, s2, id, state2));
+    pump(server, client, id, state);
 }
 
 /// Copies `from` to `to` while not cut; passes an end of stream on as a half close.
-fn pump(mut from: TcpStream, mut to: TcpStream, cut: Arc<AtomicBool>, stop: Arc<AtomicBool>) {
+fn pump(mut from: TcpStream, mut to: TcpStream, id: u64, state: Arc<State>) {
     let _ = from.set_read_timeout(Some(POLL));
     let mut buf = [0u8; 16 * 1024];
-    while !stop.load(Ordering::SeqCst) {
-        if cut.load(Ordering::SeqCst) {
+    while !state.stopped() {
+        if !state.open(id) {
             thread::sleep(POLL);
             continue;
         }
