@@ -90,6 +90,7 @@ Three clb nodes share etcd at $etcd_url (data and logs in $dir):
   n1 127.0.1.1 zone-a    n2 127.0.2.1 zone-b    n3 127.0.3.1 zone-c
 Try:
   dig @127.0.2.1 -p $DNS_PORT default.elb.localhost A +short      # the three nodes
+  dig @127.0.2.1 -p $DNS_PORT elb.localhost NS                    # a name server per node, with glue
   curl http://127.0.1.1:$PORT/   curl http://127.0.3.1:$PORT/      # any node, any instance
   curl -s http://127.0.1.1:$API_PORT/ | grep -o 'n[123] (this node)'  # status page: Nodes table
   aws elb describe-load-balancers --endpoint-url http://127.0.2.1:$API_PORT --no-sign-request

@@ -86,6 +86,12 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
         } else {
             (None, Vec::new())
         };
+    if let (Some(cluster), Some(_)) = (&runtime.cluster, &runtime.address_pool) {
+        // README "Running several nodes": this node's addresses from before a restart.
+        model.placement.preferred =
+            crate::cluster::start::saved_addresses(cluster, &runtime.node.name)
+                .map_err(StartError::Cluster)?;
+    }
     for lb in stored {
         let name = lb.name.clone();
         model.insert(lb).map_err(|e| {
@@ -120,6 +126,7 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
                 .map_err(StartError::Cluster)?;
         }
     }
+    model.placement.preferred.clear();
     let topology = Arc::new(
         model
             .topology()
@@ -234,11 +241,18 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
         .map_err(StartError::Cluster)?;
         // README "Running several nodes": this node's key on a lease, the live list to
         // the control thread; the plane revokes the lease at SIGTERM.
+        let mut me = runtime.node.info();
+        me.dns = dns_address(runtime);
+        me.addresses = runtime
+            .address_pool
+            .as_ref()
+            .map(|_| server.plane_mut().model.own_addresses());
         let membership = crate::cluster::members::join_fleet(
             &control,
             &cluster.endpoints,
             &cluster.prefix,
             &runtime.node,
+            me,
         )
         .map_err(StartError::Cluster)?;
         server.plane_mut().membership = Some(membership);
@@ -282,14 +296,15 @@ fn start_dns(
     let Some(addr) = runtime.dns else {
         return Ok(None);
     };
-    let nodes = live_nodes(runtime);
+    let mut nodes = live_nodes(runtime);
     let this_node = nodes.first().map(|n| n.name.clone()).unwrap_or_default();
-    let node_address = nodes.first().map_or(addr.ip(), |n| n.address);
-    let ns_address = if addr.ip().is_unspecified() {
-        node_address
-    } else {
-        addr.ip()
-    };
+    let ns_address = dns_address(runtime).unwrap_or(addr.ip());
+    if runtime.cluster.is_some() {
+        // In a fleet each node answering DNS is a name server of its own (NS per node).
+        for me in &mut nodes {
+            me.dns = Some(ns_address);
+        }
+    }
     let zone = crate::dns::DnsZone::build(
         &model.dns_domain,
         &model.lbs,
@@ -306,6 +321,17 @@ fn start_dns(
     crate::dns::server::start(addr, feed.published.clone())
         .map_err(|e| StartError::Config(e.to_string()))?;
     Ok(Some(feed))
+}
+
+/// Where this node's DNS server is reached (its glue record): the `--dns` address, or
+/// the node's address when `--dns` listens on every address.
+fn dns_address(runtime: &crate::config::Runtime) -> Option<std::net::IpAddr> {
+    let addr = runtime.dns?;
+    Some(if addr.ip().is_unspecified() {
+        runtime.node.address
+    } else {
+        addr.ip()
+    })
 }
 
 /// The fleet DNS answers with at start: this node alone (`--node`, `--node-address`), in

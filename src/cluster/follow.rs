@@ -15,6 +15,12 @@ use std::time::{Duration, Instant};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// A watch that has brought nothing for this long is opened again from the next
+/// revision (nothing is missed: etcd replays from there). Over a connection that died
+/// without a reset (a partition: silence) nothing would ever arrive, and the node would
+/// neither notice that etcd is away nor hear that it is back. One request per idle
+/// period per node.
+pub const IDLE_REWATCH: Duration = Duration::from_secs(5);
 
 /// What the watch thread reports.
 #[derive(Debug)]
@@ -48,30 +54,50 @@ fn run(etcd: &Etcd, prefix: &[u8], start_revision: i64, mut deliver: impl FnMut(
     loop {
         // Watch until the stream breaks...
         match etcd.watch(prefix, next) {
-            Ok(mut watch) => loop {
-                match watch.next() {
-                    Ok(events) if events.is_empty() => {}
-                    Ok(events) => {
-                        next = events.last().map_or(next, |e| e.kv.mod_revision + 1);
-                        if !deliver(Remote::Events(events)) {
-                            return;
+            Ok(mut watch) => {
+                let mut heard = Instant::now();
+                loop {
+                    match watch.next() {
+                        Ok(events) if events.is_empty() => {
+                            if heard.elapsed() < IDLE_REWATCH {
+                                continue;
+                            }
+                            match etcd.watch(prefix, next) {
+                                Ok(fresh) => {
+                                    watch = fresh;
+                                    heard = Instant::now();
+                                }
+                                Err(e) => {
+                                    if !failed(&mut down_since, &mut backoff, &e, &mut deliver) {
+                                        return;
+                                    }
+                                    break;
+                                }
+                            }
                         }
-                    }
-                    Err(EtcdError::Compacted { compact_revision }) => {
-                        log::warn!(
+                        Ok(events) => {
+                            heard = Instant::now();
+                            next = events.last().map_or(next, |e| e.kv.mod_revision + 1);
+                            if !deliver(Remote::Events(events)) {
+                                return;
+                            }
+                        }
+                        Err(EtcdError::Compacted { compact_revision }) => {
+                            log::warn!(
                             "cluster: the watch fell behind etcd's compaction (revision {compact_revision}); \
                              reloading the whole state"
                         );
-                        break;
-                    }
-                    Err(e) => {
-                        if !failed(&mut down_since, &mut backoff, &e, &mut deliver) {
-                            return;
+                            break;
                         }
-                        break;
+                        Err(e) => {
+                            if !failed(&mut down_since, &mut backoff, &e, &mut deliver) {
+                                return;
+                            }
+                            break;
+                        }
                     }
                 }
-            },
+            }
             Err(e) => {
                 if !failed(&mut down_since, &mut backoff, &e, &mut deliver) {
                     return;

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -70,14 +70,21 @@ pub fn encode(info: &NodeInfo) -> Vec<u8> {
         .started
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    json!({
+    let mut record = json!({
         "zone": info.zone,
         "address": info.address.to_string(),
         "version": info.version,
         "started": started,
-    })
-    .to_string()
-    .into_bytes()
+    });
+    // README "Running several nodes": the DNS name server and the pool addresses, only
+    // when the node has them.
+    if let Some(dns) = info.dns {
+        record["dns"] = json!(dns.to_string());
+    }
+    if let Some(addresses) = &info.addresses {
+        record["lbs"] = super::node_addresses::to_json(addresses);
+    }
+    record.to_string().into_bytes()
 }
 
 /// A record read back; None when it is not one (written by something else, or damaged).
@@ -90,6 +97,8 @@ pub fn decode(name: &str, value: &[u8]) -> Option<NodeInfo> {
         address,
         version: v["version"].as_str().unwrap_or("").to_string(),
         started: UNIX_EPOCH + Duration::from_secs(v["started"].as_u64().unwrap_or(0)),
+        dns: v["dns"].as_str().and_then(|a| a.parse().ok()),
+        addresses: super::node_addresses::from_json(&v["lbs"]),
     })
 }
 
@@ -104,6 +113,10 @@ struct Shared {
     etcd: Etcd,
     prefix: String,
     me: NodeInfo,
+    /// The pool addresses as the control thread last set them (`me.addresses` is the
+    /// value at join); `dirty` until the lease thread has written them to etcd.
+    addresses: Mutex<Option<BTreeMap<String, IpAddr>>>,
+    dirty: AtomicBool,
     ttl: Duration,
     lease: AtomicI64,
     stop: AtomicBool,
@@ -124,6 +137,10 @@ impl Membership {
         let shared = Arc::new(Shared {
             etcd,
             prefix: prefix.to_string(),
+            addresses: Mutex::new(me.addresses.clone()),
+            // The persisted copy (`<prefix>addresses/<node>`) is written by the lease
+            // thread's first round.
+            dirty: AtomicBool::new(me.addresses.is_some()),
             me,
             ttl,
             lease: AtomicI64::new(0),
@@ -134,7 +151,10 @@ impl Membership {
             match shared.register() {
                 Ok(()) => break,
                 Err(JoinError::NameTaken { .. }) if shared.take_over_own_key() => {}
-                Err(JoinError::NameTaken { .. }) if Instant::now() < deadline => {
+                // A slow etcd (a round trip is bounded by TTL/4) is tried again too.
+                Err(JoinError::NameTaken { .. } | JoinError::Etcd(_))
+                    if Instant::now() < deadline =>
+                {
                     std::thread::sleep(BACKOFF_MIN * 2);
                 }
                 Err(e) => return Err(e),
@@ -185,6 +205,21 @@ impl Membership {
         }
     }
 
+    /// This node's load balancer → pool address map changed (the control thread, after
+    /// every change of its model): the lease thread republishes the node's record and
+    /// the persisted copy soon after. Never blocks on etcd.
+    pub fn set_addresses(&self, addresses: BTreeMap<String, IpAddr>) {
+        let mut slot = self
+            .shared
+            .addresses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref() != Some(&addresses) {
+            *slot = Some(addresses);
+            self.shared.dirty.store(true, Ordering::SeqCst);
+        }
+    }
+
     fn stop_threads(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         for thread in self.threads.drain(..) {
@@ -213,16 +248,58 @@ impl Shared {
         self.stop.load(Ordering::SeqCst)
     }
 
-    /// Sleeps `d`, waking early when asked to stop; false when stopping.
-    fn pause(&self, d: Duration) -> bool {
+    /// Sleeps `d`, waking early when asked to stop (false) or, with `on_dirty`, when
+    /// the record is to be republished.
+    fn pause(&self, d: Duration, on_dirty: bool) -> bool {
         let end = Instant::now() + d;
         while Instant::now() < end {
             if self.stopped() {
                 return false;
             }
+            if on_dirty && self.dirty.load(Ordering::SeqCst) {
+                return true;
+            }
             std::thread::sleep(Duration::from_millis(50).min(end - Instant::now()));
         }
         !self.stopped()
+    }
+
+    /// This node's record as it is now (the pool addresses as last set).
+    fn record(&self) -> NodeInfo {
+        let mut me = self.me.clone();
+        me.addresses = self
+            .addresses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        me
+    }
+
+    /// When the pool addresses changed: the node's key again (same lease) and the
+    /// persisted copy that outlives the lease, so a restarted node takes the same
+    /// addresses again (`super::node_addresses`).
+    fn republish(&self) -> Result<(), EtcdError> {
+        if !self.dirty.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let record = self.record();
+        let written = self
+            .etcd
+            .put(
+                &node_key(&self.prefix, &self.me.name),
+                &encode(&record),
+                self.lease.load(Ordering::SeqCst),
+            )
+            .and_then(|_| match &record.addresses {
+                Some(addresses) => {
+                    super::node_addresses::save(&self.etcd, &self.prefix, &self.me.name, addresses)
+                }
+                None => Ok(()),
+            });
+        if written.is_err() {
+            self.dirty.store(true, Ordering::SeqCst);
+        }
+        written
     }
 
     /// The key holds this node's own name *and address*: this node restarted before its
@@ -254,7 +331,10 @@ impl Shared {
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(10);
         let lease = self.etcd.lease_grant(ttl).map_err(JoinError::Etcd)?;
         let key = node_key(&self.prefix, &self.me.name);
-        match self.etcd.create_leased(&key, &encode(&self.me), lease) {
+        match self
+            .etcd
+            .create_leased(&key, &encode(&self.record()), lease)
+        {
             Ok(_) => {
                 self.lease.store(lease, Ordering::SeqCst);
                 Ok(())
@@ -290,10 +370,15 @@ impl Shared {
         let cap = BACKOFF_MAX.min(period).max(BACKOFF_MIN);
         let mut failing: Option<Instant> = None;
         let mut backoff = BACKOFF_MIN;
-        while self.pause(if failing.is_some() { backoff } else { period }) {
+        // A republish wakes the loop early only while etcd answers: during an outage the
+        // backoff paces every request.
+        while self.pause(
+            if failing.is_some() { backoff } else { period },
+            failing.is_none(),
+        ) {
             let lease = self.lease.load(Ordering::SeqCst);
             let outcome = match self.etcd.lease_keepalive(lease) {
-                Ok(Some(_)) => Ok(()),
+                Ok(Some(_)) => self.republish().map_err(JoinError::Etcd),
                 Ok(None) => {
                     log::warn!(
                         "cluster: node {}'s lease expired; registering again",
@@ -344,7 +429,7 @@ impl Shared {
                         log::warn!("cluster: node list not followed, retrying: {e}");
                         failing = Some(Instant::now());
                     }
-                    if !self.pause(backoff) {
+                    if !self.pause(backoff, false) {
                         return;
                     }
                     backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -366,7 +451,9 @@ impl Shared {
         for kv in &kvs {
             apply(&mut nodes, prefix, WatchKind::Put, kv);
         }
-        let mut watch = self.etcd.watch(prefix, revision + 1)?;
+        let mut next = revision + 1;
+        let mut watch = self.etcd.watch(prefix, next)?;
+        let mut heard = Instant::now();
         if let Some(since) = failing.take() {
             log::info!(
                 "cluster: following the node list again after {:.1}s",
@@ -376,6 +463,15 @@ impl Shared {
         publish(&nodes, notify, last);
         while !self.stopped() {
             let events = watch.next()?;
+            if events.is_empty() && heard.elapsed() >= super::follow::IDLE_REWATCH {
+                // As the model's watch: silence may be a dead connection (a partition).
+                watch = self.etcd.watch(prefix, next)?;
+                heard = Instant::now();
+            }
+            if let Some(last) = events.last() {
+                next = last.kv.mod_revision + 1;
+                heard = Instant::now();
+            }
             for event in &events {
                 apply(&mut nodes, prefix, event.kind, &event.kv);
             }
@@ -424,15 +520,17 @@ fn publish(
 /// Joins with `--node*` flags over `--cluster` endpoints: the one call runtime makes
 /// (`notify` sends the list to the control thread and wakes it). The etcd round trip is
 /// bounded by a quarter of the TTL so that a slow endpoint cannot eat a renewal period.
+/// `me` is `node.info()` with what the node serves besides (`dns`, `addresses`).
 pub fn start(
     endpoints: &[String],
     prefix: &str,
     node: &crate::config::node::NodeFlags,
+    me: NodeInfo,
     notify: Notify,
 ) -> Result<Membership, String> {
     let timeout = (node.ttl / 4).min(Duration::from_secs(2));
     let etcd = Etcd::new(endpoints, timeout).map_err(|e| e.to_string())?;
-    Membership::join(etcd, prefix, node.info(), node.ttl, notify).map_err(|e| e.to_string())
+    Membership::join(etcd, prefix, me, node.ttl, notify).map_err(|e| e.to_string())
 }
 
 /// `start` with the list delivered to the control thread (`Event::Nodes`, which updates
@@ -443,12 +541,13 @@ pub fn join_fleet(
     endpoints: &[String],
     prefix: &str,
     node: &crate::config::node::NodeFlags,
+    me: NodeInfo,
 ) -> Result<Membership, String> {
     let control = control.clone();
     let notify: Notify = Box::new(move |nodes| {
         control.send(crate::control::server::Event::Nodes(nodes));
     });
-    start(endpoints, prefix, node, notify)
+    start(endpoints, prefix, node, me, notify)
 }
 
 impl Membership {

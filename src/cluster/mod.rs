@@ -12,5 +12,6 @@ pub mod health;
 pub mod health_publish;
 mod http;
 pub mod members;
+pub mod node_addresses;
 pub mod start;
 pub mod store;

@@ -43,6 +43,14 @@ pub fn publish_flags_lb(store: &mut dyn Store, lbs: &[LbState]) -> Result<(), St
     }
 }
 
+/// This node's load balancer addresses from before it restarted (`--address-pool`).
+pub fn saved_addresses(
+    cluster: &ClusterStore,
+    node: &str,
+) -> Result<std::collections::HashMap<String, std::net::IpAddr>, String> {
+    super::node_addresses::load(&client(cluster)?, &cluster.prefix, node).map_err(|e| e.to_string())
+}
+
 pub fn sticky_key(cluster: &ClusterStore, fresh: [u8; 32]) -> Result<[u8; 32], String> {
     shared_sticky_key(&client(cluster)?, &cluster.prefix, fresh)
 }

@@ -275,6 +275,15 @@ impl Store for EtcdStore {
         })
     }
 
+    fn outage(&self) -> Option<(std::time::SystemTime, String)> {
+        self.unreachable.as_ref().map(|(since, why)| {
+            let wall = std::time::SystemTime::now()
+                .checked_sub(since.elapsed())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            (wall, why.clone())
+        })
+    }
+
     fn forget(&mut self, name: &str, ours: Option<&LbState>) {
         // A revision no key has: a change of ours to it conflicts (and reloads), any
         // version the watch brings is newer. Our unchanged copy (or our having none,

@@ -4,6 +4,7 @@
 //!
 //! A single node without `--cluster` is a fleet of one: [`NodeInfo::this_node`].
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::SystemTime;
 
@@ -22,6 +23,12 @@ pub struct NodeInfo {
     pub version: String,
     /// When the node started.
     pub started: SystemTime,
+    /// `--dns` with `--cluster`: where the node's DNS server is reached (its NS record's
+    /// glue). None: the node answers no DNS.
+    pub dns: Option<IpAddr>,
+    /// `--address-pool`: each load balancer's own address on this node (name → address).
+    /// None: the node has no pool, and serves every load balancer on `address`.
+    pub addresses: Option<BTreeMap<String, IpAddr>>,
 }
 
 impl NodeInfo {
@@ -33,6 +40,8 @@ impl NodeInfo {
             address,
             version: env!("CARGO_PKG_VERSION").to_string(),
             started: SystemTime::now(),
+            dns: None,
+            addresses: None,
         }
     }
 }

@@ -18,5 +18,6 @@ pub mod state;
 pub mod status_health;
 pub mod status_nodes;
 pub mod status_page;
+pub mod status_store;
 pub mod store;
 pub mod xml;

@@ -249,8 +249,17 @@ impl Plane {
 
     /// The status page (`GET /`).
     pub fn status_page(&self) -> String {
-        let page =
-            super::status_page::render(&self.model, &self.stats, &self.nodes, &self.this_node);
+        let store = self.store.as_ref().map(|s| super::status_store::StoreView {
+            describe: s.describe(),
+            outage: s.outage(),
+        });
+        let page = super::status_page::render(
+            &self.model,
+            &self.stats,
+            &self.nodes,
+            &self.this_node,
+            store.as_ref(),
+        );
         let Some(fleet) = &self.fleet_health else {
             return page;
         };
@@ -271,6 +280,15 @@ impl Plane {
             dns.publish(&self.model.dns_domain, &self.model.lbs);
         }
         self.nodes = nodes;
+    }
+
+    /// `--address-pool` with `--cluster`: this node's load balancer → address map goes
+    /// into its membership record, for the other nodes' DNS answers (README "Running
+    /// several nodes"). Only hands the map over; the membership thread writes it.
+    fn publish_addresses(&self) {
+        if let (Some(membership), Some(_)) = (&self.membership, &self.model.placement.pool) {
+            membership.set_addresses(self.model.own_addresses());
+        }
     }
 
     /// The `/metrics` text.
@@ -384,6 +402,7 @@ impl Plane {
         if let Some(dns) = &self.dns {
             dns.publish(&self.model.dns_domain, &self.model.lbs);
         }
+        self.publish_addresses();
         self.topology = topology.clone();
         if let Some(config) = tls {
             // Before the topology: a worker has it when the new listener's first client comes.

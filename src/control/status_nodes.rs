@@ -7,11 +7,23 @@ use std::fmt::Write;
 use std::time::SystemTime;
 
 /// Appends the table: name, zone, address, version and uptime of every live node, this
-/// node marked. `html` escapes text.
-pub fn render(out: &mut String, nodes: &[NodeInfo], this_node: &str, html: fn(&str) -> String) {
+/// node marked; `last_known` while the store is unreachable (the list may be out of
+/// date). `html` escapes text.
+pub fn render(
+    out: &mut String,
+    nodes: &[NodeInfo],
+    this_node: &str,
+    last_known: bool,
+    html: fn(&str) -> String,
+) {
+    let heading = if last_known {
+        "Nodes <span id=\"nodes-last-known\" class=\"muted\">(last known: the store is unreachable)</span>"
+    } else {
+        "Nodes"
+    };
     let _ = write!(
         out,
-        "<section class=\"nodes\"><h2>Nodes</h2><table id=\"nodes\"><tr><th>node</th><th>zone</th>\
+        "<section class=\"nodes\"><h2>{heading}</h2><table id=\"nodes\"><tr><th>node</th><th>zone</th>\
          <th>address</th><th>version</th><th>up</th></tr>"
     );
     let now = SystemTime::now();
@@ -60,7 +72,7 @@ mod tests {
         a.started = SystemTime::now() - std::time::Duration::from_secs(3 * 3600 + 120);
         let b = NodeInfo::this_node("n<2>", "zone-b", "127.0.2.1".parse().unwrap());
         let mut out = String::new();
-        render(&mut out, &[a, b], "n1", |t| {
+        render(&mut out, &[a, b], "n1", false, |t| {
             t.replace('<', "&lt;").replace('>', "&gt;")
         });
         assert!(

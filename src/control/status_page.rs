@@ -42,6 +42,7 @@ pub fn render(
     stats: &[Arc<Stats>],
     nodes: &[crate::config::node::NodeInfo],
     this_node: &str,
+    store: Option<&super::status_store::StoreView>,
 ) -> String {
     let mut out = String::with_capacity(8 * 1024);
     let _ = write!(
@@ -62,7 +63,11 @@ pub fn render(
          This page refreshes every 5 seconds; metrics in Prometheus format are at \
          <a href=\"/metrics\">/metrics</a>.</p>"
     );
-    super::status_nodes::render(&mut out, nodes, this_node, html);
+    if let Some(store) = store {
+        super::status_store::render(&mut out, store, html);
+    }
+    let last_known = store.is_some_and(|s| s.outage.is_some());
+    super::status_nodes::render(&mut out, nodes, this_node, last_known, html);
     if model.lbs.is_empty() {
         out.push_str("<p>No load balancers.</p>");
     }

@@ -63,6 +63,10 @@ pub trait Store: Send {
     fn stale(&self) -> Option<String> {
         None
     }
+    /// Since when (wall clock) and why the store is known unreachable: the status page.
+    fn outage(&self) -> Option<(std::time::SystemTime, String)> {
+        None
+    }
     /// For logs and errors: where the model is kept.
     fn describe(&self) -> String;
 }

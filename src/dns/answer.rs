@@ -189,17 +189,20 @@ fn apex<'a>(reply: &mut Packet<'a>, qtype: QTYPE, qname: Name<'a>, zone: &'a Dns
         reply.answers.push(soa(zone));
     }
     if ns_wanted {
-        reply.answers.push(ResourceRecord::new(
-            qname,
-            CLASS::IN,
-            TTL,
-            RData::NS(NS(Name::new_unchecked(&zone.ns_host))),
-        ));
-        // Glue: the resolver that follows the delegation needs the server's address.
-        for ip in zone.names.get(&zone.ns_host).into_iter().flatten() {
-            reply
-                .additional_records
-                .push(address_record(Name::new_unchecked(&zone.ns_host), *ip));
+        // One NS per name server (each live node answering DNS), with its glue: the
+        // resolver that follows the delegation needs the servers' addresses.
+        for host in &zone.ns_hosts {
+            reply.answers.push(ResourceRecord::new(
+                qname.clone(),
+                CLASS::IN,
+                TTL,
+                RData::NS(NS(Name::new_unchecked(host))),
+            ));
+            for ip in zone.names.get(host).into_iter().flatten() {
+                reply
+                    .additional_records
+                    .push(address_record(Name::new_unchecked(host), *ip));
+            }
         }
     }
     if reply.answers.is_empty() {

@@ -153,3 +153,98 @@ fn the_flags_check_the_address_and_the_domain() {
         assert!(e.0.contains(bad[0].trim_start_matches('-')), "{bad:?}: {e}");
     }
 }
+
+#[test]
+fn each_node_answers_with_its_own_pool_address_for_each_load_balancer() {
+    let mut n1 = node("n1", "zone-a", "127.0.1.1");
+    let mut n2 = node("n2", "zone-a", "127.0.2.1");
+    let n3 = node("n3", "zone-a", "127.0.3.1");
+    let mut n4 = node("n4", "zone-a", "127.0.4.1");
+    // This node's own map is in the model; another's in its record.
+    n1.addresses = Some([("web".to_string(), ip("10.0.1.5"))].into());
+    n2.addresses = Some(
+        [
+            ("web".to_string(), ip("10.0.2.7")),
+            ("api".to_string(), ip("10.0.2.8")),
+        ]
+        .into(),
+    );
+    // A node with a pool but no address for "api": it does not serve it.
+    n4.addresses = Some([("web".to_string(), ip("10.0.4.1"))].into());
+    let lbs = [
+        lb("web", &["zone-a"], Some("10.0.1.1")),
+        lb("api", &["zone-a"], Some("10.0.1.2")),
+    ];
+    let zone = DnsZone::build(
+        "elb.localhost",
+        &lbs,
+        &[n1, n2, n3, n4],
+        "n1",
+        ip("127.0.1.1"),
+    );
+    let (_, ips, _) = addresses(&zone, "web.elb.localhost", Transport::Udp);
+    let want = ["10.0.1.1", "10.0.2.7", "10.0.4.1", "127.0.3.1"].map(ip);
+    assert_eq!(ips, want);
+    let (_, ips, _) = addresses(&zone, "api.elb.localhost", Transport::Udp);
+    assert_eq!(ips, ["10.0.1.2", "10.0.2.8", "127.0.3.1"].map(ip));
+}
+
+#[test]
+fn every_node_answering_dns_is_a_name_server_with_glue() {
+    let apex = |zone: &DnsZone| {
+        let bytes = answer(&query("elb.localhost", TYPE::NS), zone, Transport::Udp).expect("NS");
+        let reply = Packet::parse(&bytes).expect("parses");
+        let ns: Vec<String> = reply
+            .answers
+            .iter()
+            .filter_map(|r| match &r.rdata {
+                simple_dns::rdata::RData::NS(ns) => Some(ns.0.to_string()),
+                _ => None,
+            })
+            .collect();
+        let glue: Vec<(String, IpAddr)> = reply
+            .additional_records
+            .iter()
+            .filter_map(|r| match &r.rdata {
+                simple_dns::rdata::RData::A(a) => {
+                    Some((r.name.to_string(), IpAddr::V4(a.address.into())))
+                }
+                _ => None,
+            })
+            .collect();
+        (ns, glue)
+    };
+    // Alone (no --cluster): ns1, as before.
+    let zone = DnsZone::build(
+        "elb.localhost",
+        &[],
+        &[node("x", "", "127.0.0.1")],
+        "x",
+        ip("127.0.0.1"),
+    );
+    assert_eq!(apex(&zone).0, ["ns1.ns.elb.localhost"]);
+    let mut n1 = node("n1", "zone-a", "127.0.1.1");
+    let mut n2 = node("N_2", "zone-b", "127.0.2.1");
+    let n3 = node("n3", "zone-c", "127.0.3.1");
+    n1.dns = Some(ip("127.0.1.53"));
+    n2.dns = Some(ip("127.0.2.53"));
+    let zone = DnsZone::build("elb.localhost", &[], &[n1, n2, n3], "N_2", ip("127.0.2.53"));
+    let (ns, glue) = apex(&zone);
+    assert_eq!(ns, ["n-2.ns.elb.localhost", "n1.ns.elb.localhost"]);
+    assert_eq!(
+        glue,
+        [
+            ("n-2.ns.elb.localhost".to_string(), ip("127.0.2.53")),
+            ("n1.ns.elb.localhost".to_string(), ip("127.0.1.53")),
+        ]
+    );
+    assert_eq!(zone.ns_host, "n-2.ns.elb.localhost");
+    // A node whose own record is not in its list still names itself.
+    let mut other = node("n1", "zone-a", "127.0.1.1");
+    other.dns = Some(ip("127.0.1.53"));
+    let zone = DnsZone::build("elb.localhost", &[], &[other], "n9", ip("127.0.9.53"));
+    assert_eq!(
+        apex(&zone).0,
+        ["n9.ns.elb.localhost", "n1.ns.elb.localhost"]
+    );
+}

@@ -20,9 +20,13 @@ pub const DEFAULT_DOMAIN: &str = "elb.localhost";
 pub struct DnsZone {
     /// The apex, e.g. `elb.localhost`.
     pub domain: String,
-    /// The name server's host name (`ns1.ns.<domain>`): two labels below the apex, so
-    /// no load balancer name (one label) can take it.
+    /// This node's name server host name (`ns1.ns.<domain>` alone, `<node>.ns.<domain>`
+    /// in a fleet): two labels below the apex, so no load balancer name (one label) can
+    /// take it. The SOA's primary.
     pub ns_host: String,
+    /// Every name server of the zone (the apex's NS records): one per live node that
+    /// answers DNS, this node's first.
+    pub ns_hosts: Vec<String>,
     /// `hostmaster.<domain>` in the SOA record.
     pub hostmaster: String,
     /// SOA serial: seconds since 1970 when the snapshot was built.
@@ -69,6 +73,15 @@ impl DnsZone {
     /// node without a zone, a single node without `--node-zone`, serves every zone). As
     /// ELB, a load balancer none of whose zones has a live node has a name but no
     /// addresses (NODATA), rather than sending clients to nodes of other zones.
+    ///
+    /// Each node is listed with its own address for the load balancer: this node's from
+    /// `lbs`, another's from the map it publishes (`NodeInfo::addresses`); a node with a
+    /// pool but no address for it (it could not take the load balancer, or has not yet)
+    /// is left out; a node without a pool is listed with its `--node-address`.
+    ///
+    /// Name servers: every node that publishes a DNS address (`NodeInfo::dns`, `--dns`
+    /// with `--cluster`) is one, `<node>.ns.<domain>`; without any (a single node), this
+    /// node is `ns1.ns.<domain>`.
     pub fn build(
         domain: &str,
         lbs: &[LbState],
@@ -77,17 +90,17 @@ impl DnsZone {
         ns_address: IpAddr,
     ) -> DnsZone {
         let mut names: HashMap<String, Vec<IpAddr>> = HashMap::with_capacity(lbs.len() + 1);
-        let ns_host = format!("ns1.ns.{domain}");
-        names.insert(ns_host.clone(), vec![ns_address]);
+        let (ns_host, ns_hosts) = name_servers(domain, nodes, this_node, ns_address, &mut names);
         // In creation order: of two names differing only in case, the first created
         // keeps the DNS name (README "DNS").
         for lb in lbs {
             let mut addresses: Vec<IpAddr> = nodes
                 .iter()
                 .filter(|n| n.zone.is_empty() || lb.zones.contains(&n.zone))
-                .map(|n| match lb.address {
-                    Some(own) if n.name == this_node => own,
-                    _ => n.address,
+                .filter_map(|n| match (&lb.address, &n.addresses) {
+                    (Some(own), _) if n.name == this_node => Some(*own),
+                    (_, Some(theirs)) => theirs.get(&lb.name).copied(),
+                    (_, None) => Some(n.address),
                 })
                 .collect();
             addresses.sort();
@@ -101,9 +114,71 @@ impl DnsZone {
             domain: domain.to_string(),
             hostmaster: format!("hostmaster.{domain}"),
             ns_host,
+            ns_hosts,
             serial,
             names,
         }
+    }
+}
+
+/// The name servers' host names, this node's first, their addresses put in `names` (the
+/// glue): `(this node's, all)`.
+fn name_servers(
+    domain: &str,
+    nodes: &[NodeInfo],
+    this_node: &str,
+    ns_address: IpAddr,
+    names: &mut HashMap<String, Vec<IpAddr>>,
+) -> (String, Vec<String>) {
+    let mut servers: Vec<(String, IpAddr)> = nodes
+        .iter()
+        .filter_map(|n| Some((ns_label(&n.name), n.dns?, n.name == this_node)))
+        .map(|(label, ip, own)| (format!("{label}.ns.{domain}"), ip, own))
+        .fold(Vec::new(), |mut v, (host, ip, own)| {
+            if own {
+                v.insert(0, (host, ip));
+            } else {
+                v.push((host, ip));
+            }
+            v
+        });
+    let own = format!("{}.ns.{domain}", ns_label(this_node));
+    if servers.is_empty() {
+        servers.push((format!("ns1.ns.{domain}"), ns_address));
+    } else if servers[0].0 != own {
+        // This node's record is not (yet, or no longer) in the list it has: it answers
+        // all the same, so it names itself.
+        servers.insert(0, (own, ns_address));
+    }
+    let mut hosts = Vec::with_capacity(servers.len());
+    for (host, ip) in servers {
+        let glue = names.entry(host.clone()).or_default();
+        if !glue.contains(&ip) {
+            glue.push(ip);
+        }
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
+    (hosts[0].clone(), hosts)
+}
+
+/// A node name as a DNS label: lower-case, every byte other than a-z, 0-9 and '-'
+/// replaced by '-' (node names may hold '_' and '.'), and not starting or ending with
+/// '-'.
+fn ns_label(node: &str) -> String {
+    let label: String = node
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9') => c,
+            _ => '-',
+        })
+        .collect();
+    let label = label.trim_matches('-');
+    if label.is_empty() {
+        "node".to_string()
+    } else {
+        label.to_string()
     }
 }
 

@@ -46,7 +46,7 @@ fn under(record: &ResourceRecord, domain: &str) -> bool {
 }
 
 /// Three load balancers (one with its own address, one in a zone no node serves) on
-/// two nodes in two zones, under a two-label domain.
+/// two nodes in two zones, both name servers, under a two-label domain.
 fn sample_zone() -> DnsZone {
     let lb = |name: &str, zone: &str, address: Option<&str>| {
         let args = ["--name", name, "-l", "http:80"].map(String::from);
@@ -66,9 +66,13 @@ fn sample_zone() -> DnsZone {
     let node = |name: &str, zone: &str, ip: &str| {
         NodeInfo::this_node(name, zone, ip.parse().unwrap_or([127, 0, 0, 1].into()))
     };
-    let nodes = [
+    let mut nodes = [
         node("n1", "zone-a", "127.0.1.1"),
         node("n2", "zone-b", "::1"),
     ];
+    // Both answer DNS (two NS with glue); n1 has a pool address for "web" only.
+    nodes[0].dns = Some([127, 0, 1, 53].into());
+    nodes[1].dns = Some([127, 0, 1, 1].into());
+    nodes[0].addresses = Some([("web".to_string(), [127, 0, 1, 9].into())].into());
     DnsZone::build("elb.localhost", &lbs, &nodes, "n2", [127, 0, 1, 1].into())
 }

@@ -28,6 +28,7 @@ pub mod dns;
 pub mod etcd;
 pub mod load;
 pub mod recorder;
+pub mod relay;
 pub mod slow;
 pub mod sources;
 pub mod tls;

@@ -27,6 +27,10 @@ pub struct Placement {
     pub bindable: fn(IpAddr) -> bool,
     /// Pool position the next search starts from.
     cursor: u64,
+    /// `--cluster`: the addresses this node had before it restarted (the shared model
+    /// holds none; `crate::cluster::node_addresses`), taken again while they are free.
+    /// Set for start-up only, then cleared.
+    pub preferred: std::collections::HashMap<String, IpAddr>,
 }
 
 impl Default for Placement {
@@ -37,6 +41,7 @@ impl Default for Placement {
             api: None,
             bindable: crate::config::address_pool::bindable,
             cursor: 0,
+            preferred: Default::default(),
         }
     }
 }
@@ -58,6 +63,14 @@ fn overlap(a: IpAddr, b: IpAddr) -> bool {
 }
 
 impl Model {
+    /// Each load balancer's own address (with a pool): what this node publishes for DNS.
+    pub fn own_addresses(&self) -> std::collections::BTreeMap<String, IpAddr> {
+        self.lbs
+            .iter()
+            .filter_map(|lb| Some((lb.name.clone(), lb.address?)))
+            .collect()
+    }
+
     /// The address load balancer `lb` listens on.
     pub fn listen_address(&self, lb: &LbState) -> IpAddr {
         lb.address.unwrap_or(self.placement.bind)
@@ -92,8 +105,16 @@ impl Model {
             }
             (Some(pool), None) => {
                 let taken = |ip: IpAddr| self.lbs.iter().any(|l| l.address == Some(ip));
-                let address = pool
-                    .first_free(self.placement.cursor, taken, self.placement.bindable)
+                let before = self
+                    .placement
+                    .preferred
+                    .get(&lb.name)
+                    .copied()
+                    .filter(|&ip| pool.contains(ip) && !taken(ip) && (self.placement.bindable)(ip));
+                let address = before
+                    .or_else(|| {
+                        pool.first_free(self.placement.cursor, taken, self.placement.bindable)
+                    })
                     .ok_or_else(|| {
                         let used = self.lbs.iter().filter(|l| l.address.is_some()).count();
                         // ELB's answer when a subnet has no free address for a new load
@@ -259,6 +280,25 @@ mod tests {
         m.delete("b");
         create(&mut m, "c", &[80]).unwrap();
         assert_eq!(address(&m, "c"), Some(ip("127.0.3.3")));
+    }
+
+    #[test]
+    fn a_restarted_node_takes_its_previous_addresses_while_free() {
+        let mut m = model(Some("127.0.3.0/29"), None);
+        m.placement.preferred.insert("b".into(), ip("127.0.3.4"));
+        m.placement.preferred.insert("c".into(), ip("127.0.9.9"));
+        m.placement.preferred.insert("d".into(), ip("127.0.3.4"));
+        create(&mut m, "a", &[80]).unwrap();
+        create(&mut m, "b", &[80]).unwrap();
+        create(&mut m, "c", &[80]).unwrap();
+        create(&mut m, "d", &[80]).unwrap();
+        let got: Vec<_> = ["a", "b", "c", "d"].map(|n| address(&m, n).unwrap()).into();
+        // c's is outside the pool and d's is b's: both take the next free one.
+        let want: Vec<IpAddr> = ["127.0.3.1", "127.0.3.4", "127.0.3.5", "127.0.3.6"]
+            .map(ip)
+            .into();
+        assert_eq!(got, want);
+        assert_eq!(m.own_addresses().get("b"), Some(&ip("127.0.3.4")));
     }
 
     #[test]
