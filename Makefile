@@ -40,9 +40,10 @@ fuzz:
 		$(CARGO) +nightly fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS); \
 	done
 
-# clb against nginx and HAProxy on loopback (issues 5 and 6): about 15 minutes, writes
+# clb against nginx and HAProxy on loopback (issues 5, 6 and 14): about 17 minutes, writes
 # tests/bench/results.md. ROUNDS=, DURATION= (seconds per run), LOADS= (a subset) or
-# QUICK=1 (about 2.5 minutes); see tests/bench/README.md.
+# QUICK=1 (about 2.5 minutes), SLOW_CLIENTS=0 (skip the slow-clients phase); see
+# tests/bench/README.md.
 bench:
 	tests/bench/run.sh
 

@@ -32,7 +32,8 @@
 # Settings (environment): LOADS ("tiny 16k 1m close tls tlsnew tcp"), SPLICE_OFF (1),
 # ROUNDS (5), DURATION seconds per wrk run (6), MEM_CONNS (10000; 0 skips the memory
 # phase), INSN_REQUESTS (20000; 0 skips the instruction counts), INSN_PEERS (1: also count
-# nginx's and HAProxy's instructions), TLS_RESUME (0; 1 lets wrk resume TLS sessions in the
+# nginx's and HAProxy's instructions), SLOW_CLIENTS (5000; slow-loris connections of the
+# last phase, tests/bench/slow_clients.sh; 0 skips it), TLS_RESUME (0; 1 lets wrk resume TLS sessions in the
 # tlsnew load), SPLIT (perf, or proc), CLB_BIN (a clb binary to use instead of
 # `cargo build --release`),
 # BASE_PORT (18300; ports BASE_PORT to BASE_PORT+19 are used), PROXY_CPU (0), LOAD_CPU (1),
@@ -50,7 +51,7 @@ BENCH=tests/bench
 
 if [ "${1:-}" = "--quick" ]; then QUICK=1; fi
 if [ "${QUICK:-0}" = 1 ]; then
-    : "${ROUNDS:=1}" "${DURATION:=3}" "${MEM_CONNS:=2000}" "${INSN_REQUESTS:=5000}"
+    : "${ROUNDS:=1}" "${DURATION:=3}" "${MEM_CONNS:=2000}" "${INSN_REQUESTS:=5000}" "${SLOW_CLIENTS:=1000}"
 fi
 ROUNDS="${ROUNDS:-5}"
 DURATION="${DURATION:-6}"
@@ -58,6 +59,7 @@ MEM_CONNS="${MEM_CONNS:-10000}"
 INSN_REQUESTS="${INSN_REQUESTS:-20000}"
 INSN_CONNS="${INSN_CONNS:-10}"
 INSN_PEERS="${INSN_PEERS:-1}"
+SLOW_CLIENTS="${SLOW_CLIENTS:-5000}"
 SPLICE_OFF="${SPLICE_OFF:-1}"
 TLS_RESUME="${TLS_RESUME:-0}"
 BASE_PORT="${BASE_PORT:-18300}"
@@ -852,4 +854,20 @@ done
 stop_pid "$BACKEND_PID"
 echo
 python3 "$BENCH/summarise.py" "$raw" "$OUT"
+# p99 of normal clients beside slow-loris connections, for all three (make bench-slow)
+if [ "$SLOW_CLIENTS" != 0 ]; then
+    log "slow clients: $SLOW_CLIENTS slow-loris connections beside wrk, each proxy in turn"
+    if table=$(CLB_BIN="$CLB" SLOW="$SLOW_CLIENTS" DURATION="$DURATION" PROXY_CPU="$PROXY_CPU" \
+        LOAD_CPU="$LOAD_CPU" "$BENCH/slow_clients.sh" 2>"$work/slow_clients.log"); then
+        {
+            echo
+            echo "Normal clients beside $SLOW_CLIENTS slow-loris connections (\`make bench-slow\`: wrk, 50 keep-alive connections, alone and then beside connections that each hold a partial head and trickle a byte every 2 s; each proxy pinned to core $PROXY_CPU, wrk, the instance and the slow clients on core $LOAD_CPU; target for clb: p99 ratio ≤ 1.25×):"
+            echo
+            printf '%s\n' "$table"
+        } >>"$OUT"
+        printf '%s\n' "$table"
+    else
+        log "warning: the slow-clients run failed (see $work/slow_clients.log)"
+    fi
+fi
 log "written to $OUT"
