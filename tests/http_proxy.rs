@@ -175,6 +175,31 @@ fn response_head_from_the_instance_reaches_the_client() {
 }
 
 #[test]
+fn framing_look_alikes_in_a_response_do_not_reach_the_client() {
+    // As in requests (README "Request framing"): a header whose letters spell a
+    // framing header is not forwarded, so no client or cache after clb can frame the
+    // response by it; the real Content-Length is what frames it.
+    let backend = Backend::start(
+        IP1,
+        "i-1",
+        Behavior::Raw(
+            b"HTTP/1.1 200 OK\r\nTransfer_Encoding: chunked\r\nContent-Length: 2\r\nContent.Length: 99\r\nTRANSFER-encoding-: x\r\nX-Kept: yes\r\n\r\nok"
+                .to_vec(),
+        ),
+    );
+    let clb = Clb::http(&[backend.instance("zone-a")], &["--workers", "1"]);
+    let r = clb.connect().request(&get("/"));
+    assert_eq!(r.status, 200);
+    let head = String::from_utf8_lossy(&r.head).to_ascii_lowercase();
+    for alike in ["transfer_encoding", "content.length", "transfer-encoding-"] {
+        assert!(!head.contains(alike), "{alike} reached the client: {head}");
+    }
+    assert_eq!(r.header("content-length"), Some("2"));
+    assert_eq!(r.header("x-kept"), Some("yes"));
+    assert_eq!(r.body, b"ok");
+}
+
+#[test]
 fn expect_100_continue_is_answered_before_the_body_is_sent() {
     let backend = Backend::start(IP1, "i-1", Behavior::CountBody);
     let clb = Clb::http(&[backend.instance("zone-a")], &["--workers", "2"]);

@@ -82,7 +82,15 @@ impl Body {
 /// dots, spaces, controls) around or between them. Such a header never reaches an
 /// instance (README, "Request framing"): nginx drops every name with `_` by default and
 /// other servers read `_` as `-`, so forwarding it beside a body invites a desync.
+#[inline]
 pub fn looks_like_framing(name: &[u8]) -> bool {
+    // The letters must spell "contentlength" (13) or "transferencoding" (16): a shorter
+    // name cannot (most header names, on every request and response), and that test is
+    // kept inline at the callers.
+    name.len() >= 13 && spells_framing(name)
+}
+
+fn spells_framing(name: &[u8]) -> bool {
     if name.eq_ignore_ascii_case(b"transfer-encoding")
         || name.eq_ignore_ascii_case(b"content-length")
     {

@@ -8,7 +8,7 @@
 //! An HTTP/1.0 client cannot read chunked coding, so it gets the payload alone, delimited
 //! by clb closing the connection.
 
-use super::framing::Body;
+use super::framing::{self, Body};
 use super::lines::LineCopier;
 use super::request::{is_hop_by_hop, list_items, parse_content_length, Parse, RequestInfo};
 use crate::buffer::Buf;
@@ -210,9 +210,12 @@ fn write_headers(input: &[u8], headers: &[httparse::Header<'_>], out: &mut Buf, 
     for h in headers {
         let name = h.name.as_bytes();
         let te = name.eq_ignore_ascii_case(b"transfer-encoding");
+        // A look-alike of a framing header (`Transfer_Encoding`, `Content.Length`) is
+        // dropped as in requests: a client or cache before it might frame by it.
         if name.eq_ignore_ascii_case(b"connection")
             || is_hop_by_hop(name)
             || (te && dechunk)
+            || framing::looks_like_framing(name)
             || named[..count].iter().any(|t| t.eq_ignore_ascii_case(name))
         {
             continue;
