@@ -2,8 +2,8 @@
 //! clients: boto3 (through `tests/api/boto_driver.py`, one Python process per test) and
 //! the `aws` CLI, against the real `clb` binary with its control API on a free port.
 //!
-//! - `actions`, `settings`: every action, its answer and each error code with its
-//!   HTTP status.
+//! - `actions`, `registration`, `settings`, `policies`: every action, its answer and
+//!   each error code with its HTTP status.
 //! - `runtime`: what the answers do to traffic: new listeners, registration,
 //!   deregistration with and without connection draining, instance health strings.
 //! - `durable`: `--state` across a restart and across kill -9 during a burst of writes.
@@ -30,6 +30,10 @@ mod cli;
 mod client;
 #[path = "api/durable.rs"]
 mod durable;
+#[path = "api/policies.rs"]
+mod policies;
+#[path = "api/registration.rs"]
+mod registration;
 #[path = "api/runtime.rs"]
 mod runtime;
 #[path = "api/settings.rs"]
