@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::cluster::{node_ip, query};
+use common::cluster::{query, start_node_env};
 use common::etcd::EtcdServer;
 use common::*;
 use std::io::{Read, Write};
@@ -72,28 +72,10 @@ impl SlowHealth {
 /// Node `n` (zone-a, -b, -c) with the flags' load balancer over all three zones, the
 /// instance in zone-a, probed every 5 health seconds of `unit_ms` each.
 fn start(etcd: &EtcdServer, n: u8, port: u16, instance: SocketAddr, unit_ms: &str) -> Clb {
-    let ip = node_ip(n);
-    let api = format!("{ip}:{}", free_port(&ip));
-    let listener = format!("http:{port}:http:80");
     let instance = format!("i-web={instance}@zone-a");
     let health = format!("HTTP:{}/health", instance_port(&instance));
-    let (name, zone) = (format!("n{n}"), format!("zone-{}", (b'a' + n - 1) as char));
-    let endpoint = etcd.endpoint();
-    let args = [
-        "--listener",
-        &listener,
-        "--bind",
-        &ip,
-        "--api",
-        &api,
-        "--cluster",
-        &endpoint,
-        "--workers",
-        "1",
-        "--node",
-        &name,
-        "--node-address",
-        &ip,
+    let zone = format!("zone-{}", (b'a' + n - 1) as char);
+    let extra = [
         "--node-zone",
         &zone,
         "--node-ttl",
@@ -113,7 +95,13 @@ fn start(etcd: &EtcdServer, n: u8, port: u16, instance: SocketAddr, unit_ms: &st
         "--unhealthy-threshold",
         "2",
     ];
-    Clb::start_env(&args, &[(HEALTH_TIME_UNIT_VAR, unit_ms)])
+    start_node_env(
+        &etcd.endpoint(),
+        n,
+        port,
+        &extra,
+        &[(HEALTH_TIME_UNIT_VAR, unit_ms)],
+    )
 }
 
 fn instance_port(spec: &str) -> &str {

@@ -26,6 +26,17 @@ pub fn start_node_with(etcd: &EtcdServer, n: u8, port: u16, extra: &[&str]) -> C
 
 /// `start_node_with` on `--cluster ENDPOINTS` as given (several members: comma-separated).
 pub fn start_node_on(endpoints: &str, n: u8, port: u16, extra: &[&str]) -> Clb {
+    start_node_env(endpoints, n, port, extra, CLUSTER_ENV)
+}
+
+/// `start_node_on` with its own environment (e.g. another health time unit per node).
+pub fn start_node_env(
+    endpoints: &str,
+    n: u8,
+    port: u16,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Clb {
     let ip = node_ip(n);
     let name = format!("n{n}");
     let api = format!("{ip}:{}", free_port(&ip));
@@ -48,7 +59,7 @@ pub fn start_node_on(endpoints: &str, n: u8, port: u16, extra: &[&str]) -> Clb {
         &ip,
     ];
     let args: Vec<&str> = args.iter().chain(extra).copied().collect();
-    Clb::start_env(&args, CLUSTER_ENV)
+    Clb::start_env(&args, env)
 }
 
 /// One unsigned Query API call as a GET (clb without --api-credentials takes it):
