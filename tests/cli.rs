@@ -3,53 +3,7 @@
 
 mod common;
 
-use common::free_port;
-use std::io::Read;
-use std::process::{Command, ExitStatus, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
-
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs clb with `args`; it must exit by itself within 10 s.
-fn run(args: &[&str]) -> Run {
-    let mut child = Command::new(common::clb_binary())
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn clb");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for clb") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("clb {args:?} was still running after 10 s");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    let (mut stdout, mut stderr) = (String::new(), String::new());
-    if let Some(mut out) = child.stdout.take() {
-        let _ = out.read_to_string(&mut stdout);
-    }
-    if let Some(mut err) = child.stderr.take() {
-        let _ = err.read_to_string(&mut stderr);
-    }
-    Run {
-        status,
-        stdout,
-        stderr,
-    }
-}
+use common::{assert_refused, free_port, run_clb as run};
 
 /// A valid HTTP listener on a free port, so only the flag under test is wrong.
 fn valid_listener() -> String {
@@ -59,24 +13,7 @@ fn valid_listener() -> String {
 /// clb exits 2 and prints exactly one line on stderr, `clb: ...`, naming every
 /// string in `mentions`.
 fn refused(args: &[&str], mentions: &[&str]) {
-    let r = run(args);
-    assert_eq!(
-        r.status.code(),
-        Some(2),
-        "clb {args:?}: {} stderr {:?}",
-        r.status,
-        r.stderr
-    );
-    let lines: Vec<&str> = r.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "clb {args:?} stderr: {:?}", r.stderr);
-    assert!(lines[0].starts_with("clb: "), "stderr: {:?}", lines[0]);
-    for m in mentions {
-        assert!(
-            lines[0].contains(m),
-            "{:?} does not mention {m:?}",
-            lines[0]
-        );
-    }
+    assert_refused(args, mentions);
 }
 
 #[test]
