@@ -5,14 +5,15 @@
 //! Every call is bounded: botocore has connect and read timeouts, and the Rust side
 //! gives up on an answer after [`ANSWER_TIMEOUT`].
 
+use crate::common::wait_output;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long one boto3 call may take before the test fails (botocore's own read timeout
 /// is 30 s).
@@ -361,39 +362,16 @@ pub fn aws_signed(api: SocketAddr, args: &[&str], key: &str, secret: &str) -> Aw
         .args(args)
         .args(["--endpoint-url", &endpoint, "--region", "us-east-1"]);
     isolate(&mut command, key, secret);
-    let mut child = command
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("run aws (is the aws CLI installed?): {e}"));
-    let mut out = child.stdout.take().expect("aws stdout");
-    let mut err = child.stderr.take().expect("aws stderr");
-    let out_reader = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = out.read_to_string(&mut text);
-        text
-    });
-    let err_reader = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = err.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + AWS_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for aws") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("aws elb {args:?} was still running after {AWS_TIMEOUT:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
+    let (status, stdout, stderr) = wait_output(child, &format!("aws elb {args:?}"), AWS_TIMEOUT);
     AwsRun {
         code: status.code(),
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr: err_reader.join().unwrap_or_default(),
+        stdout,
+        stderr,
     }
 }

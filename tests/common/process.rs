@@ -369,7 +369,7 @@ pub struct Run {
 
 /// Runs clb with `args` (and no `RUST_LOG`); it must exit by itself within 10 s.
 pub fn run_clb(args: &[&str]) -> Run {
-    let mut child = Command::new(clb_binary())
+    let child = Command::new(clb_binary())
         .args(args)
         .env_remove("RUST_LOG")
         .env_remove(HEALTH_TIME_UNIT_VAR)
@@ -378,36 +378,61 @@ pub fn run_clb(args: &[&str]) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn clb");
-    // Drain both pipes while waiting, so a chatty clb cannot block on a full pipe.
-    let mut out = child.stdout.take().expect("stdout pipe");
-    let mut err = child.stderr.take().expect("stderr pipe");
-    let out_reader = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = out.read_to_string(&mut text);
-        text
-    });
-    let err_reader = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = err.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, stdout, stderr) =
+        wait_output(child, &format!("clb {args:?}"), Duration::from_secs(10));
+    Run {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// Waits up to `within` for `child` to exit and returns its status, stdout and stderr.
+/// Both pipes are drained meanwhile, so a chatty child cannot block on a full pipe; a
+/// child still running at the deadline is killed and the test fails naming `what`.
+pub fn wait_output(
+    mut child: std::process::Child,
+    what: &str,
+    within: Duration,
+) -> (std::process::ExitStatus, String, String) {
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + within;
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for clb") {
+        if let Some(status) = child.try_wait().expect("wait for a child process") {
             break status;
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("clb {args:?} was still running after 10 s");
+            panic!("{what} was still running after {within:?}");
         }
         thread::sleep(Duration::from_millis(10));
     };
-    Run {
+    (
         status,
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr: err_reader.join().unwrap_or_default(),
-    }
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    )
 }
 
 /// clb exits 2 and prints exactly one line on stderr, `clb: ...`, naming every
