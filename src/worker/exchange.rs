@@ -384,13 +384,13 @@ impl Worker {
         self.return_kernel_pipe(kernel);
         self.detach(&mut ex, reuse);
         let stopping = self.stopping();
+        let linger = !ex.request.finished();
+        self.recycle_exchange(ex);
         let Some(c) = self.clients.get_mut(key) else {
             return Step::Close;
         };
         c.phase = if close || c.read_closed || stopping {
-            Phase::Closing {
-                linger: !ex.request.finished(),
-            }
+            Phase::Closing { linger }
         } else {
             Phase::IDLE
         };

@@ -58,6 +58,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const LINGER: Duration = Duration::from_secs(2);
 /// Buffers kept in a worker's free list.
 const POOLED_BUFFERS: usize = 1024;
+/// Finished exchanges' boxes kept for reuse.
+const SPARE_EXCHANGES: usize = 64;
 /// How often buffers the pool did not need are freed (and their pages given back).
 const BUF_TRIM: Duration = Duration::from_secs(1);
 
@@ -125,7 +127,11 @@ pub struct Worker {
     in_flight: Arc<InFlight>,
     clients: Slab<Client>,
     upstreams: Slab<Upstream>,
+    /// Boxed so a step moves a pointer, not the exchange; finished boxes are kept in
+    /// `spare_exchanges` for the next request, so a request allocates none.
     exchanges: Slab<Box<conn::Exchange>>,
+    #[allow(clippy::vec_box)] // the boxes themselves are what is kept for reuse
+    spare_exchanges: Vec<Box<conn::Exchange>>,
     tunnels: Slab<tunnel::Tunnel>,
     /// Empty kernel pipes for splicing large bodies.
     pipes: Vec<crate::sys::KernelPipe>,
@@ -180,6 +186,7 @@ impl Worker {
             clients: Slab::new(),
             upstreams: Slab::new(),
             exchanges: Slab::new(),
+            spare_exchanges: Vec::new(),
             tunnels: Slab::new(),
             pipes: Vec::new(),
             probes: Slab::new(),
@@ -404,6 +411,25 @@ impl Worker {
                 c.phase = other;
                 None
             }
+        }
+    }
+
+    /// `ex` in a box: a spare one when there is one.
+    fn boxed_exchange(&mut self, ex: conn::Exchange) -> Box<conn::Exchange> {
+        match self.spare_exchanges.pop() {
+            Some(mut spare) => {
+                *spare = ex;
+                spare
+            }
+            None => Box::new(ex),
+        }
+    }
+
+    /// Keeps a finished exchange's box for the next request (its contents are dropped
+    /// when the box is reused).
+    fn recycle_exchange(&mut self, ex: Box<conn::Exchange>) {
+        if self.spare_exchanges.len() < SPARE_EXCHANGES {
+            self.spare_exchanges.push(ex);
         }
     }
 

@@ -276,7 +276,7 @@ impl Worker {
                 .get_or_insert_with(|| self.bufs.get())
                 .extend(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
-        let mut ex = Box::new(Exchange {
+        let mut ex = self.boxed_exchange(Exchange {
             req,
             head: Some(head),
             head_sent: 0,
