@@ -9,8 +9,8 @@
 //! - `durable`: `--state` across a restart and across kill -9 during a burst of writes.
 //! - `auth`: SigV4 with `--api-credentials`, and the loopback-only rule without it.
 //! - `cli`: the README flow with `aws elb ...`, and the raw Query/XML shapes.
-//! - `vpc`: subnets, security groups (and their effect on connections), paging, and a
-//!   repeated CreateLoadBalancer.
+//! - `vpc`: subnets, security groups (and their effect on connections), and a repeated
+//!   CreateLoadBalancer; `paging`: DescribeLoadBalancers pages.
 //!
 //! Health checks of API-created load balancers default to `TCP:<instance port>` every
 //! 30 "seconds"; tests that need probes run clb with `CLB_HEALTH_TIME_UNIT_MS` so a
@@ -30,6 +30,8 @@ mod cli;
 mod client;
 #[path = "api/durable.rs"]
 mod durable;
+#[path = "api/paging.rs"]
+mod paging;
 #[path = "api/policies.rs"]
 mod policies;
 #[path = "api/registration.rs"]

@@ -46,8 +46,7 @@ pub fn clb_with_pool(
     for _ in 0..3 {
         let listener = format!("http:{}:http:80", port.unwrap_or_else(|| free_port(&first)));
         let api = SocketAddr::new(ip("127.0.0.1"), free_port("127.0.0.1")).to_string();
-        let specs: Vec<String> = instances.iter().map(Instance::spec).collect();
-        let mut args = vec![
+        let args = [
             "--listener",
             &listener,
             "--address-pool",
@@ -57,20 +56,8 @@ pub fn clb_with_pool(
             "--health-check",
             DEFAULT_HEALTH_CHECK,
         ];
-        for s in &specs {
-            args.push("--instance");
-            args.push(s);
-        }
-        args.extend_from_slice(extra);
-        match Clb::try_start_env(&args, env) {
-            Ok(mut clb) => {
-                let expected: Vec<&Instance> =
-                    instances.iter().filter(|i| i.expect_healthy).collect();
-                if let Err(e) = clb.wait_in_service(&expected, IN_SERVICE_TIMEOUT) {
-                    panic!("clb {args:?}: {e}");
-                }
-                return clb;
-            }
+        match Clb::try_start_serving(&args, instances, extra, env) {
+            Ok(clb) => return clb,
             Err(e) => last = e,
         }
     }

@@ -172,29 +172,40 @@ impl Clb {
             } else {
                 "off".to_string()
             };
-            let specs: Vec<String> = instances.iter().map(Instance::spec).collect();
             let mut args = vec!["--listener", &spec, "--bind", bind, "--api", &api_addr];
-            for s in &specs {
-                args.push("--instance");
-                args.push(s);
-            }
             if !extra.contains(&"--health-check") {
                 args.extend_from_slice(&["--health-check", default_check]);
             }
-            args.extend_from_slice(extra);
-            match Clb::try_start_env(&args, env) {
-                Ok(mut clb) => {
-                    let expected: Vec<&Instance> =
-                        instances.iter().filter(|i| i.expect_healthy).collect();
-                    if let Err(e) = clb.wait_in_service(&expected, IN_SERVICE_TIMEOUT) {
-                        panic!("clb {args:?}: {e}");
-                    }
-                    return clb;
-                }
+            match Clb::try_start_serving(&args, instances, extra, env) {
+                Ok(clb) => return clb,
                 Err(e) => last = e,
             }
         }
         panic!("clb did not start in 3 tries: {last}");
+    }
+
+    /// clb with `args`, each of `instances` as `--instance`, then `extra`; returns once
+    /// every instance expected healthy is logged InService. `Err` when clb did not
+    /// start (a port picked was taken meanwhile): the caller picks others and retries.
+    pub(super) fn try_start_serving(
+        args: &[&str],
+        instances: &[Instance],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Clb, String> {
+        let specs: Vec<String> = instances.iter().map(Instance::spec).collect();
+        let mut all = args.to_vec();
+        for spec in &specs {
+            all.push("--instance");
+            all.push(spec);
+        }
+        all.extend_from_slice(extra);
+        let mut clb = Clb::try_start_env(&all, env)?;
+        let expected: Vec<&Instance> = instances.iter().filter(|i| i.expect_healthy).collect();
+        if let Err(e) = clb.wait_in_service(&expected, IN_SERVICE_TIMEOUT) {
+            panic!("clb {all:?}: {e}");
+        }
+        Ok(clb)
     }
 
     /// Waits until every one of `instances` has been logged `-> InService` at least
