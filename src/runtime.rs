@@ -239,6 +239,12 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
             to_control.send(crate::control::server::Event::Cluster(remote))
         })
         .map_err(StartError::Cluster)?;
+        // README "Instance health across nodes": transitions out, other views in.
+        let fleet_health = crate::cluster::health::start(cluster, &runtime.node.name)
+            .map_err(StartError::Cluster)?;
+        server.plane_mut().fleet_health = Some(fleet_health);
+        // Joining comes last: once other nodes (and DNS) list this one, it is fully up,
+        // and nothing left to start can fail because etcd went away meanwhile.
         // README "Running several nodes": this node's key on a lease, the live list to
         // the control thread; the plane revokes the lease at SIGTERM.
         let mut me = runtime.node.info();
@@ -256,10 +262,6 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
         )
         .map_err(StartError::Cluster)?;
         server.plane_mut().membership = Some(membership);
-        // README "Instance health across nodes": transitions out, other views in.
-        let fleet_health = crate::cluster::health::start(cluster, &runtime.node.name)
-            .map_err(StartError::Cluster)?;
-        server.plane_mut().fleet_health = Some(fleet_health);
     }
     let control_thread = std::thread::Builder::new()
         .name("clb-control".to_string())

@@ -214,7 +214,7 @@ fn follow_resyncs_after_compaction_and_after_an_outage() {
     let last = etcd.put(b"/f/lb/a", b"2", 0).unwrap();
     server.etcdctl(&["compact", &last.to_string()]);
     let (to_test, reports) = std::sync::mpsc::channel();
-    follow::spawn(server.client(), b"/f/lb/".to_vec(), first, move |r| {
+    follow::spawn(server.client(), b"/f/lb/".to_vec(), Some(first), move |r| {
         to_test.send(r).is_ok()
     })
     .unwrap();
@@ -258,4 +258,37 @@ fn follow_resyncs_after_compaction_and_after_an_outage() {
         assert!(Instant::now() < deadline, "no resync after etcd returned");
     }
     assert!(told_unreachable, "the outage was not reported");
+}
+
+/// A node's health watch starts without a revision when etcd went away while the node
+/// started (runtime goes on without other nodes' views): it reads the whole prefix once
+/// etcd answers, then watches on from there.
+#[test]
+fn follow_without_a_revision_reads_everything_once_etcd_answers() {
+    use clb::cluster::follow::{self, Remote};
+    let mut server = EtcdServer::start();
+    let etcd = server.client();
+    let put = etcd.put(b"/g/health/n1", b"InService", 0).unwrap();
+    server.stop();
+    let (to_test, reports) = std::sync::mpsc::channel();
+    follow::spawn(server.client(), b"/g/health/".to_vec(), None, move |r| {
+        to_test.send(r).is_ok()
+    })
+    .unwrap();
+    let next = || {
+        reports
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a report from the watch thread")
+    };
+    assert!(matches!(next(), Remote::Unreachable(_)));
+    server.resume();
+    match next() {
+        Remote::Resync { kvs, revision } => {
+            assert_eq!((kvs.len(), kvs[0].value.as_slice()), (1, &b"InService"[..]));
+            assert!(revision >= put);
+        }
+        other => panic!("{other:?}"),
+    }
+    let later = etcd.put(b"/g/health/n2", b"OutOfService", 0).unwrap();
+    assert!(matches!(next(), Remote::Events(e) if e[0].kv.mod_revision == later));
 }

@@ -33,12 +33,13 @@ pub enum Remote {
     Unreachable(String),
 }
 
-/// Starts the thread. `deliver` hands a report to the control thread; false when that
-/// thread is gone, which ends this one.
+/// Starts the thread, watching from `start_revision`, or (None: the caller could not
+/// read the prefix) reading it whole first. `deliver` hands a report to the control
+/// thread; false when that thread is gone, which ends this one.
 pub fn spawn(
     etcd: Etcd,
     prefix: Vec<u8>,
-    start_revision: i64,
+    start_revision: Option<i64>,
     deliver: impl FnMut(Remote) -> bool + Send + 'static,
 ) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
@@ -46,109 +47,113 @@ pub fn spawn(
         .spawn(move || run(&etcd, &prefix, start_revision, deliver))
 }
 
-fn run(etcd: &Etcd, prefix: &[u8], start_revision: i64, mut deliver: impl FnMut(Remote) -> bool) {
-    let mut next = start_revision;
-    let mut backoff = MIN_BACKOFF;
-    // Since when etcd has not answered: the first failure is a warning, the retries are quiet.
-    let mut down_since: Option<Instant> = None;
-    loop {
-        // Watch until the stream breaks...
-        match etcd.watch(prefix, next) {
-            Ok(mut watch) => {
-                let mut heard = Instant::now();
-                loop {
-                    match watch.next() {
-                        Ok(events) if events.is_empty() => {
-                            if heard.elapsed() < IDLE_REWATCH {
-                                continue;
-                            }
-                            match etcd.watch(prefix, next) {
-                                Ok(fresh) => {
-                                    watch = fresh;
-                                    heard = Instant::now();
-                                }
-                                Err(e) => {
-                                    if !failed(&mut down_since, &mut backoff, &e, &mut deliver) {
-                                        return;
-                                    }
-                                    break;
-                                }
-                            }
-                        }
-                        Ok(events) => {
+/// Where the thread stands between watches.
+struct Following<D> {
+    next: i64,
+    backoff: Duration,
+    /// Since when etcd has not answered: the first failure is a warning, the retries are quiet.
+    down_since: Option<Instant>,
+    deliver: D,
+}
+
+fn run(
+    etcd: &Etcd,
+    prefix: &[u8],
+    start_revision: Option<i64>,
+    deliver: impl FnMut(Remote) -> bool,
+) {
+    let mut at = Following {
+        next: start_revision.unwrap_or_default(),
+        backoff: MIN_BACKOFF,
+        down_since: None,
+        deliver,
+    };
+    if start_revision.is_some() && !at.watch(etcd, prefix) {
+        return;
+    }
+    while at.resync(etcd, prefix) && at.watch(etcd, prefix) {}
+}
+
+impl<D: FnMut(Remote) -> bool> Following<D> {
+    /// Watches until the stream breaks. False when the control thread is gone.
+    fn watch(&mut self, etcd: &Etcd, prefix: &[u8]) -> bool {
+        let mut watch = match etcd.watch(prefix, self.next) {
+            Ok(watch) => watch,
+            Err(e) => return self.failed(&e),
+        };
+        let mut heard = Instant::now();
+        loop {
+            match watch.next() {
+                Ok(events) if events.is_empty() => {
+                    if heard.elapsed() < IDLE_REWATCH {
+                        continue;
+                    }
+                    match etcd.watch(prefix, self.next) {
+                        Ok(fresh) => {
+                            watch = fresh;
                             heard = Instant::now();
-                            next = events.last().map_or(next, |e| e.kv.mod_revision + 1);
-                            if !deliver(Remote::Events(events)) {
-                                return;
-                            }
                         }
-                        Err(EtcdError::Compacted { compact_revision }) => {
-                            log::warn!(
-                            "cluster: the watch fell behind etcd's compaction (revision {compact_revision}); \
-                             reloading the whole state"
-                        );
-                            break;
-                        }
-                        Err(e) => {
-                            if !failed(&mut down_since, &mut backoff, &e, &mut deliver) {
-                                return;
-                            }
-                            break;
-                        }
+                        Err(e) => return self.failed(&e),
                     }
                 }
-            }
-            Err(e) => {
-                if !failed(&mut down_since, &mut backoff, &e, &mut deliver) {
-                    return;
+                Ok(events) => {
+                    heard = Instant::now();
+                    self.next = events.last().map_or(self.next, |e| e.kv.mod_revision + 1);
+                    if !(self.deliver)(Remote::Events(events)) {
+                        return false;
+                    }
                 }
+                Err(EtcdError::Compacted { compact_revision }) => {
+                    log::warn!(
+                        "cluster: the watch fell behind etcd's compaction (revision {compact_revision}); \
+                         reloading the whole state"
+                    );
+                    return true;
+                }
+                Err(e) => return self.failed(&e),
             }
         }
-        // ...then read everything again, as often as it takes, and watch on from there.
+    }
+
+    /// Reads everything again, as often as it takes, to watch on from there. False
+    /// when the control thread is gone.
+    fn resync(&mut self, etcd: &Etcd, prefix: &[u8]) -> bool {
         loop {
             match etcd.range_prefix(prefix) {
                 Ok((kvs, revision)) => {
-                    if let Some(since) = down_since.take() {
+                    if let Some(since) = self.down_since.take() {
                         log::info!(
                             "cluster: etcd answers again after {:.1} s; resynced at revision {revision}",
                             since.elapsed().as_secs_f64()
                         );
                     }
-                    if !deliver(Remote::Resync { kvs, revision }) {
-                        return;
-                    }
-                    next = revision + 1;
-                    backoff = MIN_BACKOFF;
-                    break;
+                    self.next = revision + 1;
+                    self.backoff = MIN_BACKOFF;
+                    return (self.deliver)(Remote::Resync { kvs, revision });
                 }
                 Err(e) => {
-                    if !failed(&mut down_since, &mut backoff, &e, &mut deliver) {
-                        return;
+                    if !self.failed(&e) {
+                        return false;
                     }
                 }
             }
         }
     }
-}
 
-/// Logs (loudly once per outage), tells the control thread at the outage's start,
-/// and waits the backoff. False when the control thread is gone.
-fn failed(
-    down_since: &mut Option<Instant>,
-    backoff: &mut Duration,
-    what: &EtcdError,
-    deliver: &mut impl FnMut(Remote) -> bool,
-) -> bool {
-    if down_since.is_none() {
-        log::warn!("cluster: {what}; serving the configuration this node has, retrying");
-        *down_since = Some(Instant::now());
-        if !deliver(Remote::Unreachable(what.to_string())) {
-            return false;
+    /// Logs (loudly once per outage), tells the control thread at the outage's start,
+    /// and waits the backoff. False when the control thread is gone.
+    fn failed(&mut self, what: &EtcdError) -> bool {
+        if self.down_since.is_none() {
+            log::warn!("cluster: {what}; serving the configuration this node has, retrying");
+            self.down_since = Some(Instant::now());
+            if !(self.deliver)(Remote::Unreachable(what.to_string())) {
+                return false;
+            }
+        } else {
+            log::debug!("cluster: still failing: {what}");
         }
-    } else {
-        log::debug!("cluster: still failing: {what}");
+        std::thread::sleep(self.backoff);
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        true
     }
-    std::thread::sleep(*backoff);
-    *backoff = (*backoff * 2).min(MAX_BACKOFF);
-    true
 }

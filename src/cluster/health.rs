@@ -355,21 +355,29 @@ impl FleetHealth {
 mod tests;
 
 /// With `--cluster`: reads every node's view, starts the watch that follows them and
-/// the publisher thread, and returns the control thread's side.
+/// the publisher thread, and returns the control thread's side. Other nodes' views are
+/// not needed to serve: if etcd fails this first read (it may go away while the node
+/// starts), the watch thread reads them once etcd answers.
 pub fn start(
     cluster: &crate::config::cluster::ClusterStore,
     me: &str,
 ) -> Result<FleetHealth, String> {
     let etcd = super::start::client(cluster)?;
     let prefix = health_prefix(&cluster.prefix);
-    let (kvs, revision) = etcd
-        .range_prefix(&prefix)
-        .map_err(|e| format!("reading the nodes' health views: {e}"))?;
     let mut views = Views::new(&cluster.prefix);
-    views.apply(Remote::Resync { kvs, revision });
+    let watch_from = match etcd.range_prefix(&prefix) {
+        Ok((kvs, revision)) => {
+            views.apply(Remote::Resync { kvs, revision });
+            Some(revision + 1)
+        }
+        Err(e) => {
+            log::warn!("cluster: reading the nodes' health views: {e}; answering from this node's own until etcd answers");
+            None
+        }
+    };
     let views = Arc::new(Mutex::new(views));
     let followed = Arc::downgrade(&views);
-    super::follow::spawn(etcd, prefix, revision + 1, move |remote| {
+    super::follow::spawn(etcd, prefix, watch_from, move |remote| {
         let Some(views) = followed.upgrade() else {
             return false;
         };

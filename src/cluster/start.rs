@@ -62,7 +62,7 @@ pub fn follow(
     from: i64,
     deliver: impl FnMut(Remote) -> bool + Send + 'static,
 ) -> Result<(), String> {
-    follow::spawn(client(cluster)?, prefix, from, deliver)
+    follow::spawn(client(cluster)?, prefix, Some(from), deliver)
         .map(drop)
         .map_err(|e| format!("cannot start the watch thread: {e}"))
 }
