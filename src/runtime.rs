@@ -172,6 +172,14 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
     let sticky_key = Arc::new(sticky_key);
     let backend_tls = crate::tls::backend::client_config(&runtime.backend_tls)
         .map_err(|e| StartError::Config(e.to_string()))?;
+    let dns = start_dns(runtime, &model)?;
+    // README "Running several nodes": the last etcd step of a start comes before the
+    // node serves a client. A start that etcd cannot complete is refused, never half
+    // done; a later failure drops the registration (its lease is revoked).
+    let joined = match &runtime.cluster {
+        Some(cluster) => Some(join_before_serving(cluster, runtime, &model)?),
+        None => None,
+    };
     let mut threads = Vec::with_capacity(sockets.len() + 1);
     let mut handles = Vec::with_capacity(sockets.len());
     let mut in_flight = Vec::with_capacity(sockets.len());
@@ -210,7 +218,6 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
         threads.push(thread);
     }
 
-    let dns = start_dns(runtime, &model)?;
     let load_balancers = model.lbs.clone();
     let ports = crate::control::plane::listen_addrs(&topology, runtime.bind).collect();
     let plane = Plane {
@@ -239,29 +246,12 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
             to_control.send(crate::control::server::Event::Cluster(remote))
         })
         .map_err(StartError::Cluster)?;
-        // README "Instance health across nodes": transitions out, other views in.
-        let fleet_health = crate::cluster::health::start(cluster, &runtime.node.name)
-            .map_err(StartError::Cluster)?;
-        server.plane_mut().fleet_health = Some(fleet_health);
-        // Joining comes last: once other nodes (and DNS) list this one, it is fully up,
-        // and nothing left to start can fail because etcd went away meanwhile.
-        // README "Running several nodes": this node's key on a lease, the live list to
-        // the control thread; the plane revokes the lease at SIGTERM.
-        let mut me = runtime.node.info();
-        me.dns = dns_address(runtime);
-        me.addresses = runtime
-            .address_pool
-            .as_ref()
-            .map(|_| server.plane_mut().model.own_addresses());
-        let membership = crate::cluster::members::join_fleet(
-            &control,
-            &cluster.endpoints,
-            &cluster.prefix,
-            &runtime.node,
-            me,
-        )
-        .map_err(StartError::Cluster)?;
-        server.plane_mut().membership = Some(membership);
+    }
+    // The live list goes to the control thread; the plane revokes the lease at SIGTERM.
+    if let Some((fleet_health, registered)) = joined {
+        let plane = server.plane_mut();
+        plane.fleet_health = Some(fleet_health);
+        plane.membership = Some(registered.follow_fleet(&control));
     }
     let control_thread = std::thread::Builder::new()
         .name("clb-control".to_string())
@@ -287,6 +277,31 @@ impl Running {
         }
         Ok(())
     }
+}
+
+/// With `--cluster`: the other nodes' health views (README "Instance health across
+/// nodes": transitions out, other views in) and this node's key on a lease, whose
+/// threads start once the control thread can take the live list.
+fn join_before_serving(
+    cluster: &crate::config::cluster::ClusterStore,
+    runtime: &crate::config::Runtime,
+    model: &Model,
+) -> Result<
+    (
+        crate::cluster::health::FleetHealth,
+        crate::cluster::members::Registered,
+    ),
+    StartError,
+> {
+    let fleet_health =
+        crate::cluster::health::start(cluster, &runtime.node.name).map_err(StartError::Cluster)?;
+    let mut me = runtime.node.info();
+    me.dns = dns_address(runtime);
+    me.addresses = runtime.address_pool.as_ref().map(|_| model.own_addresses());
+    let registered =
+        crate::cluster::members::register(&cluster.endpoints, &cluster.prefix, &runtime.node, me)
+            .map_err(StartError::Cluster)?;
+    Ok((fleet_health, registered))
 }
 
 /// `--dns`: the server threads, answering from the model as it is at start; the

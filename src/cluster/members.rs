@@ -122,11 +122,54 @@ struct Shared {
     stop: AtomicBool,
 }
 
+/// A node registered (its key written on a fresh lease) whose threads have not started:
+/// runtime registers before the node serves, so that a start etcd cannot complete is
+/// refused before any client is served. Dropped unstarted (start failed later), it
+/// revokes the lease: a node that never came up is listed nowhere.
+pub struct Registered {
+    shared: Arc<Shared>,
+    started: bool,
+}
+
+impl Registered {
+    /// Starts renewing the lease and following the node list (`notify`).
+    pub fn start(mut self, notify: Notify) -> Membership {
+        self.started = true;
+        let shared = self.shared.clone();
+        let lease = {
+            let shared = shared.clone();
+            spawn("clb-lease", move || shared.keep_alive())
+        };
+        let watch = {
+            let shared = shared.clone();
+            spawn("clb-members", move || shared.follow(notify))
+        };
+        Membership {
+            shared,
+            threads: vec![lease, watch],
+        }
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if self.started {
+            return;
+        }
+        let shared = &self.shared;
+        let lease = shared.lease.swap(0, Ordering::SeqCst);
+        if lease != 0 && shared.etcd.lease_revoke(lease).is_err() {
+            log::warn!(
+                "cluster: could not revoke node {}'s lease; it expires within {}s",
+                shared.me.name,
+                shared.ttl.as_secs()
+            );
+        }
+    }
+}
+
 impl Membership {
-    /// Registers `me` and starts the threads. A key with this name and this address is
-    /// this node's own from before a restart: taken over. With another address it is
-    /// waited out (up to one TTL plus slack: a node killed just before), then refused.
-    /// `etcd` should have a timeout well under `ttl / 3`.
+    /// Registers `me` and starts the threads (`register`, then `Registered::start`).
     pub fn join(
         etcd: Etcd,
         prefix: &str,
@@ -134,6 +177,19 @@ impl Membership {
         ttl: Duration,
         notify: Notify,
     ) -> Result<Membership, JoinError> {
+        Ok(Membership::register(etcd, prefix, me, ttl)?.start(notify))
+    }
+
+    /// Registers `me`. A key with this name and this address is this node's own from
+    /// before a restart: taken over. With another address it is waited out (up to one
+    /// TTL plus slack: a node killed just before), then refused. etcd failing is tried
+    /// again for as long, then refused. `etcd` should have a timeout well under `ttl / 3`.
+    pub fn register(
+        etcd: Etcd,
+        prefix: &str,
+        me: NodeInfo,
+        ttl: Duration,
+    ) -> Result<Registered, JoinError> {
         let shared = Arc::new(Shared {
             etcd,
             prefix: prefix.to_string(),
@@ -167,17 +223,9 @@ impl Membership {
             shared.me.address,
             ttl.as_secs()
         );
-        let lease = {
-            let shared = shared.clone();
-            spawn("clb-lease", move || shared.keep_alive())
-        };
-        let watch = {
-            let shared = shared.clone();
-            spawn("clb-members", move || shared.follow(notify))
-        };
-        Ok(Membership {
+        Ok(Registered {
             shared,
-            threads: vec![lease, watch],
+            started: false,
         })
     }
 
@@ -517,37 +565,31 @@ fn publish(
     }
 }
 
-/// Joins with `--node*` flags over `--cluster` endpoints: the one call runtime makes
-/// (`notify` sends the list to the control thread and wakes it). The etcd round trip is
-/// bounded by a quarter of the TTL so that a slow endpoint cannot eat a renewal period.
-/// `me` is `node.info()` with what the node serves besides (`dns`, `addresses`).
-pub fn start(
+/// Registers with `--node*` flags over `--cluster` endpoints: the call runtime makes
+/// before the node serves. The etcd round trip is bounded by a quarter of the TTL so
+/// that a slow endpoint cannot eat a renewal period. `me` is `node.info()` with what the
+/// node serves besides (`dns`, `addresses`).
+pub fn register(
     endpoints: &[String],
     prefix: &str,
     node: &crate::config::node::NodeFlags,
     me: NodeInfo,
-    notify: Notify,
-) -> Result<Membership, String> {
+) -> Result<Registered, String> {
     let timeout = (node.ttl / 4).min(Duration::from_secs(2));
     let etcd = Etcd::new(endpoints, timeout).map_err(|e| e.to_string())?;
-    Membership::join(etcd, prefix, me, node.ttl, notify).map_err(|e| e.to_string())
+    Membership::register(etcd, prefix, me, node.ttl).map_err(|e| e.to_string())
 }
 
-/// `start` with the list delivered to the control thread (`Event::Nodes`, which updates
-/// the status page and the DNS answers). runtime calls this with `--cluster`, once the
-/// control thread runs, and keeps the `Membership` to `leave()` on SIGTERM.
-pub fn join_fleet(
-    control: &crate::control::server::ControlHandle,
-    endpoints: &[String],
-    prefix: &str,
-    node: &crate::config::node::NodeFlags,
-    me: NodeInfo,
-) -> Result<Membership, String> {
-    let control = control.clone();
-    let notify: Notify = Box::new(move |nodes| {
-        control.send(crate::control::server::Event::Nodes(nodes));
-    });
-    start(endpoints, prefix, node, me, notify)
+impl Registered {
+    /// `start` with the list delivered to the control thread (`Event::Nodes`, which
+    /// updates the status page and the DNS answers). runtime keeps the `Membership` to
+    /// `leave()` on SIGTERM.
+    pub fn follow_fleet(self, control: &crate::control::server::ControlHandle) -> Membership {
+        let control = control.clone();
+        self.start(Box::new(move |nodes| {
+            control.send(crate::control::server::Event::Nodes(nodes));
+        }))
+    }
 }
 
 impl Membership {

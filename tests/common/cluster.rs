@@ -37,6 +37,17 @@ pub fn start_node_env(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Clb {
+    try_start_node_env(endpoints, n, port, extra, env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `start_node_env`, with a node that exits before it listens as an `Err` (its log).
+pub fn try_start_node_env(
+    endpoints: &str,
+    n: u8,
+    port: u16,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Clb, String> {
     let ip = node_ip(n);
     let name = format!("n{n}");
     let api = format!("{ip}:{}", free_port(&ip));
@@ -59,7 +70,7 @@ pub fn start_node_env(
         &ip,
     ];
     let args: Vec<&str> = args.iter().chain(extra).copied().collect();
-    Clb::start_env(&args, env)
+    Clb::try_start_env(&args, env)
 }
 
 /// One unsigned Query API call as a GET (clb without --api-credentials takes it):

@@ -6,7 +6,9 @@
 //! silence and time out on their own, which is what a partition looks like.
 //! `heal_abandoning` ends the partition for new connections only: every connection
 //! accepted before stays silent for good, neither delivered nor reset, as when a peer
-//! lost the connection's state during the partition.
+//! lost the connection's state during the partition. `refuse_from(k)` is etcd going
+//! away at a precise step: the k-th connection (0-based) and every later one are
+//! closed at once, as by a peer that is gone.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -28,6 +30,8 @@ struct State {
     /// Connections numbered below this one are silent for good.
     abandoned_below: AtomicU64,
     accepted: AtomicU64,
+    /// Connections numbered from this one on are closed at once.
+    refused_from: AtomicU64,
 }
 
 impl State {
@@ -54,6 +58,7 @@ impl Relay {
             stop: AtomicBool::new(false),
             abandoned_below: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
+            refused_from: AtomicU64::new(u64::MAX),
         });
         let s = state.clone();
         thread::spawn(move || accept(listener, target, s));
@@ -73,6 +78,16 @@ impl Relay {
     /// Moves bytes again (the partition ends).
     pub fn heal(&self) {
         self.state.cut.store(false, Ordering::SeqCst);
+    }
+
+    /// Closes connection `k` (0-based) and every later one as soon as it is accepted.
+    pub fn refuse_from(&self, k: u64) {
+        self.state.refused_from.store(k, Ordering::SeqCst);
+    }
+
+    /// How many connections the relay has accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.state.accepted.load(Ordering::SeqCst)
     }
 
     /// Moves bytes again for connections accepted from now on only.
@@ -104,6 +119,10 @@ fn accept(listener: TcpListener, target: SocketAddr, state: Arc<State>) {
 
 /// One connection: reaches etcd once the relay is not cut, then two pumps.
 fn connect(client: TcpStream, target: SocketAddr, id: u64, state: Arc<State>) {
+    if id >= state.refused_from.load(Ordering::SeqCst) {
+        let _ = client.shutdown(Shutdown::Both);
+        return;
+    }
     while !state.open(id) {
         if state.stopped() {
             return;
