@@ -238,6 +238,8 @@ pub fn start(config: &Config, credentials: Option<Credentials>) -> Result<Runnin
         this_node: runtime.node.name.clone(),
         membership: None,
         fleet_health: None,
+        committer: None,
+        pending: None,
     };
     let (mut server, control) = Server::new(plane, api, credentials).map_err(StartError::Thread)?;
     if let (Some(cluster), Some((prefix, from))) = (&runtime.cluster, watch_from) {

@@ -137,22 +137,38 @@ fn a_partitioned_node_leaves_dns_serves_on_and_rejoins_when_healed() {
         "partition: node 2's status page says etcd is unreachable {:?} after the cut",
         cut.elapsed()
     );
-    // Its API writes are refused, after one etcd round trip (2 s per endpoint); an API
-    // read asked meanwhile waits for the write (one control thread; README).
-    let writer = std::thread::spawn(move || {
-        let asked = Instant::now();
-        (create_lb(api2, "during"), asked.elapsed())
-    });
+    // Its API writes are refused, after one etcd round trip (2 s per endpoint), one
+    // after the other; reads, the status page and metrics asked meanwhile answer at
+    // once (the round trip runs off the control thread; README "State in etcd").
+    let writer = |name: &'static str| {
+        std::thread::spawn(move || {
+            let asked = Instant::now();
+            (create_lb(api2, name), asked.elapsed())
+        })
+    };
+    let first = writer("during");
+    std::thread::sleep(Duration::from_millis(200));
+    let second = writer("during2");
     std::thread::sleep(Duration::from_millis(200));
     let asked = Instant::now();
     let read = described(api2, "default");
     let read_wait = asked.elapsed();
-    let (answer, refused_after) = writer.join().expect("the writer");
+    let page = status_page(api2);
+    let page_wait = asked.elapsed();
+    let (answer, refused_after) = first.join().expect("the first writer");
+    let (answer2, refused2_after) = second.join().expect("the second writer");
     assert_eq!(answer.as_ref().map(|a| a.0), Some(503), "{answer:?}");
+    assert_eq!(answer2.as_ref().map(|a| a.0), Some(503), "{answer2:?}");
     assert!(read, "DescribeLoadBalancers on node 2 during the partition");
+    assert!(page.contains("is unreachable since"), "{page}");
     eprintln!(
-        "partition: API write on node 2 answered 503 after {refused_after:?}; \
-         a read asked 200 ms into it answered after {read_wait:?}"
+        "partition: API writes on node 2 answered 503 after {refused_after:?} and \
+         {refused2_after:?} (the second asked 200 ms after the first); a read asked 400 ms \
+         in answered after {read_wait:?}, the status page after {page_wait:?}"
+    );
+    assert!(
+        page_wait < Duration::from_secs(1) && refused_after > Duration::from_secs(1),
+        "reads wait for no write: read {read_wait:?}, page {page_wait:?}, write {refused_after:?}"
     );
     // Changes on the other side meanwhile: a load balancer, and node 3 leaving.
     assert_eq!(create_lb(api1, "meanwhile").map(|a| a.0), Some(200));

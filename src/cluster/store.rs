@@ -15,8 +15,9 @@ use super::etcd::{Etcd, EtcdError, Kv, WatchKind};
 use super::follow::Remote;
 use crate::control::model::LbState;
 use crate::control::state;
-use crate::control::store::{Change, Store, StoreError};
+use crate::control::store::{Change, Store, StoreError, Trip, TripOutcome, Written};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 struct Known {
     mod_revision: i64,
@@ -24,7 +25,8 @@ struct Known {
 }
 
 pub struct EtcdStore {
-    etcd: Etcd,
+    /// Shared with the trips that run this store's writes off the control thread.
+    etcd: Arc<Etcd>,
     prefix: String,
     endpoints: String,
     known: HashMap<String, Known>,
@@ -37,7 +39,7 @@ pub struct EtcdStore {
 impl EtcdStore {
     pub fn new(etcd: Etcd, prefix: &str, endpoints: &[String]) -> EtcdStore {
         EtcdStore {
-            etcd,
+            etcd: Arc::new(etcd),
             prefix: prefix.to_string(),
             endpoints: endpoints.join(","),
             known: HashMap::new(),
@@ -161,9 +163,9 @@ impl Store for EtcdStore {
         Ok(lbs)
     }
 
-    fn commit(&mut self, lbs: &[LbState]) -> Result<(), StoreError> {
+    fn begin(&mut self, lbs: &[LbState]) -> Result<Option<Trip>, StoreError> {
         let (mut guards, mut puts, mut deletes) = (Vec::new(), Vec::new(), Vec::new());
-        let mut records = Vec::new();
+        let mut written = Written::default();
         for lb in lbs {
             let rec = record(lb);
             let seen = self.known.get(&lb.name);
@@ -172,16 +174,16 @@ impl Store for EtcdStore {
             }
             guards.push((self.key(&lb.name), seen.map_or(0, |k| k.mod_revision)));
             puts.push((self.key(&lb.name), rec.clone().into_bytes()));
-            records.push((lb.name.clone(), rec));
+            written.puts.push((lb.name.clone(), rec));
         }
         // An empty record: forgotten, and this node never had it; not ours to delete.
-        let gone: Vec<String> = self
+        written.deletes = self
             .known
             .iter()
             .filter(|(name, k)| !k.record.is_empty() && !lbs.iter().any(|lb| &lb.name == *name))
             .map(|(name, _)| name.clone())
             .collect();
-        for name in &gone {
+        for name in &written.deletes {
             guards.push((
                 self.key(name),
                 self.known.get(name).map_or(0, |k| k.mod_revision),
@@ -189,14 +191,19 @@ impl Store for EtcdStore {
             deletes.push(self.key(name));
         }
         if guards.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        let revision = self
-            .etcd
-            .txn(&guards, &puts, &deletes)
-            .map_err(|e| self.error(e))?;
+        let etcd = self.etcd.clone();
+        Ok(Some(Trip {
+            written,
+            run: Box::new(move || etcd.txn(&guards, &puts, &deletes)),
+        }))
+    }
+
+    fn finish(&mut self, written: Written, outcome: TripOutcome) -> Result<(), StoreError> {
+        let revision = outcome.map_err(|e| self.error(e))?;
         self.unreachable = None;
-        for (name, record) in records {
+        for (name, record) in written.puts {
             self.known.insert(
                 name,
                 Known {
@@ -205,7 +212,7 @@ impl Store for EtcdStore {
                 },
             );
         }
-        for name in gone {
+        for name in written.deletes {
             self.known.remove(&name);
         }
         Ok(())

@@ -32,6 +32,11 @@ pub struct Conn {
     pub input: Vec<u8>,
     pub output: Vec<u8>,
     pub close_after: bool,
+    /// Waiting for the control plane (a write's store round trip, or its turn behind
+    /// one), not for the client: no deadline runs meanwhile.
+    pub parked: bool,
+    /// Tells this connection from a later one under the same key.
+    pub serial: u64,
     /// When the connection began waiting for what it waits for now: accepted, its
     /// request's first byte, or its last answer written.
     since: Instant,
@@ -58,6 +63,13 @@ impl Conn {
     pub fn answered(&mut self, now: Instant) {
         self.since = now;
     }
+
+    /// Call when the plane answers after the connection was parked: the answer has
+    /// `REQUEST_TIMEOUT` to be written from now.
+    pub fn unpark(&mut self, now: Instant) {
+        self.parked = false;
+        self.since = now;
+    }
 }
 
 /// Closures counted since the last warning.
@@ -71,6 +83,7 @@ struct Closed {
 /// Every open API connection, bounded, with its deadline.
 pub struct Conns {
     slab: Slab<Conn>,
+    serials: u64,
     closed: Closed,
     next_sweep: Option<Instant>,
 }
@@ -79,6 +92,7 @@ impl Default for Conns {
     fn default() -> Self {
         Conns {
             slab: Slab::new(),
+            serials: 0,
             closed: Closed::default(),
             next_sweep: None,
         }
@@ -92,6 +106,11 @@ impl Conns {
 
     pub fn get(&self, key: usize) -> Option<&Conn> {
         self.slab.get(key)
+    }
+
+    /// The connection under `key` if it is still the one numbered `serial`.
+    pub fn get_serial(&mut self, key: usize, serial: u64) -> Option<&mut Conn> {
+        self.slab.get_mut(key).filter(|c| c.serial == serial)
     }
 
     pub fn remove(&mut self, key: usize) {
@@ -117,11 +136,14 @@ impl Conns {
 
     /// Holds `sock` under `key` (from `make_room`, with the socket registered by it).
     pub fn insert(&mut self, key: usize, sock: TcpStream, now: Instant) {
+        self.serials += 1;
         let conn = Conn {
             sock,
             input: Vec::new(),
             output: Vec::new(),
             close_after: false,
+            parked: false,
+            serial: self.serials,
             since: now,
         };
         debug_assert_eq!(self.slab.vacant_key(), key);
@@ -136,7 +158,7 @@ impl Conns {
         self.next_sweep = Some(now + SWEEP_EVERY);
         let mut timed_out = 0;
         self.slab.retain(|_, c| {
-            let keep = now < c.deadline();
+            let keep = c.parked || now < c.deadline();
             // An idle keep-alive connection closing is routine, not worth a warning.
             timed_out += usize::from(!keep && !c.idle());
             keep

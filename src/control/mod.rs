@@ -5,6 +5,7 @@
 //! `Topology` snapshots and the shared health board.
 
 pub mod actions;
+pub mod committer;
 pub mod conns;
 pub mod error;
 pub mod metrics;

@@ -56,7 +56,15 @@ pub struct Plane {
     /// `--cluster`: this node's health transitions out to etcd, the other nodes' views
     /// in, and DescribeInstanceHealth's merge (README "Instance health across nodes").
     pub fleet_health: Option<crate::cluster::health::FleetHealth>,
+    /// Runs the store's round trips (etcd) off this thread; None: they run inline.
+    pub committer: Option<super::committer::Committer>,
+    /// The write waiting for its round trip: one at a time, in order.
+    pub pending: Option<writes::Pending>,
 }
+
+#[path = "plane_writes.rs"]
+pub mod writes;
+pub use writes::Ran;
 
 /// Attempts after the first when another node wrote the same load balancer first.
 const CONFLICT_RETRIES: u32 = 6;
@@ -84,16 +92,12 @@ struct Prepared {
 }
 
 impl Plane {
-    /// Runs one API action; mutating ones are persisted and published before the answer.
-    pub fn run(
-        &mut self,
-        params: &Params,
-        request_id: &str,
-        now: Instant,
-    ) -> Result<String, ApiError> {
+    /// Runs one API action; mutating ones are persisted and published before the answer,
+    /// which comes later (`committed`) when the store's write is a round trip.
+    pub fn run(&mut self, params: &Params, request_id: &str, now: Instant) -> Ran {
         let action = params.action().unwrap_or("");
         if !actions::mutates(action) {
-            return match &self.fleet_health {
+            return Ran::Done(match &self.fleet_health {
                 Some(fleet) => {
                     let nodes = &self.nodes;
                     let merged =
@@ -101,34 +105,9 @@ impl Plane {
                     actions::run(&mut self.model, params, request_id, now, &merged)
                 }
                 None => actions::run(&mut self.model, params, request_id, now, &own_view),
-            };
+            });
         }
-        let mut conflicts = 0;
-        loop {
-            let mut next = self.model.clone();
-            let answer = actions::run(&mut next, params, request_id, now, &own_view)?;
-            match self.commit(next) {
-                Ok(()) => {
-                    if action == "SetLoadBalancerListenerSSLCertificate" {
-                        self.reload_tls();
-                    }
-                    return Ok(answer);
-                }
-                Err(CommitError::Api(e)) => return Err(e),
-                Err(CommitError::Conflict) if conflicts < CONFLICT_RETRIES => {
-                    conflicts += 1;
-                    log::info!("API {action}: another node changed the same load balancer first; reloading and applying again");
-                    std::thread::sleep(jitter(conflicts));
-                    self.reload()?;
-                }
-                Err(CommitError::Conflict) => {
-                    return Err(ApiError::throttling(format!(
-                        "Rate exceeded: the load balancer was changed on another node {} times while this change was made; try again",
-                        conflicts + 1
-                    )))
-                }
-            }
-        }
+        self.write(params, request_id, now, 0)
     }
 
     /// Changes other nodes made (the cluster watch): applied to the model and sent to
@@ -222,7 +201,8 @@ impl Plane {
             let lease = self.membership.as_ref().map_or(0, |m| m.lease());
             fleet.observe(&self.model, &self.topology, lease, now);
         }
-        if !self.model.draining() {
+        // A write waiting for the store was made on this model: nothing replaces it first.
+        if !self.model.draining() || self.pending.is_some() {
             return;
         }
         let mut next = self.model.clone();

@@ -5,14 +5,22 @@
 //! bounded input buffer and an output buffer: requests are read whole (head ≤ 64 KiB,
 //! body ≤ 1 MiB), answered in order, and the connection kept alive as HTTP/1.1 allows.
 //! How many connections, and for how long, is `conns`' business.
+//!
+//! Except a write whose store is a network round trip (etcd): its connection is parked
+//! until the committer thread's `Event::Committed`, while the loop answers everything
+//! else. The next write waits its turn (its connection parked too, at most `MAX_HELD`
+//! of them; more are throttled), and so do changes from other nodes, so that the model
+//! a write was made on is the one it replaces.
 
 use super::conns::{Conn, Conns};
-use super::plane::Plane;
+use super::error::ApiError;
+use super::plane::{Plane, Ran};
 use super::query;
 use super::sigv4::{self, Credentials, SignedRequest};
 use super::xml;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -31,6 +39,8 @@ pub enum Event {
     Nodes(Vec<crate::config::node::NodeInfo>),
     /// What the cluster watch saw in etcd: other nodes' changes, or a full resync.
     Cluster(crate::cluster::follow::Remote),
+    /// The committer thread: the outcome of a write's store round trip (its ticket).
+    Committed(u64, super::store::TripOutcome),
 }
 
 /// How to reach the control thread.
@@ -48,6 +58,8 @@ impl ControlHandle {
 
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 1024 * 1024;
+/// Writes held behind the one waiting for the store; more are answered `Throttling`.
+const MAX_HELD: usize = 64;
 /// How often draining is checked while an instance drains, and (with `--cluster`) how
 /// often the health board is scanned for transitions to publish.
 const DRAIN_TICK: Duration = Duration::from_millis(100);
@@ -59,6 +71,37 @@ pub struct Server {
     plane: Plane,
     credentials: Option<Credentials>,
     events: Receiver<Event>,
+    writes: Writes,
+}
+
+/// The connections that wait for the plane's writes, and what waits with them.
+#[derive(Default)]
+struct Writes {
+    /// The connection whose write waits for the store.
+    waiting: Option<Waiter>,
+    /// Connections with a write to run once that one is answered, in arrival order.
+    held: VecDeque<(usize, u64)>,
+    /// Other nodes' changes that came meanwhile, applied once it is answered.
+    deferred: Vec<crate::cluster::follow::Remote>,
+}
+
+struct Waiter {
+    key: usize,
+    serial: u64,
+    action: String,
+    request_id: String,
+}
+
+/// What one request at the front of a connection's input comes to.
+enum Answer {
+    /// Not whole yet.
+    Incomplete,
+    /// Bytes used, the response, and whether to close after it.
+    Respond(usize, Vec<u8>, bool),
+    /// A write waiting for the store (`Writes::waiting`): bytes used, close after.
+    Wait(usize, bool),
+    /// A write that must wait for the one under way: nothing used yet.
+    Hold,
 }
 
 impl Server {
@@ -80,6 +123,12 @@ impl Server {
             }
             None => None,
         };
+        let handle = ControlHandle {
+            sender,
+            waker: Arc::new(waker),
+        };
+        let mut plane = plane;
+        plane.committer = Some(super::committer::Committer::spawn(handle.clone())?);
         let server = Server {
             poll,
             listener,
@@ -87,14 +136,9 @@ impl Server {
             plane,
             credentials,
             events,
+            writes: Writes::default(),
         };
-        Ok((
-            server,
-            ControlHandle {
-                sender,
-                waker: Arc::new(waker),
-            },
-        ))
+        Ok((server, handle))
     }
 
     /// The plane, before the thread runs (runtime hands it the cluster membership).
@@ -125,7 +169,13 @@ impl Server {
                                 Event::ReloadCertificates => self.plane.reload_tls(),
                                 Event::Shutdown => self.plane.shutdown(),
                                 Event::Nodes(nodes) => self.plane.set_nodes(nodes),
+                                Event::Cluster(remote) if self.plane.busy() => {
+                                    self.writes.deferred.push(remote)
+                                }
                                 Event::Cluster(remote) => self.plane.follow(remote),
+                                Event::Committed(ticket, outcome) => {
+                                    self.committed(ticket, outcome)
+                                }
                             }
                         }
                     }
@@ -191,15 +241,19 @@ impl Server {
                     break;
                 }
             }
-            if conn.close_after {
+            if conn.close_after || conn.parked {
                 break;
             }
-            let input = std::mem::take(&mut conn.input);
-            let Some((consumed, response, close)) = self.answer(&input) else {
-                if let Some(conn) = self.conns.get_mut(key) {
-                    conn.input = input;
+            let (input, serial) = (std::mem::take(&mut conn.input), conn.serial);
+            let (consumed, response, close) = match self.answer(&input, key, serial) {
+                Answer::Respond(consumed, response, close) => (consumed, response, close),
+                Answer::Wait(consumed, close) => (consumed, Vec::new(), close),
+                Answer::Incomplete | Answer::Hold => {
+                    if let Some(conn) = self.conns.get_mut(key) {
+                        conn.input = input;
+                    }
+                    break;
                 }
-                break;
             };
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
@@ -208,27 +262,29 @@ impl Server {
             conn.output = response;
             conn.close_after |= close;
         }
+        let parked = self.conns.get(key).is_some_and(|c| c.parked);
         let done = self
             .conns
             .get(key)
-            .is_some_and(|c| c.close_after && c.output.is_empty());
-        if eof || failed || done {
+            .is_some_and(|c| c.close_after && c.output.is_empty() && !c.parked);
+        // A client that stopped sending may still wait for the answer being made: its
+        // connection is served again (and reads the end again) once the plane answers.
+        if failed || done || (eof && !parked) {
             self.conns.remove(key);
         }
     }
 
-    /// One whole request at the front of `input`: (bytes used, response, close after).
-    /// `None` while the request is incomplete.
-    fn answer(&mut self, input: &[u8]) -> Option<(usize, Vec<u8>, bool)> {
+    /// One whole request at the front of `input`, from connection `key` (`serial`).
+    fn answer(&mut self, input: &[u8], key: usize, serial: u64) -> Answer {
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut headers);
         let head_len = match req.parse(input) {
             Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) if input.len() <= MAX_HEAD => return None,
+            Ok(httparse::Status::Partial) if input.len() <= MAX_HEAD => return Answer::Incomplete,
             Ok(httparse::Status::Partial) => {
-                return Some((input.len(), plain(431, "request head too large"), true))
+                return Answer::Respond(input.len(), plain(431, "request head too large"), true)
             }
-            Err(_) => return Some((input.len(), plain(400, "malformed request"), true)),
+            Err(_) => return Answer::Respond(input.len(), plain(400, "malformed request"), true),
         };
         let method = req.method.unwrap_or("");
         let target = req.path.unwrap_or("/");
@@ -242,30 +298,46 @@ impl Server {
                 {
                     Some(n) if n <= MAX_BODY => length = n,
                     _ => {
-                        return Some((
+                        return Answer::Respond(
                             input.len(),
                             plain(413, "body too large or bad Content-Length"),
                             true,
-                        ))
+                        )
                     }
                 }
             } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                return Some((input.len(), plain(411, "Content-Length required"), true));
+                return Answer::Respond(input.len(), plain(411, "Content-Length required"), true);
             } else if h.name.eq_ignore_ascii_case("connection") {
                 close |= h.value.eq_ignore_ascii_case(b"close");
             }
         }
         if input.len() < head_len + length {
-            return None;
+            return Answer::Incomplete;
         }
         let body = &input[head_len..head_len + length];
         let header_list: Vec<(&str, &[u8])> =
             req.headers.iter().map(|h| (h.name, h.value)).collect();
         let (path, query_string) = target.split_once('?').unwrap_or((target, ""));
-        let response = self.handle(method, path, query_string, &header_list, body);
-        Some((head_len + length, response, close))
+        let used = head_len + length;
+        match self.handle(method, path, query_string, &header_list, body, key, serial) {
+            Handled::Response(response) => Answer::Respond(used, response, close),
+            Handled::Waiting => {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.parked = true;
+                }
+                Answer::Wait(used, close)
+            }
+            Handled::Held => {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.parked = true;
+                }
+                self.writes.held.push_back((key, serial));
+                Answer::Hold
+            }
+        }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn handle(
         &mut self,
         method: &str,
@@ -273,18 +345,21 @@ impl Server {
         query_string: &str,
         headers: &[(&str, &[u8])],
         body: &[u8],
-    ) -> Vec<u8> {
+        key: usize,
+        serial: u64,
+    ) -> Handled {
+        use Handled::Response;
         if method == "GET" && path == "/metrics" {
             // Outside SigV4: Prometheus cannot sign its scrapes.
-            return metrics_response(&self.plane.metrics());
+            return Response(metrics_response(&self.plane.metrics()));
         }
         if method == "GET" && path == "/" && query_string.is_empty() {
             // A browser's visit: the status page (API calls always carry an Action).
-            return html_response(&self.plane.status_page());
+            return Response(html_response(&self.plane.status_page()));
         }
         let request_id = xml::request_id();
         if method != "GET" && method != "POST" {
-            return plain(405, "the API takes GET and POST");
+            return Response(plain(405, "the API takes GET and POST"));
         }
         if let Some(creds) = &self.credentials {
             let signed = SignedRequest {
@@ -295,32 +370,60 @@ impl Server {
                 body,
             };
             if let Err(e) = sigv4::verify(&signed, creds, SystemTime::now()) {
-                return xml_response(
+                return Response(xml_response(
                     e.status(),
                     &xml::error(e.code(), &e.message(), &request_id, true),
                     &request_id,
-                );
+                ));
             }
         }
         let form = if method == "POST" { body } else { b"" };
         let params = match query::parse(query_string.as_bytes(), form) {
             Ok(params) => params,
             Err(e) => {
-                return xml_response(
+                return Response(xml_response(
                     e.status(),
                     &xml::error(e.code(), &e.message(), &request_id, true),
                     &request_id,
-                )
+                ))
             }
         };
         if params.is_empty() && method == "GET" {
-            return plain(200, "clb control API: ELB 2012-06-01 Query protocol\n");
+            return Response(plain(
+                200,
+                "clb control API: ELB 2012-06-01 Query protocol\n",
+            ));
         }
         let action = params.action().unwrap_or("-").to_string();
+        if self.plane.busy() && super::actions::mutates(&action) {
+            if self.writes.held.len() >= MAX_HELD {
+                let e = ApiError::throttling(format!(
+                    "Rate exceeded: {MAX_HELD} API changes are waiting for the store already; try again"
+                ));
+                return Response(self.respond(&action, &request_id, Err(e)));
+            }
+            return Handled::Held;
+        }
         match self.plane.run(&params, &request_id, Instant::now()) {
+            Ran::Done(result) => Response(self.respond(&action, &request_id, result)),
+            Ran::Pending => {
+                self.writes.waiting = Some(Waiter {
+                    key,
+                    serial,
+                    action,
+                    request_id,
+                });
+                Handled::Waiting
+            }
+        }
+    }
+
+    /// An action's answer as the client gets it.
+    fn respond(&self, action: &str, request_id: &str, result: Result<String, ApiError>) -> Vec<u8> {
+        match result {
             Ok(body) => {
                 log::debug!("API {action}: ok ({request_id})");
-                let response = xml_response(200, &body, &request_id);
+                let response = xml_response(200, &body, request_id);
                 match self.plane.stale() {
                     // README "State in etcd": reads say what they serve.
                     Some(why) => with_header(response, "x-clb-stale", &why),
@@ -331,12 +434,51 @@ impl Server {
                 log::info!("API {action}: {e} ({request_id})");
                 xml_response(
                     e.status,
-                    &xml::error(e.code, &e.message, &request_id, e.sender()),
-                    &request_id,
+                    &xml::error(e.code, &e.message, request_id, e.sender()),
+                    request_id,
                 )
             }
         }
     }
+
+    /// A write's round trip is over: its answer goes out, then what waited behind it.
+    fn committed(&mut self, ticket: u64, outcome: super::store::TripOutcome) {
+        let Some(result) = self.plane.committed(ticket, outcome) else {
+            return;
+        };
+        let now = Instant::now();
+        if let Some(waiter) = self.writes.waiting.take() {
+            let response = self.respond(&waiter.action, &waiter.request_id, result);
+            if let Some(conn) = self.conns.get_serial(waiter.key, waiter.serial) {
+                conn.output = response;
+                conn.unpark(now);
+                self.serve(waiter.key);
+            }
+        }
+        // Each of these may start a write again, and the rest wait for that one.
+        while !self.plane.busy() && !self.writes.deferred.is_empty() {
+            let remote = self.writes.deferred.remove(0);
+            self.plane.follow(remote);
+        }
+        while !self.plane.busy() {
+            let Some((key, serial)) = self.writes.held.pop_front() else {
+                break;
+            };
+            if let Some(conn) = self.conns.get_serial(key, serial) {
+                conn.unpark(now);
+                self.serve(key);
+            }
+        }
+    }
+}
+
+/// What `handle` did with a request.
+enum Handled {
+    Response(Vec<u8>),
+    /// A write waiting for the store (`Writes::waiting`).
+    Waiting,
+    /// A write behind the one waiting (`Writes::held`).
+    Held,
 }
 
 fn reason(status: u16) -> &'static str {

@@ -5,6 +5,11 @@
 //! The contract the control plane relies on: `commit` returns only once the store
 //! holds the change (then the API answers); an error means the store holds nothing of
 //! it, and the plane keeps its model unchanged.
+//!
+//! A store whose commit is a network round trip (etcd) splits it, so that the control
+//! thread never waits on the network: `begin` plans the write and hands back a `Trip`
+//! that another thread runs (control::committer), and `finish` takes the trip's outcome
+//! on the control thread. The state file writes in `begin` (an fsync, not a network).
 
 use super::model::LbState;
 use super::state::StateFile;
@@ -41,11 +46,46 @@ pub enum Change {
 /// no followers, so it never sees one.
 pub use crate::cluster::follow::Remote;
 
+/// What a planned write changes, for the store to remember once it is done.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// Load balancer name and stored record, for each one written.
+    pub puts: Vec<(String, String)>,
+    pub deletes: Vec<String>,
+}
+
+/// A write's round trip: `run` it anywhere, then hand what it returned to `finish`.
+pub struct Trip {
+    pub written: Written,
+    pub run: Box<dyn FnOnce() -> TripOutcome + Send>,
+}
+
+/// The revision the store committed at, or why it did not.
+pub type TripOutcome = Result<i64, crate::cluster::etcd::EtcdError>;
+
 pub trait Store: Send {
     /// Every stored load balancer: at start, and again after a conflict.
     fn load(&mut self) -> Result<Vec<LbState>, StoreError>;
-    /// Makes the store hold `lbs`, the whole model after one change.
-    fn commit(&mut self, lbs: &[LbState]) -> Result<(), StoreError>;
+    /// Starts making the store hold `lbs`, the whole model after one change: None when
+    /// it holds them already (written here, or nothing to write), else the round trip.
+    fn begin(&mut self, lbs: &[LbState]) -> Result<Option<Trip>, StoreError>;
+    /// The outcome of `begin`'s trip: Ok once the store holds the change.
+    fn finish(&mut self, written: Written, outcome: TripOutcome) -> Result<(), StoreError> {
+        let _ = written;
+        outcome
+            .map(drop)
+            .map_err(|e| StoreError::Failed(e.to_string()))
+    }
+    /// `begin`, its trip run here, and `finish`: for callers that may wait (start).
+    fn commit(&mut self, lbs: &[LbState]) -> Result<(), StoreError> {
+        match self.begin(lbs)? {
+            None => Ok(()),
+            Some(trip) => {
+                let outcome = (trip.run)();
+                self.finish(trip.written, outcome)
+            }
+        }
+    }
     /// Turns what the watch reported into changes this node does not have yet (its own
     /// writes coming back are left out, so applying is idempotent).
     fn follow(&mut self, remote: Remote) -> Vec<Change> {
@@ -76,8 +116,8 @@ impl Store for StateFile {
         StateFile::load(self).map_err(StoreError::Failed)
     }
 
-    fn commit(&mut self, lbs: &[LbState]) -> Result<(), StoreError> {
-        self.save(lbs).map_err(StoreError::Failed)
+    fn begin(&mut self, lbs: &[LbState]) -> Result<Option<Trip>, StoreError> {
+        self.save(lbs).map_err(StoreError::Failed).map(|()| None)
     }
 
     fn describe(&self) -> String {
