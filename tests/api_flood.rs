@@ -126,3 +126,68 @@ fn a_full_api_closes_the_connection_waiting_longest_for_a_new_one() {
     probe(&clb, api);
     drop(slow);
 }
+
+/// Request bodies by the dozen, each just short of whole, cannot make the API hold more
+/// than its budget (`MAX_BUFFERED`, 64 MiB; 1,024 connections with 1 MiB each would be
+/// a GiB): a connection whose bytes take it past the budget is answered 503 and closed,
+/// the ones within it are held, and calls go on.
+#[test]
+fn large_requests_past_the_memory_budget_are_refused_and_calls_go_on() {
+    use clb::control::server::{MAX_BODY, MAX_BUFFERED};
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::TcpStream;
+    let (clb, _backend) = clb_with_api();
+    let api = clb.api.expect("the API is on");
+    let within = MAX_BUFFERED / MAX_BODY;
+    let count = within + 8;
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: api\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {MAX_BODY}\r\n\r\n"
+    );
+    let almost = vec![b'a'; MAX_BODY - 1];
+    let mut conns = Vec::new();
+    for _ in 0..count {
+        let mut conn = TcpStream::connect(api).expect("connect to the API");
+        // A refused connection may be closed while its body is still going out.
+        let _ = conn.write_all(head.as_bytes());
+        let _ = conn.write_all(&almost);
+        conn.set_nonblocking(true).expect("non-blocking");
+        conns.push(conn);
+    }
+    // Closed by clb: a 503, or the close itself (a reset when bytes were left unread).
+    let closed = |conn: &mut TcpStream| {
+        let mut buf = [0u8; 512];
+        match conn.read(&mut buf) {
+            Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => None,
+            Err(e) => Some(e.to_string()),
+        }
+    };
+    let mut refused: Vec<Option<String>> = vec![None; count];
+    let enough = wait_until(Duration::from_secs(10), || {
+        for (conn, seen) in conns.iter_mut().zip(refused.iter_mut()) {
+            if seen.is_none() {
+                *seen = closed(conn);
+            }
+        }
+        refused.iter().flatten().count() >= count - within
+    });
+    let answers: Vec<&String> = refused.iter().flatten().collect();
+    assert!(enough, "refused {} of {count}: {answers:?}", answers.len());
+    assert!(
+        answers.len() <= count - within + 2,
+        "connections within the budget were refused too: {} of {count}",
+        answers.len()
+    );
+    assert!(
+        answers.iter().any(|a| a.starts_with("HTTP/1.1 503")),
+        "no 503 among {answers:?}"
+    );
+    probe(&clb, api);
+    assert!(clb.wait_for_log(
+        "past 64 MiB of buffered requests",
+        1,
+        Duration::from_secs(5)
+    ));
+    drop(conns);
+}

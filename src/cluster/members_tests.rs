@@ -2,6 +2,7 @@
 //! tests/cluster_members.rs).
 
 use super::*;
+use std::time::UNIX_EPOCH;
 
 #[test]
 fn record_round_trips_and_rejects_junk() {

@@ -2,7 +2,8 @@
 //! membership (`members`: who is in the fleet).
 //!
 //! Nothing here runs in a worker loop: the client blocks, so it is called from the
-//! control thread (one bounded round trip) or from the cluster's helper threads.
+//! cluster's helper threads, the committer thread (API writes, control/committer.rs),
+//! and at start; the control thread calls it only to reload after a write conflicted.
 
 mod b64;
 pub mod etcd;
@@ -13,5 +14,6 @@ pub mod health_publish;
 mod http;
 pub mod members;
 pub mod node_addresses;
+pub mod node_record;
 pub mod start;
 pub mod store;

@@ -77,6 +77,8 @@ impl Conn {
 struct Closed {
     evicted: usize,
     timed_out: usize,
+    /// Answered 503: their request would have taken the API past its memory budget.
+    over_budget: usize,
     next_warning: Option<Instant>,
 }
 
@@ -106,6 +108,17 @@ impl Conns {
 
     pub fn get(&self, key: usize) -> Option<&Conn> {
         self.slab.get(key)
+    }
+
+    /// Request bytes held by every connection together.
+    pub fn buffered(&self) -> usize {
+        self.slab.iter().map(|(_, c)| c.input.len()).sum()
+    }
+
+    /// Counts (and logs, within `warn`'s limit) a connection refused for memory.
+    pub fn refused_for_memory(&mut self, now: Instant) {
+        self.closed.over_budget += 1;
+        self.warn(now);
     }
 
     /// The connection under `key` if it is still the one numbered `serial`.
@@ -171,18 +184,22 @@ impl Conns {
     /// every few seconds, not one per connection.
     fn warn(&mut self, now: Instant) {
         let c = &mut self.closed;
-        if c.evicted + c.timed_out == 0 || c.next_warning.is_some_and(|at| now < at) {
+        if c.evicted + c.timed_out + c.over_budget == 0 || c.next_warning.is_some_and(|at| now < at)
+        {
             return;
         }
         log::warn!(
-            "control API: closed {} connections to make room (all {MAX_CONNECTIONS} taken: the one waiting longest goes) and {} that sent no whole request within {} s; next such warning in {} s at the earliest",
+            "control API: closed {} connections to make room (all {MAX_CONNECTIONS} taken: the one waiting longest goes), {} that sent no whole request within {} s and {} whose request would have taken the API past {} MiB of buffered requests; next such warning in {} s at the earliest",
             c.evicted,
             c.timed_out,
             REQUEST_TIMEOUT.as_secs(),
+            c.over_budget,
+            super::server::MAX_BUFFERED >> 20,
             WARN_EVERY.as_secs(),
         );
         c.evicted = 0;
         c.timed_out = 0;
+        c.over_budget = 0;
         c.next_warning = Some(now + WARN_EVERY);
     }
 }

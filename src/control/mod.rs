@@ -13,6 +13,7 @@ pub mod model;
 pub mod plane;
 pub mod policies;
 pub mod query;
+pub mod responses;
 pub mod server;
 pub mod sigv4;
 pub mod state;

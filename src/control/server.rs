@@ -16,6 +16,7 @@ use super::conns::{Conn, Conns};
 use super::error::ApiError;
 use super::plane::{Plane, Ran};
 use super::query;
+use super::responses::{html_response, metrics_response, plain, with_header, xml_response};
 use super::sigv4::{self, Credentials, SignedRequest};
 use super::xml;
 use mio::net::TcpListener;
@@ -56,8 +57,11 @@ impl ControlHandle {
     }
 }
 
-const MAX_HEAD: usize = 64 * 1024;
-const MAX_BODY: usize = 1024 * 1024;
+pub const MAX_HEAD: usize = 64 * 1024;
+pub const MAX_BODY: usize = 1024 * 1024;
+/// Request bytes all API connections may hold at once (64 large bodies); a connection
+/// whose request would take more is answered 503 and closed.
+pub const MAX_BUFFERED: usize = 64 * MAX_BODY;
 /// Writes held behind the one waiting for the store; more are answered `Throttling`.
 const MAX_HELD: usize = 64;
 /// How often draining is checked while an instance drains, and (with `--cluster`) how
@@ -228,6 +232,18 @@ impl Server {
             return;
         };
         let eof = read_available(conn, now);
+        if conn.input.len() > MAX_HEAD && self.conns.buffered() > MAX_BUFFERED {
+            // Bodies by the hundred, each up to 1 MiB, would otherwise add up to a GiB.
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.input = Vec::new();
+                conn.output = plain(
+                    503,
+                    "the API holds too many large requests at once; try again",
+                );
+                conn.close_after = true;
+                self.conns.refused_for_memory(now);
+            }
+        }
         let mut failed = false;
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
@@ -479,68 +495,6 @@ enum Handled {
     Waiting,
     /// A write behind the one waiting (`Writes::held`).
     Held,
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        411 => "Length Required",
-        413 => "Payload Too Large",
-        431 => "Request Header Fields Too Large",
-        _ => "Internal Server Error",
-    }
-}
-
-fn xml_response(status: u16, body: &str, request_id: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nx-amzn-RequestId: {request_id}\r\n\r\n{body}",
-        reason(status),
-        body.len()
-    )
-    .into_bytes()
-}
-
-/// `response` with one more header line after its status line.
-fn with_header(response: Vec<u8>, name: &str, value: &str) -> Vec<u8> {
-    let value: String = value.chars().filter(|c| !c.is_control()).collect();
-    let Some(at) = response.windows(2).position(|w| w == b"\r\n") else {
-        return response;
-    };
-    let mut out = Vec::with_capacity(response.len() + name.len() + value.len() + 4);
-    out.extend_from_slice(&response[..at + 2]);
-    out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
-    out.extend_from_slice(&response[at + 2..]);
-    out
-}
-
-fn html_response(page: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: {}\r\n\r\n{page}",
-        page.len()
-    )
-    .into_bytes()
-}
-
-fn metrics_response(text: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\n\r\n{text}",
-        text.len()
-    )
-    .into_bytes()
-}
-
-fn plain(status: u16, text: &str) -> Vec<u8> {
-    let connection = if status >= 400 { "close" } else { "keep-alive" };
-    format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{text}",
-        reason(status),
-        text.len()
-    )
-    .into_bytes()
 }
 
 /// Takes in what the socket has (up to one request's worth of bytes): true at EOF or
