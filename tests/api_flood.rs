@@ -179,6 +179,10 @@ fn large_requests_past_the_memory_budget_are_refused_and_calls_go_on() {
         "connections within the budget were refused too: {} of {count}",
         answers.len()
     );
+    eprintln!(
+        "{} of {count} nearly whole 1 MiB requests refused",
+        answers.len()
+    );
     assert!(
         answers.iter().any(|a| a.starts_with("HTTP/1.1 503")),
         "no 503 among {answers:?}"
