@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::cluster::{query, serves, CLUSTER_ENV};
+use common::cluster::{node_ip, query, serves, start_node_env, CLUSTER_ENV};
 use common::dns::dig;
 use common::etcd::EtcdServer;
 use common::*;
@@ -24,39 +24,25 @@ struct Node {
 /// Node `n` at 127.0.N.1 (API, DNS, `--node-address`), its pool 127.0.N.10-12, the
 /// flags' load balancer `web` on `port` with instance `web_backend`.
 fn node(etcd: &EtcdServer, n: u8, port: u16, web_backend: &Backend) -> Node {
-    let ip = format!("127.0.{n}.1");
-    let api = format!("{ip}:{}", free_port(&ip));
+    let ip = node_ip(n);
     let dns: SocketAddr = format!("{ip}:{}", free_port(&ip)).parse().unwrap();
     let pool = format!("127.0.{n}.10,127.0.{n}.11,127.0.{n}.12");
-    let listener = format!("http:{port}:http:80");
     let instance = format!("i-web={}", web_backend.addr);
-    let (name, dns_flag, endpoint) = (format!("n{n}"), dns.to_string(), etcd.endpoint());
-    let args = [
+    let dns_flag = dns.to_string();
+    let extra = [
         "--name",
         "web",
-        "--listener",
-        &listener,
         "--instance",
         &instance,
         "--address-pool",
         &pool,
-        "--api",
-        &api,
         "--dns",
         &dns_flag,
-        "--cluster",
-        &endpoint,
-        "--workers",
-        "1",
-        "--node",
-        &name,
-        "--node-address",
-        &ip,
         "--node-ttl",
         "2",
     ];
     Node {
-        clb: Clb::start_env(&args, CLUSTER_ENV),
+        clb: start_node_env(&etcd.endpoint(), n, port, &extra, CLUSTER_ENV),
         dns,
     }
 }

@@ -53,11 +53,9 @@ pub fn try_start_node_env(
     let api = format!("{ip}:{}", free_port(&ip));
     let listener = format!("http:{port}:http:80");
     let endpoint = endpoints.to_string();
-    let args = [
+    let mut args = vec![
         "--listener",
         &listener,
-        "--bind",
-        &ip,
         "--api",
         &api,
         "--cluster",
@@ -69,7 +67,11 @@ pub fn try_start_node_env(
         "--node-address",
         &ip,
     ];
-    let args: Vec<&str> = args.iter().chain(extra).copied().collect();
+    // `--address-pool` (in `extra`) and `--bind` exclude each other.
+    if !extra.contains(&"--address-pool") {
+        args.extend(["--bind", ip.as_str()]);
+    }
+    args.extend_from_slice(extra);
     Clb::try_start_env(&args, env)
 }
 
