@@ -205,24 +205,34 @@ fn etcd_down_is_unreachable_then_back() {
     );
 }
 
+/// Starts a watch thread on `prefix` (from revision `from`, None: read it all first):
+/// each call returns its next report, waiting up to 20 s.
+fn follow_reports(
+    etcd: Etcd,
+    prefix: &[u8],
+    from: Option<i64>,
+) -> impl Fn() -> clb::cluster::follow::Remote {
+    let (to_test, reports) = std::sync::mpsc::channel();
+    clb::cluster::follow::spawn(etcd, prefix.to_vec(), from, move |r| {
+        to_test.send(r).is_ok()
+    })
+    .expect("the watch thread starts");
+    move || {
+        reports
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a report from the watch thread")
+    }
+}
+
 #[test]
 fn follow_resyncs_after_compaction_and_after_an_outage() {
-    use clb::cluster::follow::{self, Remote};
+    use clb::cluster::follow::Remote;
     let mut server = EtcdServer::start();
     let etcd = server.client();
     let first = etcd.put(b"/f/lb/a", b"1", 0).unwrap();
     let last = etcd.put(b"/f/lb/a", b"2", 0).unwrap();
     server.etcdctl(&["compact", &last.to_string()]);
-    let (to_test, reports) = std::sync::mpsc::channel();
-    follow::spawn(server.client(), b"/f/lb/".to_vec(), Some(first), move |r| {
-        to_test.send(r).is_ok()
-    })
-    .unwrap();
-    let next = || {
-        reports
-            .recv_timeout(Duration::from_secs(20))
-            .expect("a report from the watch thread")
-    };
+    let next = follow_reports(server.client(), b"/f/lb/", Some(first));
     // Behind compaction: the whole prefix, at a revision from which it watches on.
     match next() {
         Remote::Resync { kvs, revision } => {
@@ -265,21 +275,12 @@ fn follow_resyncs_after_compaction_and_after_an_outage() {
 /// etcd answers, then watches on from there.
 #[test]
 fn follow_without_a_revision_reads_everything_once_etcd_answers() {
-    use clb::cluster::follow::{self, Remote};
+    use clb::cluster::follow::Remote;
     let mut server = EtcdServer::start();
     let etcd = server.client();
     let put = etcd.put(b"/g/health/n1", b"InService", 0).unwrap();
     server.stop();
-    let (to_test, reports) = std::sync::mpsc::channel();
-    follow::spawn(server.client(), b"/g/health/".to_vec(), None, move |r| {
-        to_test.send(r).is_ok()
-    })
-    .unwrap();
-    let next = || {
-        reports
-            .recv_timeout(Duration::from_secs(20))
-            .expect("a report from the watch thread")
-    };
+    let next = follow_reports(server.client(), b"/g/health/", None);
     assert!(matches!(next(), Remote::Unreachable(_)));
     server.resume();
     match next() {

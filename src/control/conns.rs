@@ -203,3 +203,65 @@ impl Conns {
         c.next_warning = Some(now + WARN_EVERY);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection to a listener of our own (the peer end is dropped: only the
+    /// bookkeeping is under test).
+    fn sock() -> TcpStream {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let stream = std::net::TcpStream::connect(addr).expect("connect");
+        TcpStream::from_std(stream)
+    }
+
+    #[test]
+    fn a_parked_connection_outlives_its_deadline_and_a_late_one_is_told_apart() {
+        let mut conns = Conns::default();
+        let start = Instant::now();
+        let a = conns.make_room(start);
+        conns.insert(a, sock(), start);
+        let waiting = conns.get_mut(a).expect("inserted");
+        waiting.input.extend_from_slice(b"POST / HTTP/1.1\r\n");
+        waiting.parked = true;
+        let serial = waiting.serial;
+        let key = conns.make_room(start);
+        conns.insert(key, sock(), start);
+        conns.get_mut(key).expect("inserted").input.push(b'G');
+        // Past the request deadline: the one waiting for the plane stays.
+        conns.sweep(start + REQUEST_TIMEOUT + Duration::from_secs(1));
+        assert!(
+            conns.get(key).is_none(),
+            "the client's own slowness is closed"
+        );
+        assert!(
+            conns.get_serial(a, serial).is_some(),
+            "the parked one stays"
+        );
+        // Unparked, its answer has a deadline again, from then.
+        let now = start + REQUEST_TIMEOUT * 2;
+        conns.get_mut(a).expect("kept").unpark(now);
+        conns.next_sweep = None;
+        conns.sweep(now + REQUEST_TIMEOUT + Duration::from_secs(1));
+        assert!(conns.get(a).is_none());
+        // A later connection under the same key is not the one an answer was for.
+        let again = conns.make_room(now);
+        conns.insert(again, sock(), now);
+        assert_eq!(again, a, "the key is handed out again");
+        assert!(conns.get_serial(again, serial).is_none());
+    }
+
+    #[test]
+    fn buffered_counts_every_connections_input() {
+        let mut conns = Conns::default();
+        let now = Instant::now();
+        for n in [10usize, 20, 30] {
+            let key = conns.make_room(now);
+            conns.insert(key, sock(), now);
+            conns.get_mut(key).expect("inserted").input = vec![0; n];
+        }
+        assert_eq!(conns.buffered(), 60);
+    }
+}
