@@ -861,7 +861,7 @@ if [ "$SLOW_CLIENTS" != 0 ]; then
         LOAD_CPU="$LOAD_CPU" "$BENCH/slow_clients.sh" 2>"$work/slow_clients.log"); then
         {
             echo
-            echo "Normal clients beside $SLOW_CLIENTS slow-loris connections (\`make bench-slow\`: wrk, 50 keep-alive connections, alone and then beside connections that each hold a partial head and trickle a byte every 2 s; each proxy pinned to core $PROXY_CPU, wrk, the instance and the slow clients on core $LOAD_CPU; target for clb: p99 ratio ≤ 1.25×):"
+            echo "Normal clients beside $SLOW_CLIENTS slow-loris connections (\`make bench-slow\`: wrk, 50 keep-alive connections, alone and then beside connections that each hold a partial head and trickle a byte every 2 s; each proxy pinned to core $PROXY_CPU, wrk, the instance and the slow clients on core $LOAD_CPU; target for clb: p99 ratio ≤ 1.25×; the row clb-sink is the control run, clb serving wrk while the slow clients go to a listener that never reads, so no proxy sees them):"
             echo
             printf '%s\n' "$table"
         } >>"$OUT"

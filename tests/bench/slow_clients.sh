@@ -8,17 +8,22 @@
 # both runs per proxy and the ratios (target for clb: p99 at most 1.25x of alone). The
 # same load on the peers tells what the proxy adds from what the machine adds (the slow
 # clients' sender competes with wrk for its core at every burst). Bounded: about 90 s.
-# PROXIES= (default "clb nginx haproxy"), SLOW=, DURATION=, PORT=, PROXY_CPU=, LOAD_CPU=.
+# PROXIES= (default "clb nginx haproxy clb-sink"), SLOW=, DURATION=, PORT=, PROXY_CPU=, LOAD_CPU=,
+# PACE=burst (default: every slow connection's byte at once every 2 s) or paced (spread
+# over the 2 s). The row "clb-sink" is the control run: clb serves wrk while the slow
+# clients go to a listener on the proxy's core that accepts them and never reads, so the
+# kernel takes their bytes and no proxy sees them: what p99 does then is the machine's.
 # Needs nginx, haproxy and wrk (installed with apt when missing).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 SLOW="${SLOW:-5000}"
 DURATION="${DURATION:-8}"
+PACE="${PACE:-burst}"
 PORT="${PORT:-18481}"
 PROXY_CPU="${PROXY_CPU:-0}"
 LOAD_CPU="${LOAD_CPU:-1}"
-read -r -a PROXIES <<<"${PROXIES:-clb nginx haproxy}"
+read -r -a PROXIES <<<"${PROXIES:-clb nginx haproxy clb-sink}"
 BACKEND_PORT=$((PORT + 1))
 work=$(mktemp -d)
 cleanup() {
@@ -135,25 +140,45 @@ PY
 
 rows=()
 for p in "${PROXIES[@]}"; do
-    start_proxy "$p"
+    start_proxy "${p%-sink}"
     read -r base_rps base_p50 base_p99 < <(run "$p-alone")
     rm -f "$work/slow.ready"
-    taskset -c "$LOAD_CPU" python3 - "$PORT" "$SLOW" "$work/slow.ready" <<'PY' &
+    slow_port=$PORT
+    sink_pid=
+    if [ "$p" != "${p%-sink}" ]; then
+        slow_port=$((PORT + 2))
+        taskset -c "$PROXY_CPU" python3 -c "
+import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', $slow_port)); s.listen(8192)
+held = []
+while True:
+    held.append(s.accept()[0])
+" &
+        sink_pid=$!
+        sleep 0.5
+    fi
+    taskset -c "$LOAD_CPU" python3 - "$slow_port" "$SLOW" "$work/slow.ready" "$PACE" <<'PY' &
 import socket, sys, time
-port, n, ready = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+port, n, ready, pace = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 socks = []
 for i in range(n):
     s = socket.create_connection(("127.0.0.1", port))
     s.sendall(b"GET /slow HTTP/1.1\r\nHost: a\r\nX-Slow: ")
     socks.append(s)
 open(ready, "w").close()
+# burst: every connection's byte at once every 2 s (as slowloris.py does); paced: the
+# same bytes spread over the 2 s in 100 slices (as many attackers out of step would).
+slices = 100 if pace == "paced" else 1
+per = (len(socks) + slices - 1) // slices
 while True:
-    time.sleep(2)
-    for s in socks:
-        try:
-            s.send(b"x")
-        except OSError:
-            pass
+    for k in range(slices):
+        time.sleep(2 / slices)
+        for s in socks[k * per:(k + 1) * per]:
+            try:
+                s.send(b"x")
+            except OSError:
+                pass
 PY
     slow_pid=$!
     for _ in $(seq 300); do [ -f "$work/slow.ready" ] && break; sleep 0.1; done
@@ -164,6 +189,7 @@ PY
     done
     kill "$slow_pid" 2>/dev/null || true
     wait "$slow_pid" 2>/dev/null || true
+    if [ -n "$sink_pid" ]; then kill "$sink_pid" 2>/dev/null || true; wait "$sink_pid" 2>/dev/null || true; fi
     kill "$PROXY_PID" 2>/dev/null || true
     wait "$PROXY_PID" 2>/dev/null || true
     rows+=("$p $base_rps $base_p50 $base_p99 $slow_rps $slow_p50 $slow_p99 $rss")
