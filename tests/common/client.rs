@@ -328,7 +328,6 @@ pub fn get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: test.example\r\n\r\n")
 }
 
-/// `GET path HTTP/1.1` with `Connection: close`.
 /// `GET /metrics` on clb's API port: the body (Prometheus text), checked to be a 200.
 pub fn scrape_metrics(api: SocketAddr) -> String {
     let mut conn = TcpStream::connect(api).expect("connect to the API");
@@ -344,6 +343,7 @@ pub fn scrape_metrics(api: SocketAddr) -> String {
     body.to_string()
 }
 
+/// `GET path HTTP/1.1` with `Connection: close`.
 pub fn get_close(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: test.example\r\nConnection: close\r\n\r\n")
 }

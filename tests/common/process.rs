@@ -23,7 +23,8 @@ pub struct Clb {
 
 impl Clb {
     /// Starts `clb` with exactly `args` and waits until the listener named by
-    /// `--listener` (on `--bind`, default 127.0.0.1) accepts connections.
+    /// `--listener` (on `--bind`, default 127.0.0.1) accepts connections and the start
+    /// is over (the "control API on/off" line).
     pub fn start(args: &[&str]) -> Clb {
         Clb::start_env(args, &[])
     }
@@ -101,7 +102,12 @@ impl Clb {
                     "clb {args:?} exited ({status}) before listening on {addr}; log:\n{log}"
                 ));
             }
-            if listening(&addr).is_ok() && api.as_ref().is_none_or(|a| listening(a).is_ok()) {
+            // Sockets are bound early in a start (a cluster node then still talks to
+            // etcd): started is when main logs the control API line, after the start.
+            if listening(&addr).is_ok()
+                && api.as_ref().is_none_or(|a| listening(a).is_ok())
+                && clb.log_text().contains("control API ")
+            {
                 return Ok(clb);
             }
             if Instant::now() >= deadline {
