@@ -305,6 +305,10 @@ impl Store for EtcdStore {
         );
     }
 
+    fn round_trips(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         format!("etcd {} under {}", self.endpoints, self.prefix)
     }

@@ -132,7 +132,9 @@ impl Server {
             waker: Arc::new(waker),
         };
         let mut plane = plane;
-        plane.committer = Some(super::committer::Committer::spawn(handle.clone())?);
+        if plane.store.as_ref().is_some_and(|s| s.round_trips()) {
+            plane.committer = Some(super::committer::Committer::spawn(handle.clone())?);
+        }
         let server = Server {
             poll,
             listener,

@@ -107,6 +107,10 @@ pub trait Store: Send {
     fn outage(&self) -> Option<(std::time::SystemTime, String)> {
         None
     }
+    /// Whether `begin` hands back round trips (the committer thread is then started).
+    fn round_trips(&self) -> bool {
+        false
+    }
     /// For logs and errors: where the model is kept.
     fn describe(&self) -> String;
 }
