@@ -149,3 +149,63 @@ fn a_client_that_leaves_before_its_answer_leaves_nothing_stuck() {
         node.log_text()
     );
 }
+
+/// Writes pile up behind one that waits out an unreachable etcd: past 64 held they are
+/// throttled at once, and the held ones get the first one's 503 as soon as it comes,
+/// rather than waiting out a round trip each (64 × 2 s).
+#[test]
+fn writes_held_behind_an_unreachable_etcd_are_answered_with_the_first_and_past_64_throttled() {
+    let etcd = EtcdServer::start();
+    let relay = Relay::start(etcd.endpoint()["http://".len()..].parse().unwrap());
+    let node = start_node_on(&relay.endpoint(), 1, free_port("127.0.1.1"), &[]);
+    let api = node.api.expect("the API");
+    relay.cut();
+    let write = move |n: usize| {
+        std::thread::spawn(move || {
+            let asked = Instant::now();
+            let answer = query(
+                api,
+                &[
+                    ("Action", "RegisterInstancesWithLoadBalancer"),
+                    ("LoadBalancerName", "default"),
+                    (
+                        "Instances.member.1.InstanceId",
+                        &format!("127.0.0.1:{}", 3000 + n),
+                    ),
+                ],
+            );
+            (answer, asked.elapsed())
+        })
+    };
+    let first = write(0);
+    std::thread::sleep(Duration::from_millis(200));
+    let rest: Vec<_> = (1..70).map(write).collect();
+    let (first_answer, first_after) = first.join().expect("the first writer");
+    assert_eq!(
+        first_answer.as_ref().map(|a| a.0),
+        Some(503),
+        "{first_answer:?}"
+    );
+    let (mut refused, mut throttled, mut slowest) = (0, 0, Duration::ZERO);
+    for writer in rest {
+        let (answer, after) = writer.join().expect("a writer");
+        slowest = slowest.max(after);
+        match answer {
+            Some((503, _)) => refused += 1,
+            Some((400, body)) if body.contains("<Code>Throttling</Code>") => throttled += 1,
+            other => panic!("a held write answered {other:?}"),
+        }
+    }
+    eprintln!(
+        "etcd cut off: the first write 503 after {first_after:?}; of 69 behind it {refused} \
+         got its 503 and {throttled} were throttled, the slowest after {slowest:?}"
+    );
+    assert!(
+        throttled >= 1 && refused >= 60,
+        "{refused} refused, {throttled} throttled"
+    );
+    assert!(
+        slowest < first_after + Duration::from_secs(1),
+        "the held writes waited a round trip of their own: {slowest:?}"
+    );
+}

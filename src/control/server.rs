@@ -10,7 +10,8 @@
 //! until the committer thread's `Event::Committed`, while the loop answers everything
 //! else. The next write waits its turn (its connection parked too, at most `MAX_HELD`
 //! of them; more are throttled), and so do changes from other nodes, so that the model
-//! a write was made on is the one it replaces.
+//! a write was made on is the one it replaces. When a write finds the store unreachable,
+//! the writes held behind it get its 503 at once rather than a round trip each.
 
 use super::conns::{Conn, Conns};
 use super::error::ApiError;
@@ -87,6 +88,8 @@ struct Writes {
     held: VecDeque<(usize, u64)>,
     /// Other nodes' changes that came meanwhile, applied once it is answered.
     deferred: Vec<crate::cluster::follow::Remote>,
+    /// While the writes held behind one the store refused (503) are answered: that error.
+    refusing: Option<ApiError>,
 }
 
 struct Waiter {
@@ -413,7 +416,11 @@ impl Server {
             ));
         }
         let action = params.action().unwrap_or("-").to_string();
-        if self.plane.busy() && super::actions::mutates(&action) {
+        let mutates = super::actions::mutates(&action);
+        if let (true, Some(e)) = (mutates, &self.writes.refusing) {
+            return Response(self.respond(&action, &request_id, Err(e.clone())));
+        }
+        if self.plane.busy() && mutates {
             if self.writes.held.len() >= MAX_HELD {
                 let e = ApiError::throttling(format!(
                     "Rate exceeded: {MAX_HELD} API changes are waiting for the store already; try again"
@@ -465,6 +472,10 @@ impl Server {
             return;
         };
         let now = Instant::now();
+        // The store unreachable: the writes that waited behind this one would each wait
+        // out a round trip of their own, and almost surely fail the same way; they are
+        // answered with this one's 503 at once (new writes after them try again).
+        self.writes.refusing = result.as_ref().err().filter(|e| e.status == 503).cloned();
         if let Some(waiter) = self.writes.waiting.take() {
             let response = self.respond(&waiter.action, &waiter.request_id, result);
             if let Some(conn) = self.conns.get_serial(waiter.key, waiter.serial) {
@@ -487,6 +498,7 @@ impl Server {
                 self.serve(key);
             }
         }
+        self.writes.refusing = None;
     }
 }
 
