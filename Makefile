@@ -32,12 +32,16 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-# cargo-fuzz needs nightly; every target in fuzz/ runs for FUZZ_SECONDS.
+# cargo-fuzz needs nightly; every target in fuzz/ runs for FUZZ_SECONDS. It starts from
+# the committed corpus (fuzz/corpus/TARGET) and writes what it finds to fuzz/scratch/TARGET
+# (ignored by git): a crash goes to fuzz/artifacts/, and becomes a corpus file by hand.
 fuzz:
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 	set -e; for target in $$($(CARGO) +nightly fuzz list); do \
-		$(CARGO) +nightly fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS); \
+		mkdir -p fuzz/scratch/$$target fuzz/corpus/$$target; \
+		$(CARGO) +nightly fuzz run $$target fuzz/scratch/$$target fuzz/corpus/$$target \
+			-- -max_total_time=$(FUZZ_SECONDS); \
 	done
 
 # clb against nginx and HAProxy on loopback (issues 5, 6 and 14): about 17 minutes, writes
