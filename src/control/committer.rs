@@ -5,6 +5,7 @@
 
 use super::server::{ControlHandle, Event};
 use super::store::TripOutcome;
+use crate::cluster::etcd::EtcdError;
 use std::sync::mpsc::{self, Sender};
 
 /// What the plane sends: a trip and the number that comes back with its outcome.
@@ -24,7 +25,15 @@ impl Committer {
             .name("clb-committer".into())
             .spawn(move || {
                 for (ticket, run) in queue {
-                    if !control.send(Event::Committed(ticket, run())) {
+                    // A write that panicked is still answered (500), and the writes
+                    // behind it still go: nothing waits forever for this thread.
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+                        .unwrap_or_else(|_| {
+                            Err(EtcdError::Protocol(
+                                "the store write failed unexpectedly".into(),
+                            ))
+                        });
+                    if !control.send(Event::Committed(ticket, outcome)) {
                         return;
                     }
                 }

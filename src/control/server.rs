@@ -237,14 +237,16 @@ impl Server {
             return;
         };
         let eof = read_available(conn, now);
-        if conn.input.len() > MAX_HEAD && self.conns.buffered() > MAX_BUFFERED {
-            // Bodies by the hundred, each up to 1 MiB, would otherwise add up to a GiB.
+        // Bodies by the hundred, each up to 1 MiB, would otherwise add up to a GiB. A
+        // parked connection is left alone: its answer is still to come, in order.
+        if !conn.parked && conn.input.len() > MAX_HEAD && self.conns.buffered() > MAX_BUFFERED {
             if let Some(conn) = self.conns.get_mut(key) {
+                // After any answer still being written, in order.
                 conn.input = Vec::new();
-                conn.output = plain(
+                conn.output.extend_from_slice(&plain(
                     503,
                     "the API holds too many large requests at once; try again",
-                );
+                ));
                 conn.close_after = true;
                 self.conns.refused_for_memory(now);
             }
