@@ -51,6 +51,16 @@ fn responses(raw: &str) -> Vec<(u16, String)> {
     out
 }
 
+/// A node started through a relay to etcd, and the relay cut: etcd falls silent, as in
+/// a partition (the etcd server and the relay live as long as the test holds them).
+fn node_cut_off_from_etcd() -> (EtcdServer, Relay, Clb) {
+    let etcd = EtcdServer::start();
+    let relay = Relay::start(etcd.client_addr());
+    let node = start_node_on(&relay.endpoint(), 1, free_port("127.0.1.1"), &[]);
+    relay.cut();
+    (etcd, relay, node)
+}
+
 fn connect(api: SocketAddr) -> TcpStream {
     let conn = TcpStream::connect(api).expect("connect to the API");
     conn.set_read_timeout(Some(SOON)).expect("timeout");
@@ -96,11 +106,8 @@ fn pipelined_writes_and_reads_are_answered_in_order_and_a_half_close_still_gets_
 
 #[test]
 fn a_client_that_leaves_before_its_answer_leaves_nothing_stuck() {
-    let etcd = EtcdServer::start();
-    let relay = Relay::start(etcd.endpoint()["http://".len()..].parse().unwrap());
-    let node = start_node_on(&relay.endpoint(), 1, free_port("127.0.1.1"), &[]);
+    let (_etcd, relay, node) = node_cut_off_from_etcd();
     let api = node.api.expect("the API");
-    relay.cut();
     // A write whose round trip now waits out etcd's silence; its client leaves at once.
     let mut gone = connect(api);
     gone.write_all(get(&register_path("127.0.0.1:2001")).as_bytes())
@@ -155,11 +162,8 @@ fn a_client_that_leaves_before_its_answer_leaves_nothing_stuck() {
 /// rather than waiting out a round trip each (64 × 2 s).
 #[test]
 fn writes_held_behind_an_unreachable_etcd_are_answered_with_the_first_and_past_64_throttled() {
-    let etcd = EtcdServer::start();
-    let relay = Relay::start(etcd.endpoint()["http://".len()..].parse().unwrap());
-    let node = start_node_on(&relay.endpoint(), 1, free_port("127.0.1.1"), &[]);
+    let (_etcd, _relay, node) = node_cut_off_from_etcd();
     let api = node.api.expect("the API");
-    relay.cut();
     let write = move |n: usize| {
         std::thread::spawn(move || {
             let asked = Instant::now();

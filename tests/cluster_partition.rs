@@ -72,7 +72,7 @@ fn described(api: SocketAddr, name: &str) -> bool {
 #[test]
 fn a_partitioned_node_leaves_dns_serves_on_and_rejoins_when_healed() {
     let etcd = EtcdServer::start();
-    let relay = Relay::start(etcd.endpoint()["http://".len()..].parse().unwrap());
+    let relay = Relay::start(etcd.client_addr());
     let backend = Backend::start("127.0.0.1", "i-web", Behavior::Echo);
     let port = free_port("127.0.1.1");
     let instance = format!("i-web={}", backend.addr);

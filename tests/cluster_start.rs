@@ -25,7 +25,7 @@ const SOON: Duration = Duration::from_secs(20);
 #[test]
 fn etcd_going_away_at_any_step_of_a_start_refuses_it_cleanly_or_leaves_a_node_that_serves() {
     let etcd = EtcdServer::start();
-    let target: SocketAddr = etcd.endpoint()["http://".len()..].parse().unwrap();
+    let target = etcd.client_addr();
     let backend = Backend::start("127.0.0.1", "i-web", Behavior::Echo);
     let instance = format!("i-web={}", backend.addr);
     let port = free_port("127.0.1.1");

@@ -47,6 +47,11 @@ impl EtcdServer {
         format!("http://127.0.0.1:{}", self.client_port)
     }
 
+    /// The client address, for a relay in front of it (`common::relay`).
+    pub fn client_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.client_port))
+    }
+
     pub fn client(&self) -> Etcd {
         Etcd::new(&[self.endpoint()], Duration::from_secs(2)).expect("a valid endpoint")
     }
