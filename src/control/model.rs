@@ -224,8 +224,8 @@ impl Model {
             listener_policies: Vec::new(),
             backend_policies: Vec::new(),
         };
-        add_listeners(&mut lb, listeners)?;
-        add_tags(&mut lb, tags)?;
+        listeners::add_listeners(&mut lb, listeners)?;
+        tags::add_tags(&mut lb, tags)?;
         self.place(&mut lb)?;
         self.lbs.push(lb);
         Ok(())
@@ -239,59 +239,6 @@ impl Model {
                 self.release(r.slot);
             }
         }
-    }
-
-    pub fn create_listeners(
-        &mut self,
-        name: &str,
-        listeners: Vec<Listener>,
-    ) -> Result<(), ApiError> {
-        let address = self.listen_address(self.lb(name)?);
-        let ports: Vec<u16> = listeners.iter().map(|l| l.port).collect();
-        self.check_ports(name, address, &ports)?;
-        add_listeners(self.lb_mut(name)?, listeners)
-    }
-
-    /// Records a secure listener's new certificate id (the control plane then loads the
-    /// `--cert` files again, so replaced files take effect: spec §13.17).
-    pub fn set_listener_certificate(
-        &mut self,
-        name: &str,
-        port: u16,
-        id: &str,
-    ) -> Result<(), ApiError> {
-        let lb = self.lb_mut(name)?;
-        let Some(listener) = lb.listeners.iter_mut().find(|l| l.port == port) else {
-            return Err(ApiError::listener_not_found(format!(
-                "There is no listener on port {port}"
-            )));
-        };
-        if !listener.protocol.is_tls() {
-            return Err(ApiError::invalid_configuration(format!(
-                "The listener on port {port} is {}: only HTTPS and SSL listeners have a certificate",
-                listener.protocol.as_str()
-            )));
-        }
-        if id.is_empty() {
-            return Err(ApiError::validation("SSLCertificateId must not be empty"));
-        }
-        listener.ssl_certificate_id = Some(id.to_string());
-        Ok(())
-    }
-
-    pub fn delete_listeners(&mut self, name: &str, ports: &[u16]) -> Result<(), ApiError> {
-        let lb = self.lb_mut(name)?;
-        if let Some(port) = ports
-            .iter()
-            .find(|p| !lb.listeners.iter().any(|l| l.port == **p))
-        {
-            return Err(ApiError::listener_not_found(format!(
-                "There is no listener on port {port}"
-            )));
-        }
-        lb.listeners.retain(|l| !ports.contains(&l.port));
-        lb.listener_policies.retain(|(p, _)| !ports.contains(p));
-        Ok(())
     }
 
     pub fn configure_health_check(
@@ -357,33 +304,6 @@ impl Model {
         let lb = self.lb_mut(name)?;
         lb.keep_subnets_of_enabled_zones(&subnet_map);
         Ok(lb.zones.clone())
-    }
-
-    pub fn add_tags(
-        &mut self,
-        names: &[String],
-        tags: Vec<(String, String)>,
-    ) -> Result<(), ApiError> {
-        for name in names {
-            self.lb(name)?;
-        }
-        for name in names {
-            let lb = self.lb_mut(name)?;
-            let mut updated = lb.clone();
-            add_tags(&mut updated, tags.clone())?;
-            *lb = updated;
-        }
-        Ok(())
-    }
-
-    pub fn remove_tags(&mut self, names: &[String], keys: &[String]) -> Result<(), ApiError> {
-        for name in names {
-            self.lb(name)?;
-        }
-        for name in names {
-            self.lb_mut(name)?.tags.retain(|(k, _)| !keys.contains(k));
-        }
-        Ok(())
     }
 
     /// An instance id the API accepts: one from the inventory, or `HOST:PORT`.
@@ -489,70 +409,6 @@ impl LbState {
     }
 }
 
-/// Spec §1.2–1.6: protocols that mix, one listener per port (identical ones are accepted again).
-fn add_listeners(lb: &mut LbState, listeners: Vec<Listener>) -> Result<(), ApiError> {
-    let mut added = lb.listeners.clone();
-    for listener in listeners {
-        if listener.protocol.is_http() != listener.instance_protocol.is_http() {
-            return Err(ApiError::validation(format!(
-                "Listener on port {}: {} cannot forward to {}",
-                listener.port,
-                listener.protocol.as_str(),
-                listener.instance_protocol.as_str()
-            )));
-        }
-        match added.iter().find(|l| l.port == listener.port) {
-            Some(existing) if *existing == listener => {}
-            Some(_) => {
-                return Err(ApiError::duplicate_listener(format!(
-                    "A listener already exists for {} with LoadBalancerPort {}, but with a different InstancePort, Protocol, or SSLCertificateId",
-                    lb.name, listener.port
-                )))
-            }
-            None => added.push(listener),
-        }
-    }
-    if added.len() > MAX_LISTENERS {
-        return Err(ApiError::invalid_configuration(format!(
-            "Exceeded the limit of {MAX_LISTENERS} listeners"
-        )));
-    }
-    lb.listeners = added;
-    Ok(())
-}
-
-fn add_tags(lb: &mut LbState, tags: Vec<(String, String)>) -> Result<(), ApiError> {
-    for (i, (key, _)) in tags.iter().enumerate() {
-        if tags[..i].iter().any(|(k, _)| k == key) {
-            return Err(ApiError::duplicate_tag_keys(format!(
-                "Tag key '{key}' is given more than once"
-            )));
-        }
-        if key.is_empty() || key.len() > 128 || key.starts_with("aws:") {
-            return Err(ApiError::validation(format!(
-                "Tag key '{key}' must be 1 to 128 characters, not starting with aws:"
-            )));
-        }
-    }
-    for (key, value) in tags {
-        if value.len() > 256 {
-            return Err(ApiError::validation(format!(
-                "The value of tag '{key}' is longer than 256 characters"
-            )));
-        }
-        match lb.tags.iter_mut().find(|(k, _)| *k == key) {
-            Some(existing) => existing.1 = value,
-            None => lb.tags.push((key, value)),
-        }
-    }
-    if lb.tags.len() > MAX_TAGS {
-        return Err(ApiError::too_many_tags(format!(
-            "A load balancer can have at most {MAX_TAGS} tags"
-        )));
-    }
-    Ok(())
-}
-
 fn dedup(items: Vec<String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(items.len());
     for item in items {
@@ -590,9 +446,11 @@ fn resolve_host(host: &Host) -> Option<IpAddr> {
 
 pub mod addresses;
 mod adopt;
+mod listeners;
 mod policy_ops;
 pub mod registration;
 mod routing;
+mod tags;
 pub mod vpc;
 
 #[cfg(test)]
