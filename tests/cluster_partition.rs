@@ -161,6 +161,10 @@ fn a_partitioned_node_leaves_dns_serves_on_and_rejoins_when_healed() {
     assert_eq!(answer2.as_ref().map(|a| a.0), Some(503), "{answer2:?}");
     assert!(read, "DescribeLoadBalancers on node 2 during the partition");
     assert!(page.contains("is unreachable since"), "{page}");
+    assert!(
+        page.contains("API changes waiting for the store: 2."),
+        "{page}"
+    );
     eprintln!(
         "partition: API writes on node 2 answered 503 after {refused_after:?} and \
          {refused2_after:?} (the second asked 200 ms after the first); a read asked 400 ms \

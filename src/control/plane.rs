@@ -227,11 +227,12 @@ impl Plane {
         }
     }
 
-    /// The status page (`GET /`).
-    pub fn status_page(&self) -> String {
+    /// The status page (`GET /`); `writes_waiting`: API writes waiting for the store.
+    pub fn status_page(&self, writes_waiting: usize) -> String {
         let store = self.store.as_ref().map(|s| super::status_store::StoreView {
             describe: s.describe(),
             outage: s.outage(),
+            writes_waiting,
         });
         let page = super::status_page::render(
             &self.model,

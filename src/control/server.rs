@@ -378,7 +378,8 @@ impl Server {
         }
         if method == "GET" && path == "/" && query_string.is_empty() {
             // A browser's visit: the status page (API calls always carry an Action).
-            return Response(html_response(&self.plane.status_page()));
+            let waiting = self.writes.held.len() + usize::from(self.writes.waiting.is_some());
+            return Response(html_response(&self.plane.status_page(waiting)));
         }
         let request_id = xml::request_id();
         if method != "GET" && method != "POST" {

@@ -11,6 +11,8 @@ pub struct StoreView {
     pub describe: String,
     /// Since when (wall clock) and why the store is unreachable; None: it answers.
     pub outage: Option<(SystemTime, String)>,
+    /// API writes waiting for the store now (the one under way and those behind it).
+    pub writes_waiting: usize,
 }
 
 /// Appends the line. `html` escapes text.
@@ -41,6 +43,13 @@ pub fn render(out: &mut String, store: &StoreView, html: fn(&str) -> String) {
             );
         }
     }
+    if store.writes_waiting > 0 {
+        let _ = write!(
+            out,
+            "<p id=\"writes-waiting\">API changes waiting for the store: {}.</p>",
+            store.writes_waiting
+        );
+    }
 }
 
 /// `2026-12-03 22:40:12 UTC`
@@ -70,6 +79,7 @@ mod tests {
                 UNIX_EPOCH + Duration::from_secs(1_796_400_012),
                 "connection <refused>".into(),
             )),
+            writes_waiting: 3,
         };
         render(&mut out, &view, |t| t.replace('<', "&lt;"));
         assert!(
@@ -79,12 +89,17 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("connection &lt;refused>"), "{out}");
+        assert!(
+            out.contains("API changes waiting for the store: 3."),
+            "{out}"
+        );
         let mut out = String::new();
         render(
             &mut out,
             &StoreView {
                 describe: "state file /x".into(),
                 outage: None,
+                writes_waiting: 0,
             },
             |t| t.to_string(),
         );
