@@ -213,9 +213,14 @@ fn follow_reports(
     from: Option<i64>,
 ) -> impl Fn() -> clb::cluster::follow::Remote {
     let (to_test, reports) = std::sync::mpsc::channel();
-    clb::cluster::follow::spawn(etcd, prefix.to_vec(), from, move |r| {
-        to_test.send(r).is_ok()
-    })
+    clb::cluster::follow::spawn(
+        etcd,
+        prefix.to_vec(),
+        from,
+        "a test prefix",
+        || false,
+        move |r| to_test.send(r).is_ok(),
+    )
     .expect("the watch thread starts");
     move || {
         reports

@@ -40,6 +40,18 @@ pub struct Kv {
     pub lease: i64,
 }
 
+/// Another client on the same endpoints, for another thread, starting from the endpoint
+/// that answered last.
+impl Clone for Etcd {
+    fn clone(&self) -> Etcd {
+        Etcd {
+            endpoints: self.endpoints.clone(),
+            timeout: self.timeout,
+            preferred: AtomicUsize::new(self.preferred.load(Ordering::Relaxed)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EtcdError {
     /// No endpoint answered (refused, timed out, no leader, no quorum); says why, per endpoint.

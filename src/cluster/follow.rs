@@ -1,6 +1,7 @@
-//! The watch thread: every change under the load balancers' prefix, from the revision
-//! the node loaded, handed to the control thread (which applies it as it applies an API
-//! change). Blocking etcd calls live here, not in the control loop.
+//! A watch thread: every change under a prefix, from a revision on, handed to whoever
+//! follows it: the load balancers (to the control thread, which applies them as it
+//! applies an API change), the other nodes' health views, the node list. Blocking etcd
+//! calls live here, not in the control loop.
 //!
 //! When the watch breaks (etcd down, no quorum, or the thread fell behind etcd's
 //! compaction) the thread reads the whole prefix again (a `Resync`) and watches on
@@ -9,6 +10,7 @@
 //! node serves the configuration it has.
 
 use super::etcd::{Etcd, EtcdError, Kv, WatchEvent};
+use super::outage::Outage;
 use std::io;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -20,7 +22,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// without a reset (a partition: silence) nothing would ever arrive, and the node would
 /// neither notice that etcd is away nor hear that it is back. One request per idle
 /// period per node.
-pub const IDLE_REWATCH: Duration = Duration::from_secs(5);
+const IDLE_REWATCH: Duration = Duration::from_secs(5);
 
 /// What the watch thread reports.
 #[derive(Debug)]
@@ -33,49 +35,46 @@ pub enum Remote {
     Unreachable(String),
 }
 
-/// Starts the thread, watching from `start_revision`, or (None: the caller could not
-/// read the prefix) reading it whole first. `deliver` hands a report to the control
-/// thread; false when that thread is gone, which ends this one.
+/// Starts the thread, watching from `start_revision`, or (None: the caller has not read
+/// the prefix) reading it whole first. `what` names what is followed, in logs.
+/// `deliver` hands a report on; false when nobody takes them any more, which ends the
+/// thread. So does `stop` returning true, checked while the watch is idle.
 pub fn spawn(
     etcd: Etcd,
     prefix: Vec<u8>,
     start_revision: Option<i64>,
+    what: &'static str,
+    stop: impl Fn() -> bool + Send + 'static,
     deliver: impl FnMut(Remote) -> bool + Send + 'static,
 ) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("clb-cluster-watch".into())
-        .spawn(move || run(&etcd, &prefix, start_revision, deliver))
+        .spawn(move || {
+            let mut at = Following {
+                next: start_revision.unwrap_or_default(),
+                outage: Outage::new(MIN_BACKOFF, MAX_BACKOFF),
+                what,
+                stop,
+                deliver,
+            };
+            if start_revision.is_some() && !at.watch(&etcd, &prefix) {
+                return;
+            }
+            while at.resync(&etcd, &prefix) && at.watch(&etcd, &prefix) {}
+        })
 }
 
 /// Where the thread stands between watches.
-struct Following<D> {
+struct Following<S, D> {
     next: i64,
-    backoff: Duration,
-    /// Since when etcd has not answered: the first failure is a warning, the retries are quiet.
-    down_since: Option<Instant>,
+    outage: Outage,
+    what: &'static str,
+    stop: S,
     deliver: D,
 }
 
-fn run(
-    etcd: &Etcd,
-    prefix: &[u8],
-    start_revision: Option<i64>,
-    deliver: impl FnMut(Remote) -> bool,
-) {
-    let mut at = Following {
-        next: start_revision.unwrap_or_default(),
-        backoff: MIN_BACKOFF,
-        down_since: None,
-        deliver,
-    };
-    if start_revision.is_some() && !at.watch(etcd, prefix) {
-        return;
-    }
-    while at.resync(etcd, prefix) && at.watch(etcd, prefix) {}
-}
-
-impl<D: FnMut(Remote) -> bool> Following<D> {
-    /// Watches until the stream breaks. False when the control thread is gone.
+impl<S: Fn() -> bool, D: FnMut(Remote) -> bool> Following<S, D> {
+    /// Watches until the stream breaks. False when the thread is to end.
     fn watch(&mut self, etcd: &Etcd, prefix: &[u8]) -> bool {
         let mut watch = match etcd.watch(prefix, self.next) {
             Ok(watch) => watch,
@@ -85,6 +84,9 @@ impl<D: FnMut(Remote) -> bool> Following<D> {
         loop {
             match watch.next() {
                 Ok(events) if events.is_empty() => {
+                    if (self.stop)() {
+                        return false;
+                    }
                     if heard.elapsed() < IDLE_REWATCH {
                         continue;
                     }
@@ -105,8 +107,9 @@ impl<D: FnMut(Remote) -> bool> Following<D> {
                 }
                 Err(EtcdError::Compacted { compact_revision }) => {
                     log::warn!(
-                        "cluster: the watch fell behind etcd's compaction (revision {compact_revision}); \
-                         reloading the whole state"
+                        "cluster: following {}: the watch fell behind etcd's compaction \
+                         (revision {compact_revision}); reading it whole again",
+                        self.what
                     );
                     return true;
                 }
@@ -116,19 +119,19 @@ impl<D: FnMut(Remote) -> bool> Following<D> {
     }
 
     /// Reads everything again, as often as it takes, to watch on from there. False
-    /// when the control thread is gone.
+    /// when the thread is to end.
     fn resync(&mut self, etcd: &Etcd, prefix: &[u8]) -> bool {
         loop {
             match etcd.range_prefix(prefix) {
                 Ok((kvs, revision)) => {
-                    if let Some(since) = self.down_since.take() {
+                    if let Some(lasted) = self.outage.ended() {
                         log::info!(
-                            "cluster: etcd answers again after {:.1} s; resynced at revision {revision}",
-                            since.elapsed().as_secs_f64()
+                            "cluster: following {} again after {:.1} s; resynced at revision {revision}",
+                            self.what,
+                            lasted.as_secs_f64()
                         );
                     }
                     self.next = revision + 1;
-                    self.backoff = MIN_BACKOFF;
                     return (self.deliver)(Remote::Resync { kvs, revision });
                 }
                 Err(e) => {
@@ -140,20 +143,21 @@ impl<D: FnMut(Remote) -> bool> Following<D> {
         }
     }
 
-    /// Logs (loudly once per outage), tells the control thread at the outage's start,
-    /// and waits the backoff. False when the control thread is gone.
+    /// Logs (loudly once per outage), reports the outage's start, and waits the
+    /// backoff. False when the thread is to end.
     fn failed(&mut self, what: &EtcdError) -> bool {
-        if self.down_since.is_none() {
-            log::warn!("cluster: {what}; serving the configuration this node has, retrying");
-            self.down_since = Some(Instant::now());
+        if self.outage.failed() {
+            log::warn!(
+                "cluster: following {}: {what}; this node goes on with what it has, retrying",
+                self.what
+            );
             if !(self.deliver)(Remote::Unreachable(what.to_string())) {
                 return false;
             }
         } else {
-            log::debug!("cluster: still failing: {what}");
+            log::debug!("cluster: following {}: still failing: {what}", self.what);
         }
-        std::thread::sleep(self.backoff);
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-        true
+        std::thread::sleep(self.outage.backoff());
+        !(self.stop)()
     }
 }

@@ -377,16 +377,25 @@ pub fn start(
     };
     let views = Arc::new(Mutex::new(views));
     let followed = Arc::downgrade(&views);
-    super::follow::spawn(etcd, prefix, watch_from, move |remote| {
-        let Some(views) = followed.upgrade() else {
-            return false;
-        };
-        views
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .apply(remote);
-        true
-    })
+    let gone = followed.clone();
+    let stop = move || gone.strong_count() == 0;
+    super::follow::spawn(
+        etcd,
+        prefix,
+        watch_from,
+        "the nodes' health views",
+        stop,
+        move |remote| {
+            let Some(views) = followed.upgrade() else {
+                return false;
+            };
+            views
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .apply(remote);
+            true
+        },
+    )
     .map_err(|e| format!("cannot start the health watch thread: {e}"))?;
     let (publisher, messages) = std::sync::mpsc::channel();
     super::health_publish::spawn(

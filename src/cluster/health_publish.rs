@@ -11,10 +11,11 @@
 
 use super::etcd::Etcd;
 use super::health::{encode, health_key};
+use super::outage::Outage;
 use crate::backend::health::Health;
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -67,11 +68,10 @@ struct Publisher {
 
 impl Publisher {
     fn run(&mut self, messages: &Receiver<Publish>) {
-        let mut backoff = BACKOFF_MIN;
-        let mut failing: Option<Instant> = None;
+        let mut outage = Outage::new(BACKOFF_MIN, BACKOFF_MAX);
         loop {
-            let first = if failing.is_some() {
-                match messages.recv_timeout(backoff) {
+            let first = if outage.is_on() {
+                match messages.recv_timeout(outage.backoff()) {
                     Ok(m) => Some(m),
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => return,
@@ -88,22 +88,19 @@ impl Publisher {
             }
             match self.sync() {
                 Ok(writes) => {
-                    if let Some(since) = failing.take() {
+                    if let Some(lasted) = outage.ended() {
                         log::info!(
                             "cluster: health view published again after {:.1} s ({writes} writes)",
-                            since.elapsed().as_secs_f64()
+                            lasted.as_secs_f64()
                         );
                     }
-                    backoff = BACKOFF_MIN;
                 }
                 Err(e) => {
-                    if failing.is_none() {
+                    if outage.failed() {
                         log::warn!(
                             "cluster: cannot publish this node's health view, retrying: {e}"
                         );
-                        failing = Some(Instant::now());
                     }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             }
         }

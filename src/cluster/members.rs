@@ -4,17 +4,20 @@
 //!
 //! Two helper threads, no async runtime: the lease thread renews the lease every TTL/3
 //! and re-registers when the lease was lost (etcd was down longer than the TTL); the
-//! watch thread reads `<prefix>nodes/` once, then follows it with a watch, and hands
-//! every new list to the caller's `notify` (the control thread's channel + waker). A node
-//! killed stops renewing and etcd drops its key when the lease expires; a node that
-//! leaves (`Membership::leave`, on SIGTERM) revokes the lease and is gone at once.
+//! watch thread (`crate::cluster::follow`, as for the model) reads `<prefix>nodes/`
+//! once, then follows it with a watch, and hands every new list to the caller's
+//! `notify` (the control thread's channel + waker). A node killed stops renewing and
+//! etcd drops its key when the lease expires; a node that leaves (`Membership::leave`,
+//! on SIGTERM) revokes the lease and is gone at once.
 //!
 //! While etcd is unreachable both threads keep trying with a capped backoff, logging the
 //! transition once, and the last list stays in force: traffic is never stopped because
 //! the fleet's bookkeeping is.
 
 use super::etcd::{Etcd, EtcdError, Kv, WatchKind};
+use super::follow::Remote;
 pub use super::node_record::{decode, encode, node_key, nodes_prefix};
+use super::outage::Outage;
 use crate::config::node::NodeInfo;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -93,10 +96,7 @@ impl Registered {
             let shared = shared.clone();
             spawn("clb-lease", move || shared.keep_alive())
         };
-        let watch = {
-            let shared = shared.clone();
-            spawn("clb-members", move || shared.follow(notify))
-        };
+        let watch = follow_nodes(&shared, notify);
         Membership {
             shared,
             threads: vec![lease, watch],
@@ -368,14 +368,16 @@ impl Shared {
         let period = self.ttl / 3;
         // Never wait longer than a renewal period: etcd coming back restores leases with
         // a fresh TTL, and a renewal must land within it.
-        let cap = BACKOFF_MAX.min(period).max(BACKOFF_MIN);
-        let mut failing: Option<Instant> = None;
-        let mut backoff = BACKOFF_MIN;
+        let mut outage = Outage::new(BACKOFF_MIN, BACKOFF_MAX.min(period));
         // A republish wakes the loop early only while etcd answers: during an outage the
         // backoff paces every request.
         while self.pause(
-            if failing.is_some() { backoff } else { period },
-            failing.is_none(),
+            if outage.is_on() {
+                outage.backoff()
+            } else {
+                period
+            },
+            !outage.is_on(),
         ) {
             let lease = self.lease.load(Ordering::SeqCst);
             let outcome = match self.etcd.lease_keepalive(lease) {
@@ -389,99 +391,72 @@ impl Shared {
                 }
                 Err(e) => Err(JoinError::Etcd(e)),
             };
-            let outcome = outcome.map_err(|e| match e {
-                JoinError::Etcd(e) => e.to_string(),
-                other => other.to_string(),
-            });
             match outcome {
                 Ok(()) => {
-                    if let Some(since) = failing.take() {
+                    if let Some(lasted) = outage.ended() {
                         log::info!(
                             "cluster: node {} renewed its membership after {:.1}s",
                             self.me.name,
-                            since.elapsed().as_secs_f64()
+                            lasted.as_secs_f64()
                         );
                     }
-                    backoff = BACKOFF_MIN;
                 }
                 Err(e) => {
-                    if failing.is_none() {
+                    if outage.failed() {
+                        let e = match e {
+                            JoinError::Etcd(e) => e.to_string(),
+                            other => other.to_string(),
+                        };
                         log::warn!("cluster: membership renewal failing, retrying: {e}");
-                        failing = Some(Instant::now());
                     }
-                    backoff = (backoff * 2).min(cap);
                 }
             }
         }
     }
+}
 
-    /// The watch thread: the whole list, then every change, forever; after an error or
-    /// a compaction, the whole list again.
-    fn follow(&self, mut notify: Notify) {
-        let prefix = nodes_prefix(&self.prefix);
-        let mut failing: Option<Instant> = None;
-        let mut backoff = BACKOFF_MIN;
-        let mut last: Option<Vec<NodeInfo>> = None;
-        while !self.stopped() {
-            match self.follow_once(&prefix, &mut notify, &mut last, &mut failing) {
-                Ok(()) => return,
-                Err(e) => {
-                    if failing.is_none() {
-                        log::warn!("cluster: node list not followed, retrying: {e}");
-                        failing = Some(Instant::now());
+/// The watch thread of the node list (`crate::cluster::follow`): the whole list, then
+/// every change, each new list handed to `notify`; it ends when the membership stops.
+fn follow_nodes(shared: &Arc<Shared>, mut notify: Notify) -> JoinHandle<()> {
+    let prefix = nodes_prefix(&shared.prefix);
+    let stopping = shared.clone();
+    let mut nodes: BTreeMap<String, NodeInfo> = BTreeMap::new();
+    let mut last: Option<Vec<NodeInfo>> = None;
+    let deliver = {
+        let (shared, prefix) = (shared.clone(), prefix.clone());
+        move |remote: Remote| {
+            match remote {
+                Remote::Events(events) => {
+                    for event in &events {
+                        apply(&mut nodes, &prefix, event.kind, &event.kv);
                     }
-                    if !self.pause(backoff, false) {
-                        return;
-                    }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
+                Remote::Resync { kvs, .. } => {
+                    nodes.clear();
+                    for kv in &kvs {
+                        apply(&mut nodes, &prefix, WatchKind::Put, kv);
+                    }
+                }
+                // The last list stays in force.
+                Remote::Unreachable(_) => {}
             }
+            if shared.stopped() {
+                return false;
+            }
+            publish(&nodes, &mut notify, &mut last);
+            true
         }
-    }
-
-    /// Ok when asked to stop; Err to start over.
-    fn follow_once(
-        &self,
-        prefix: &[u8],
-        notify: &mut Notify,
-        last: &mut Option<Vec<NodeInfo>>,
-        failing: &mut Option<Instant>,
-    ) -> Result<(), EtcdError> {
-        let (kvs, revision) = self.etcd.range_prefix(prefix)?;
-        let mut nodes: BTreeMap<String, NodeInfo> = BTreeMap::new();
-        for kv in &kvs {
-            apply(&mut nodes, prefix, WatchKind::Put, kv);
-        }
-        let mut next = revision + 1;
-        let mut watch = self.etcd.watch(prefix, next)?;
-        let mut heard = Instant::now();
-        if let Some(since) = failing.take() {
-            log::info!(
-                "cluster: following the node list again after {:.1}s",
-                since.elapsed().as_secs_f64()
-            );
-        }
-        publish(&nodes, notify, last);
-        while !self.stopped() {
-            let events = watch.next()?;
-            if events.is_empty() && heard.elapsed() >= super::follow::IDLE_REWATCH {
-                // As the model's watch: silence may be a dead connection (a partition).
-                watch = self.etcd.watch(prefix, next)?;
-                heard = Instant::now();
-            }
-            if let Some(last) = events.last() {
-                next = last.kv.mod_revision + 1;
-                heard = Instant::now();
-            }
-            for event in &events {
-                apply(&mut nodes, prefix, event.kind, &event.kv);
-            }
-            if !events.is_empty() {
-                publish(&nodes, notify, last);
-            }
-        }
-        Ok(())
-    }
+    };
+    let watch = super::follow::spawn(
+        shared.etcd.clone(),
+        prefix,
+        None,
+        "the node list",
+        move || stopping.stopped(),
+        deliver,
+    );
+    // As `spawn`: the OS refusing a thread at start is not an input error.
+    watch.expect("spawn the node list's watch thread")
 }
 
 fn apply(nodes: &mut BTreeMap<String, NodeInfo>, prefix: &[u8], kind: WatchKind, kv: &Kv) {

@@ -15,5 +15,6 @@ mod http;
 pub mod members;
 pub mod node_addresses;
 pub mod node_record;
+mod outage;
 pub mod start;
 pub mod store;

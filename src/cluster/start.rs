@@ -62,7 +62,14 @@ pub fn follow(
     from: i64,
     deliver: impl FnMut(Remote) -> bool + Send + 'static,
 ) -> Result<(), String> {
-    follow::spawn(client(cluster)?, prefix, Some(from), deliver)
-        .map(drop)
-        .map_err(|e| format!("cannot start the watch thread: {e}"))
+    follow::spawn(
+        client(cluster)?,
+        prefix,
+        Some(from),
+        "the load balancers",
+        || false,
+        deliver,
+    )
+    .map(drop)
+    .map_err(|e| format!("cannot start the watch thread: {e}"))
 }
