@@ -55,7 +55,8 @@ bench:
 bench-probes:
 	tests/bench/probe_cost.sh
 
-# Normal clients beside 5,000 slow-loris connections, clb against nginx and HAProxy
-# (issues 7 and 14); about 90 s.
+# Normal clients beside 5,000 slow-loris connections, clb against nginx and HAProxy, and
+# the control row clb-sink (the slow clients sent where no proxy sees them; issues 7 and
+# 14); about 2 minutes. PACE=paced spreads the slow clients' bytes over each 2 s.
 bench-slow:
 	tests/bench/slow_clients.sh

@@ -378,7 +378,7 @@ impl Server {
         }
         if method == "GET" && path == "/" && query_string.is_empty() {
             // A browser's visit: the status page (API calls always carry an Action).
-            let waiting = self.writes.held.len() + usize::from(self.writes.waiting.is_some());
+            let waiting = self.writes.held.len() + usize::from(self.plane.busy());
             return Response(html_response(&self.plane.status_page(waiting)));
         }
         let request_id = xml::request_id();

@@ -7,7 +7,7 @@
 # request head and trickle a byte every 2 s (well inside every header timeout). Prints
 # both runs per proxy and the ratios (target for clb: p99 at most 1.25x of alone). The
 # same load on the peers tells what the proxy adds from what the machine adds (the slow
-# clients' sender competes with wrk for its core at every burst). Bounded: about 90 s.
+# clients' sender competes with wrk for its core at every burst). Bounded: about 2 minutes.
 # PROXIES= (default "clb nginx haproxy clb-sink"), SLOW=, DURATION=, PORT=, PROXY_CPU=, LOAD_CPU=,
 # PACE=burst (default: every slow connection's byte at once every 2 s) or paced (spread
 # over the 2 s). The row "clb-sink" is the control run: clb serves wrk while the slow

@@ -27,11 +27,8 @@ impl Clb {
         )
     }
 
-    /// The general form of [`Clb::http`] and [`Clb::tcp`]: the listener `listener(port)`
-    /// on a free port of `bind`, `--api off`, each of `instances`, `default_check` unless
-    /// `extra` has a `--health-check`, then `extra`. Returns once every instance expected
-    /// healthy is logged InService; retries with another port if the one picked was
-    /// taken before clb bound it.
+    /// The general form of [`Clb::http`] and [`Clb::tcp`]: [`Clb::start_listener`] with
+    /// `--api off`.
     pub fn listening(
         listener: &dyn Fn(u16) -> String,
         bind: &str,
